@@ -1,0 +1,75 @@
+"""Result files: per-class values as CSV and as a bar plot, and metrics as JSON (all atomic)."""
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, Sequence, Union
+
+from ..utils.fileio import atomic_path, atomic_write_text
+
+__all__ = ["write_per_class_csv", "plot_per_class", "write_metrics_json", "json_safe"]
+
+PathLike = Union[str, Path]
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN and infinities (not valid JSON) by None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_metrics_json(path: PathLike, metrics: Dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(json_safe(metrics), indent=2, sort_keys=True) + "\n")
+
+
+def write_per_class_csv(path: PathLike, *, class_names: Sequence[str], columns: Dict[str, Sequence[float]]) -> None:
+    """One row per class: index, name, then one column per entry of ``columns`` (NaN left empty)."""
+    for name, values in columns.items():
+        if len(values) != len(class_names):
+            raise ValueError(f"column {name} has {len(values)} values for {len(class_names)} classes")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["class_index", "class_name", *columns])
+    for index, class_name in enumerate(class_names):
+        values = ["" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6f}"
+                  for v in (col[index] for col in columns.values())]
+        writer.writerow([index, class_name, *values])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def plot_per_class(path: PathLike, *, class_names: Sequence[str], values: Sequence[float], ylabel: str,
+                   title: str = "") -> None:
+    """Bar plot of a per-class value (classes without a value are left out), sorted high to low."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = sorted(((v, n) for v, n in zip(values, class_names) if v is not None and not math.isnan(v)),
+                   key=lambda p: -p[0])
+    width = max(6.0, 0.12 * len(pairs) + 2.0)
+    figure, axes = plt.subplots(figsize=(width, 4.5))
+    try:
+        axes.bar(range(len(pairs)), [p[0] for p in pairs], color="tab:blue")
+        axes.set_ylabel(ylabel)
+        axes.set_ylim(0.0, 1.0)
+        axes.set_xlim(-0.6, max(len(pairs), 1) - 0.4)
+        # Names are long ("Holding some clothes"); only label the axis when they stay legible.
+        if len(pairs) <= 40:
+            axes.set_xticks(range(len(pairs)))
+            axes.set_xticklabels([p[1] for p in pairs], rotation=90, fontsize=6)
+        else:
+            axes.set_xlabel(f"{len(pairs)} classes, sorted by {ylabel}")
+        axes.set_title(title or f"{ylabel} per class")
+        figure.tight_layout()
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(figure)
