@@ -1,0 +1,83 @@
+"""The Vector Transformer (appendix eq. 3): loop reference, naive and chunked implementations."""
+
+import pytest
+import torch
+
+from videotl.models import VectorAttention, vector_attention_chunked, vector_attention_naive
+
+
+def _eq3_loop(q, k, v):
+    batch, n, d = q.shape
+    out = torch.zeros_like(q)
+    for b in range(batch):
+        for i in range(n):
+            for c in range(d):
+                weights = torch.softmax(torch.stack([q[b, i, c] * k[b, j, c] for j in range(n)]), dim=0)
+                out[b, i, c] = sum(weights[j] * v[b, j, c] for j in range(n))
+    return out
+
+
+def test_naive_matches_eq3_loop():
+    q, k, v = (torch.randn(2, 5, 3, dtype=torch.float64) for _ in range(3))
+    torch.testing.assert_close(vector_attention_naive(q, k, v), _eq3_loop(q, k, v))
+
+
+def test_one_head_per_channel_equals_mhsa_with_d_heads():
+    # "MHSA with the number of heads identical to the number of channels" (section 6.1), unscaled.
+    q, k, v = (torch.randn(2, 6, 4, dtype=torch.float64) for _ in range(3))
+    heads = lambda x: x.transpose(1, 2).unsqueeze(-1)  # (B, d, N, 1): one head of width 1 per channel
+    mhsa = torch.softmax(heads(q) @ heads(k).transpose(-1, -2), dim=-1) @ heads(v)
+    torch.testing.assert_close(vector_attention_naive(q, k, v), mhsa.squeeze(-1).transpose(1, 2))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64])
+def test_chunked_equals_naive_outputs_and_gradients(chunk_size):
+    # The issue's tolerance (1e-5) at a size where float32 rounding is realistic.
+    torch.manual_seed(1)
+    shape = (2, 40, 24)
+    q, k, v = (torch.randn(*shape, requires_grad=True) for _ in range(3))
+    grad = torch.randn(*shape)
+    naive = vector_attention_naive(q, k, v)
+    naive_grads = torch.autograd.grad(naive, (q, k, v), grad)
+    chunked = vector_attention_chunked(q, k, v, chunk_size=chunk_size)
+    chunked_grads = torch.autograd.grad(chunked, (q, k, v), grad)
+    torch.testing.assert_close(chunked, naive, atol=1e-5, rtol=1e-5)
+    for a, b in zip(chunked_grads, naive_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_chunked_gradcheck_float64():
+    q, k, v = (torch.randn(1, 9, 3, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    assert torch.autograd.gradcheck(lambda a, b, c: vector_attention_chunked(a, b, c, chunk_size=4), (q, k, v))
+
+
+def test_chunked_saves_no_pairwise_tensor():
+    """The chunked forward keeps O(N d) for backward, the naive one O(N^2 d)."""
+    n, d = 64, 16
+    saved = {}
+
+    def bytes_saved(fn):
+        total = [0]
+
+        def pack(t):
+            total[0] += t.numel() * t.element_size()
+            return t
+
+        q, k, v = (torch.randn(1, n, d, requires_grad=True) for _ in range(3))
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn(q, k, v)
+        return total[0]
+
+    saved["naive"] = bytes_saved(vector_attention_naive)
+    saved["chunked"] = bytes_saved(lambda q, k, v: vector_attention_chunked(q, k, v, chunk_size=8))
+    pairwise = n * n * d * 4
+    assert saved["naive"] >= pairwise
+    assert saved["chunked"] <= 5 * n * d * 4  # q, k, v, out, logsumexp
+
+
+def test_vector_attention_module_projection_only_when_widths_differ():
+    same = VectorAttention(dim=8, attention_dim=8, chunk_size=0)
+    assert isinstance(same.gamma, torch.nn.Identity)
+    other = VectorAttention(dim=8, attention_dim=12, chunk_size=4)
+    assert other(torch.randn(2, 10, 8)).shape == (2, 10, 8)
+    assert other.gamma.weight.shape == (8, 12)
