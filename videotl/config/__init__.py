@@ -17,6 +17,7 @@ from .data import add_data_defaults, validate_data
 from .model import add_model_defaults, validate_model
 from .run import add_run_defaults, validate_run
 from .solver import add_solver_defaults, validate_solver
+from .vit import add_vit_defaults, validate_vit
 
 __all__ = ["ConfigError", "get_default_config", "load_config", "merge_overrides", "validate_config", "dump_config"]
 
@@ -27,6 +28,7 @@ CONCERNS: List[Tuple[Callable[[CfgNode], None], Callable[[CfgNode, list], None]]
     (add_model_defaults, validate_model),
     (add_data_defaults, validate_data),
     (add_solver_defaults, validate_solver),
+    (add_vit_defaults, validate_vit),
 ]
 
 
