@@ -16,6 +16,21 @@ def add_data_defaults(cfg: CfgNode) -> None:
     cfg.DATA.TARGET_FPS = 12.0
     cfg.DATA.MULTI_LABEL = True
     cfg.DATA.DECODING_BACKEND = "decord"
+    # Video folder relative to PATH_TO_DATA_DIR; "" = the dataset's default (Charades:
+    # Charades_v1_480, else Charades_v1; AViD: videos).
+    cfg.DATA.VIDEO_DIR = ""
+    # Training labels: "clip" = classes whose annotated intervals overlap the clip (Charades);
+    # "video" = every class of the video. Evaluation always uses video-level labels.
+    cfg.DATA.TRAIN_LABELS = "clip"
+    # CSV datasets: paths in <split>.csv are relative to PATH_PREFIX (default: PATH_TO_DATA_DIR).
+    cfg.DATA.PATH_PREFIX = ""
+    cfg.DATA.PATH_LABEL_SEPARATOR = " "
+    # AViD label rules (see datasets/DATASETS.md): "none" labels are dropped or kept as a class;
+    # empty labels and names outside the class list are dropped or stop with an error.
+    cfg.DATA.AVID_NONE_LABEL = "drop"
+    cfg.DATA.AVID_UNKNOWN_LABEL = "drop"
+    # A training sample tries this many videos (the drawn one, then replacements) before it gives up.
+    cfg.DATA.MAX_SKIP_ATTEMPTS = 20
     cfg.DATA.TRAIN_JITTER_SCALES = [256, 320]
     cfg.DATA.TRAIN_CROP_SIZE = 224
     cfg.DATA.TEST_CROP_SIZE = 256
@@ -25,7 +40,10 @@ def add_data_defaults(cfg: CfgNode) -> None:
 
     cfg.DATA_LOADER = CfgNode()
     cfg.DATA_LOADER.NUM_WORKERS = 2
+    # Pinned only when CUDA is available.
     cfg.DATA_LOADER.PIN_MEMORY = True
+    # Decoder threads per clip; 0 = one inside DataLoader workers, the decoder's default otherwise.
+    cfg.DATA_LOADER.DECODER_THREADS = 0
 
 
 def validate_data(cfg: CfgNode, errors: list) -> None:
@@ -37,6 +55,19 @@ def validate_data(cfg: CfgNode, errors: list) -> None:
     require_positive(errors, cfg, "DATA.TEST_CROP_SIZE")
     require_positive(errors, cfg, "DATA.STD")
     require_positive(errors, cfg, "DATA_LOADER.NUM_WORKERS", allow_zero=True)
+    require_positive(errors, cfg, "DATA_LOADER.DECODER_THREADS", allow_zero=True)
+    require_choice(errors, cfg, "DATA.TRAIN_LABELS", ("clip", "video"))
+    require_choice(errors, cfg, "DATA.AVID_NONE_LABEL", ("drop", "class"))
+    require_choice(errors, cfg, "DATA.AVID_UNKNOWN_LABEL", ("drop", "error"))
+    require_positive(errors, cfg, "DATA.MAX_SKIP_ATTEMPTS")
+    separator = cfg.DATA.PATH_LABEL_SEPARATOR
+    if len(separator) != 1 or separator == ",":
+        errors.append(
+            f"DATA.PATH_LABEL_SEPARATOR = {separator!r}: must be one character other than ',' "
+            "(commas separate the labels of a multi-label line)"
+        )
+    if not cfg.DATA.MULTI_LABEL and "charades" in (cfg.TRAIN.DATASET, cfg.TEST.DATASET):
+        errors.append("DATA.MULTI_LABEL = False, but Charades is multi-label: set DATA.MULTI_LABEL True")
     scales = cfg.DATA.TRAIN_JITTER_SCALES
     if len(scales) != 2 or scales[0] > scales[1]:
         errors.append(f"DATA.TRAIN_JITTER_SCALES = {scales!r}: must be [min, max] with min <= max")

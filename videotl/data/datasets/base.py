@@ -1,0 +1,382 @@
+"""The one video dataset class behind Charades, AViD and CSV: annotation parsers produce
+:class:`VideoRecord` lists, :class:`VideoDataset` turns them into samples for the three modes.
+
+Sample dict (every mode, never ``None``):
+
+- ``"inputs"``: float32 ``C x T x H x W``, normalised.
+- ``"label"``: float multi-hot of ``num_classes`` (multi-label) or int64 class index.
+- ``"video_index"``: int, position in ``video_ids``.
+- ``"view_index"``: int. Views mode: ``t * C + s`` (PySlowFast's sample index is
+  ``video * V * C + t * C + s``). Segments mode: the segment number. Train mode: 0.
+- ``"valid"``: bool; False only in evaluation modes when the video could not be decoded (inputs
+  are zeros then, and the evaluator reports the video by name from ``video_ids``).
+- ``"start_sec"`` / ``"end_sec"``: the clip's time window in the video (``"segment_start_sec"``
+  too in segments mode, for timelines).
+- ``"skipped"``: int, train mode: broken videos skipped to produce this sample (sum it over
+  batches to count them across workers).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch.utils.data import Dataset
+
+from ..decoding import VideoDecodeError, probe, read_clip, read_segments
+from ..sampling import clip_span, random_clip_start, segment_count, uniform_clip_starts
+from ..transforms import TestTransform, TrainTransform
+
+__all__ = ["DatasetError", "VideoRecord", "VideoDataset", "MODES"]
+
+logger = logging.getLogger("videotl.data")
+
+MODES = ("train", "views", "segments")
+
+
+class DatasetError(ValueError):
+    """A dataset root, annotation file or class file is missing or malformed; the message says
+    which path (and line) and what was expected."""
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One annotated video.
+
+    Attributes:
+        video_id: name used in results (Charades id, AViD file name, CSV path).
+        path: the video file.
+        labels: video-level class indices.
+        intervals: ``(class, start_sec, end_sec)`` actions, for clip-level training labels
+            (Charades); empty when the dataset has none.
+    """
+
+    video_id: str
+    path: Path
+    labels: Tuple[int, ...]
+    intervals: Tuple[Tuple[int, float, float], ...] = field(default=())
+
+
+class VideoDataset(Dataset):
+    """Clips from annotated videos in one of three modes.
+
+    Args:
+        records: the videos.
+        class_names: one name per class index.
+        mode: ``"train"`` (one random clip per video, broken videos skipped), ``"views"``
+            (``num_ensemble_views x num_spatial_crops`` clips per video) or ``"segments"``
+            (every consecutive ``num_frames`` segment of each video).
+        num_frames / fps: clip length and sampling rate (frames are picked by time).
+        multi_label: multi-hot float labels, else an int64 class index (one label per video).
+        clip_labels: train mode only: a clip's labels are the classes whose intervals overlap
+            its time window; otherwise video-level labels.
+        train_transform / test_transform: the clip transforms of the modes.
+        backend / decoder_threads: decoding (0 threads = 1 inside DataLoader workers, else the
+            decoder's default).
+        seed: seeds the choice of a replacement for a broken training video.
+        max_skip_attempts: broken videos tried in a row before a training sample gives up.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        class_names: Sequence[str],
+        *,
+        mode: str,
+        num_frames: int,
+        fps: float,
+        multi_label: bool,
+        clip_labels: bool = False,
+        train_transform: Optional[TrainTransform] = None,
+        test_transform: Optional[TestTransform] = None,
+        num_ensemble_views: int = 1,
+        num_spatial_crops: int = 1,
+        backend: str = "decord",
+        decoder_threads: int = 0,
+        seed: int = 0,
+        max_skip_attempts: int = 20,
+        show_progress: bool = True,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode = {mode!r}: must be one of {MODES}")
+        if mode == "train" and train_transform is None:
+            raise ValueError("train mode needs a train_transform")
+        if mode != "train" and test_transform is None:
+            raise ValueError(f"{mode} mode needs a test_transform")
+        if not records:
+            raise DatasetError("the dataset has no videos")
+        self.records = list(records)
+        self.class_names = list(class_names)
+        self.video_ids: List[str] = [r.video_id for r in self.records]
+        self.mode = mode
+        self.num_frames = int(num_frames)
+        self.fps = float(fps)
+        self.multi_label = bool(multi_label)
+        self.clip_labels = bool(clip_labels)
+        self.train_transform = train_transform
+        self.test_transform = test_transform
+        self.num_ensemble_views = int(num_ensemble_views)
+        self.num_spatial_crops = int(num_spatial_crops) if mode == "views" else 1
+        self.backend = backend
+        self.decoder_threads = int(decoder_threads)
+        self.seed = int(seed)
+        self.max_skip_attempts = int(max_skip_attempts)
+        if not self.multi_label:
+            for record in self.records:
+                if len(record.labels) != 1:
+                    raise DatasetError(
+                        f"video {record.video_id} has {len(record.labels)} labels but the data is "
+                        "single-label (DATA.MULTI_LABEL False): set DATA.MULTI_LABEL True for multi-label data"
+                    )
+        # Per process: which paths failed (logged once per process) and the last decoded clip, so
+        # the C spatial crops of one temporal view decode it once.
+        self.broken: Dict[str, str] = {}
+        self._clip_cache: Optional[Tuple[tuple, torch.Tensor]] = None
+        self._segment_cache: Optional[Tuple[int, List[Tuple[float, torch.Tensor]]]] = None
+        self._segments: List[Tuple[int, int]] = []
+        self._segment_counts: List[int] = []
+        self._video_first_segment: List[int] = []
+        if mode == "segments":
+            self._index_segments(show_progress)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.records)
+
+    @property
+    def video_paths(self) -> List[Path]:
+        return [r.path for r in self.records]
+
+    def _index_segments(self, show_progress: bool) -> None:
+        from tqdm import tqdm
+
+        items = self.records
+        if show_progress and len(items) > 50:
+            items = tqdm(items, desc="probing videos for segments", unit="video")
+        for video_index, record in enumerate(items):
+            try:
+                duration = probe(record.path).duration
+                count = segment_count(duration, num_frames=self.num_frames, fps=self.fps)
+            except VideoDecodeError as error:
+                self._note_broken(error)
+                # One invalid sample keeps the video in the evaluation, reported by name.
+                count = 1
+            self._video_first_segment.append(len(self._segments))
+            self._segment_counts.append(count)
+            self._segments.extend((video_index, s) for s in range(count))
+
+    def num_views(self, video_index: int) -> int:
+        """Samples the evaluator receives for a video: ``V * C`` in views mode, its number of
+        segments (from :func:`probe`; 1 for an unreadable video) in segments mode, 1 in train mode."""
+        if self.mode == "views":
+            return self.num_ensemble_views * self.num_spatial_crops
+        if self.mode == "segments":
+            return self._segment_counts[video_index]
+        return 1
+
+    def sample_range(self, video_index: int) -> range:
+        """Dataset indices holding the samples of one video (evaluation modes)."""
+        if self.mode == "segments":
+            first = self._video_first_segment[video_index]
+            return range(first, first + self._segment_counts[video_index])
+        per_video = self.num_views(video_index)
+        return range(video_index * per_video, (video_index + 1) * per_video)
+
+    def segment_ranges(self, video_index: int) -> List[Tuple[float, float]]:
+        """(start_sec, end_sec) of each segment of a video (segments mode)."""
+        span = clip_span(num_frames=self.num_frames, fps=self.fps)
+        return [(s * span, (s + 1) * span) for s in range(self.num_views(video_index))]
+
+    def video_labels(self) -> torch.Tensor:
+        """Video-level labels: float ``[num_videos, num_classes]`` (multi-label) or int64 ``[num_videos]``."""
+        if self.multi_label:
+            labels = torch.zeros(len(self.records), self.num_classes)
+            for i, record in enumerate(self.records):
+                labels[i, list(record.labels)] = 1.0
+            return labels
+        return torch.tensor([r.labels[0] for r in self.records], dtype=torch.int64)
+
+    def __len__(self) -> int:
+        if self.mode == "train":
+            return len(self.records)
+        if self.mode == "views":
+            return len(self.records) * self.num_ensemble_views * self.num_spatial_crops
+        return len(self._segments)
+
+    # ------------------------------------------------------------------ labels
+
+    def _encode(self, classes: Sequence[int]) -> torch.Tensor:
+        if self.multi_label:
+            label = torch.zeros(self.num_classes)
+            label[list(classes)] = 1.0
+            return label
+        return torch.tensor(classes[0], dtype=torch.int64)
+
+    def _clip_classes(self, record: VideoRecord, start: float, end: float) -> List[int]:
+        return sorted({c for c, s, e in record.intervals if s < end and e > start})
+
+    # ------------------------------------------------------------------ decoding
+
+    def _threads(self) -> int:
+        if self.decoder_threads > 0:
+            return self.decoder_threads
+        # Several workers share the cores; one decoder thread each avoids oversubscription.
+        return 1 if torch.utils.data.get_worker_info() is not None else 0
+
+    def _note_broken(self, error: VideoDecodeError) -> None:
+        if error.path not in self.broken:
+            self.broken[error.path] = error.reason
+            logger.warning("unreadable video %s: %s", error.path, error.reason)
+
+    def _read(self, path: Path, start: float, short_side: int) -> torch.Tensor:
+        key = (str(path), round(start, 6), short_side)
+        if self._clip_cache is not None and self._clip_cache[0] == key:
+            return self._clip_cache[1]
+        clip = read_clip(
+            path, start, self.num_frames, self.fps, backend=self.backend, size=short_side, num_threads=self._threads()
+        )
+        self._clip_cache = (key, clip)
+        return clip
+
+    def _invalid(self, video_index: int, view_index: int, start: float) -> dict:
+        size = self.test_transform.crop_size
+        return self._sample(
+            torch.zeros(3, self.num_frames, size, size),
+            self._encode(self.records[video_index].labels),
+            video_index,
+            view_index,
+            start,
+            valid=False,
+        )
+
+    def _sample(self, inputs, label, video_index, view_index, start, *, valid=True, skipped=0) -> dict:
+        sample = {
+            "inputs": inputs,
+            "label": label,
+            "video_index": video_index,
+            "view_index": view_index,
+            "valid": valid,
+            "start_sec": float(start),
+            "end_sec": float(start) + clip_span(num_frames=self.num_frames, fps=self.fps),
+        }
+        if self.mode == "train":
+            sample["skipped"] = skipped
+        if self.mode == "segments":
+            sample["segment_start_sec"] = float(start)
+        return sample
+
+    # ------------------------------------------------------------------ samples
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        if self.mode == "train":
+            return self._train_sample(index)
+        if self.mode == "views":
+            return self._view_sample(index)
+        video_index, segment = self._segments[index]
+        return self._segment_sample(video_index, segment, self.decoded_segments(video_index))
+
+    def _replacement(self, index: int, attempt: int) -> int:
+        # Deterministic in (seed, index, attempt): reruns skip to the same replacements.
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + index) * 101 + attempt)
+        return int(torch.randint(len(self.records), (), generator=generator))
+
+    def _train_sample(self, index: int) -> dict:
+        candidate = index
+        for attempt in range(self.max_skip_attempts):
+            record = self.records[candidate]
+            try:
+                duration = probe(record.path).duration
+                start = random_clip_start(duration, num_frames=self.num_frames, fps=self.fps)
+                short_side = self.train_transform.short_side()
+                clip = read_clip(
+                    record.path,
+                    start,
+                    self.num_frames,
+                    self.fps,
+                    backend=self.backend,
+                    size=short_side,
+                    num_threads=self._threads(),
+                )
+            except VideoDecodeError as error:
+                self._note_broken(error)
+                candidate = self._replacement(index, attempt)
+                continue
+            inputs = self.train_transform(clip, short_side=short_side)
+            end = start + clip_span(num_frames=self.num_frames, fps=self.fps)
+            classes = self._clip_classes(record, start, end) if self.clip_labels and record.intervals else record.labels
+            if not self.multi_label and len(classes) != 1:
+                classes = record.labels
+            return self._sample(inputs, self._encode(classes), candidate, 0, start, skipped=attempt)
+        raise VideoDecodeError(
+            self.records[index].path,
+            f"this and {self.max_skip_attempts - 1} replacement videos could not be decoded "
+            f"(broken so far in this process: {len(self.broken)}); run tools/check_videos.py",
+        )
+
+    def _view_sample(self, index: int) -> dict:
+        per_video = self.num_ensemble_views * self.num_spatial_crops
+        video_index, view_index = divmod(index, per_video)
+        temporal, spatial = divmod(view_index, self.num_spatial_crops)
+        record = self.records[video_index]
+        start = 0.0
+        try:
+            duration = probe(record.path).duration
+            start = uniform_clip_starts(
+                duration, num_frames=self.num_frames, fps=self.fps, num_clips=self.num_ensemble_views
+            )[temporal]
+            clip = self._read(record.path, start, self.test_transform.short_side)
+        except VideoDecodeError as error:
+            self._note_broken(error)
+            return self._invalid(video_index, view_index, start)
+        inputs = self.test_transform(clip, crop_index=spatial)
+        return self._sample(inputs, self._encode(record.labels), video_index, view_index, start)
+
+    def decoded_segments(self, video_index: int) -> Optional[List[Tuple[float, torch.Tensor]]]:
+        """All segments of a video as uint8 clips at the test short side (one decode), or None
+        when the video cannot be read. The result for the latest video is kept per process."""
+        if self._segment_cache is not None and self._segment_cache[0] == video_index:
+            return self._segment_cache[1]
+        record = self.records[video_index]
+        try:
+            segments = read_segments(
+                record.path,
+                self.num_frames,
+                self.fps,
+                backend=self.backend,
+                size=self.test_transform.short_side,
+                num_threads=self._threads(),
+            )
+        except VideoDecodeError as error:
+            self._note_broken(error)
+            segments = None
+        if segments is not None and len(segments) != self._segment_counts[video_index]:
+            # The probe at construction and the decode disagree only if the file changed since.
+            self._note_broken(VideoDecodeError(record.path, "the file changed while the dataset was in use"))
+            segments = None
+        self._segment_cache = (video_index, segments)
+        return segments
+
+    def segment_samples(self, video_index: int) -> List[dict]:
+        """The samples of every segment of one video, decoding it once (segments mode)."""
+        if self.mode != "segments":
+            raise RuntimeError("segment_samples needs segments mode")
+        segments = self.decoded_segments(video_index)
+        return [self._segment_sample(video_index, s, segments) for s in range(self._segment_counts[video_index])]
+
+    def _segment_sample(self, video_index: int, segment: int, segments) -> dict:
+        if segments is None:
+            return self._invalid(video_index, segment, segment * clip_span(num_frames=self.num_frames, fps=self.fps))
+        start, clip = segments[segment]
+        label = self._encode(self.records[video_index].labels)
+        return self._sample(self.test_transform(clip), label, video_index, segment, start)

@@ -1,0 +1,71 @@
+"""Generic list of videos for the user's own data (the Kinetics-style route of PySlowFast).
+
+``<root>/<split>.csv``, one video per line, ``DATA.PATH_LABEL_SEPARATOR`` (default a space)
+between path and labels::
+
+    videos/abc.mp4 3
+    videos/def.mp4 1,4          (several labels need DATA.MULTI_LABEL True)
+
+Paths are relative to ``DATA.PATH_PREFIX`` (default: the root); absolute paths are kept. Labels are
+class indices; ``<root>/classes.txt`` (one name per line) names them when present.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Tuple
+
+from ._files import read_class_list, require_dir, require_file
+from .base import DatasetError, VideoRecord
+
+__all__ = ["load_csv"]
+
+
+def load_csv(
+    root: Path,
+    split: str,
+    *,
+    num_classes: int,
+    path_prefix: str = "",
+    separator: str = " ",
+) -> Tuple[List[VideoRecord], List[str]]:
+    root = Path(root)
+    require_dir(root, f"the video list {split}.csv (lines 'path label' or 'path label1,label2')")
+    annotation = require_file(root / f"{split}.csv", "the video list, one 'path label[,label...]' line per video")
+    class_file = root / "classes.txt"
+    if class_file.exists():
+        class_names = read_class_list(class_file, "class names, one per line")
+        if len(class_names) != num_classes:
+            raise DatasetError(
+                f"{class_file}: lists {len(class_names)} classes but MODEL.NUM_CLASSES is {num_classes}"
+            )
+    else:
+        class_names = [str(i) for i in range(num_classes)]
+    base = Path(path_prefix) if path_prefix else root
+    records: List[VideoRecord] = []
+    for number, line in enumerate(annotation.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        # Split at the last separator so that paths may contain it.
+        parts = line.strip().rsplit(separator, 1)
+        if len(parts) != 2 or not parts[0].strip():
+            raise DatasetError(
+                f"{annotation}:{number}: malformed line {line!r}: expected 'path{separator}label[,label...]'"
+            )
+        path_text, label_text = parts[0].strip(), parts[1].strip()
+        try:
+            labels = tuple(sorted({int(x) for x in label_text.split(",")}))
+        except ValueError:
+            raise DatasetError(
+                f"{annotation}:{number}: labels {label_text!r} are not integers: expected 'label' or 'label1,label2'"
+            ) from None
+        bad = [x for x in labels if not 0 <= x < num_classes]
+        if bad:
+            raise DatasetError(
+                f"{annotation}:{number}: label(s) {bad} outside [0, {num_classes}) (MODEL.NUM_CLASSES = {num_classes})"
+            )
+        path = Path(path_text)
+        records.append(VideoRecord(path_text, path if path.is_absolute() else base / path, labels))
+    if not records:
+        raise DatasetError(f"{annotation}: no videos listed")
+    return records, class_names

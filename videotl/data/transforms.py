@@ -1,0 +1,152 @@
+"""Clip transforms on uint8 ``T x H x W x 3`` tensors, ending in a normalised float ``C x T x H x W``.
+
+Training: random short-side scale (jitter) -> random square crop -> random horizontal flip ->
+normalise. Test: short side = crop size -> one centre crop or three crops along the long side
+(PySlowFast's ``uniform_crop``) -> normalise.
+
+The datasets ask the decoder for the jittered short side directly (the clip is resized once,
+while it is converted to RGB); :func:`short_side_scale` resizes clips that come at another size.
+Resizing uses ``torchvision.transforms.v2.functional``; crops are slices and need no library.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torchvision.transforms.v2 import functional as F
+
+__all__ = [
+    "short_side_scale",
+    "random_short_side",
+    "random_crop",
+    "uniform_crop",
+    "horizontal_flip",
+    "normalize",
+    "TrainTransform",
+    "TestTransform",
+]
+
+
+def short_side_scale(clip: torch.Tensor, *, size: int) -> torch.Tensor:
+    """Resize a ``T x H x W x 3`` uint8 clip so its short side is ``size`` (antialiased bilinear)."""
+    height, width = clip.shape[1:3]
+    if min(height, width) == size:
+        return clip
+    if height <= width:
+        out = (size, max(1, int(round(width * size / height))))
+    else:
+        out = (max(1, int(round(height * size / width))), size)
+    # A channels-last view of T x H x W x 3 takes torchvision's fast uint8 path.
+    return F.resize(clip.permute(0, 3, 1, 2), list(out), antialias=True).permute(0, 2, 3, 1)
+
+
+def random_short_side(*, min_size: int, max_size: int, generator: Optional[torch.Generator] = None) -> int:
+    """A short side drawn uniformly from the integers in ``[min_size, max_size]``."""
+    return int(torch.randint(min_size, max_size + 1, (), generator=generator))
+
+
+def random_crop(clip: torch.Tensor, *, size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """A ``size x size`` crop at a uniformly random position, the same for every frame."""
+    height, width = clip.shape[1:3]
+    _check_fits(height, width, size)
+    top = int(torch.randint(0, height - size + 1, (), generator=generator))
+    left = int(torch.randint(0, width - size + 1, (), generator=generator))
+    return clip[:, top : top + size, left : left + size]
+
+
+def uniform_crop(clip: torch.Tensor, *, size: int, index: int) -> torch.Tensor:
+    """PySlowFast's test crop: ``index`` 0, 1, 2 = start, centre, end of the long side."""
+    if index not in (0, 1, 2):
+        raise ValueError(f"crop index = {index}: must be 0, 1 or 2")
+    height, width = clip.shape[1:3]
+    _check_fits(height, width, size)
+    top = (height - size) // 2
+    left = (width - size) // 2
+    if height > width:
+        top = (0, top, height - size)[index]
+    elif width > height:
+        left = (0, left, width - size)[index]
+    return clip[:, top : top + size, left : left + size]
+
+
+def horizontal_flip(clip: torch.Tensor) -> torch.Tensor:
+    """Mirror a ``T x H x W x 3`` clip left-right."""
+    return clip.flip(2)
+
+
+def normalize(clip: torch.Tensor, *, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 ``T x H x W x 3`` -> float32 ``3 x T x H x W``, ``(x / 255 - mean) / std`` per channel."""
+    mean_t = torch.as_tensor(mean, dtype=torch.float32)
+    std_t = torch.as_tensor(std, dtype=torch.float32)
+    # One fused multiply-add per pixel instead of divide, subtract, divide.
+    scale = 1.0 / (255.0 * std_t)
+    shift = -mean_t / std_t
+    out = torch.empty((3,) + tuple(clip.shape[:3]), dtype=torch.float32)
+    torch.addcmul(shift.view(3, 1, 1, 1), clip.permute(3, 0, 1, 2), scale.view(3, 1, 1, 1), out=out)
+    return out
+
+
+def _check_fits(height: int, width: int, size: int) -> None:
+    if size > height or size > width:
+        raise ValueError(f"crop {size} does not fit a {height}x{width} clip")
+
+
+class TrainTransform:
+    """Training augmentation: jittered short side, random crop, random flip, normalise.
+
+    Call :meth:`short_side` first to choose the scale (the dataset decodes to it), then call the
+    transform with the clip and the same generator.
+    """
+
+    def __init__(
+        self,
+        *,
+        jitter_scales: Tuple[int, int],
+        crop_size: int,
+        random_flip: bool,
+        mean: Sequence[float],
+        std: Sequence[float],
+    ):
+        self.jitter_scales = (int(jitter_scales[0]), int(jitter_scales[1]))
+        self.crop_size = int(crop_size)
+        self.random_flip = bool(random_flip)
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+
+    def short_side(self, generator: Optional[torch.Generator] = None) -> int:
+        return random_short_side(min_size=self.jitter_scales[0], max_size=self.jitter_scales[1], generator=generator)
+
+    def __call__(
+        self, clip: torch.Tensor, *, short_side: int, generator: Optional[torch.Generator] = None
+    ) -> torch.Tensor:
+        clip = short_side_scale(clip, size=short_side)
+        clip = random_crop(clip, size=self.crop_size, generator=generator)
+        if self.random_flip and bool(torch.rand((), generator=generator) < 0.5):
+            clip = horizontal_flip(clip)
+        return normalize(clip, mean=self.mean, std=self.std)
+
+
+class TestTransform:
+    """Test preprocessing: short side = ``crop_size``, crop ``index`` of ``num_crops``, normalise.
+
+    One crop is the centre; three are PySlowFast's start / centre / end of the long side.
+    """
+
+    def __init__(self, *, crop_size: int, num_crops: int, mean: Sequence[float], std: Sequence[float]):
+        if num_crops not in (1, 3):
+            raise ValueError(f"num_crops = {num_crops}: must be 1 or 3")
+        self.crop_size = int(crop_size)
+        self.num_crops = num_crops
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+
+    @property
+    def short_side(self) -> int:
+        return self.crop_size
+
+    def __call__(self, clip: torch.Tensor, *, crop_index: int = 0) -> torch.Tensor:
+        clip = short_side_scale(clip, size=self.crop_size)
+        index = 1 if self.num_crops == 1 else crop_index
+        clip = uniform_crop(clip, size=self.crop_size, index=index)
+        return normalize(clip, mean=self.mean, std=self.std)
