@@ -13,18 +13,33 @@ def add_run_defaults(cfg: CfgNode) -> None:
     cfg.DEVICE = "auto"
     # Iterations between log lines (the tqdm bar updates every step).
     cfg.LOG_PERIOD = 10
+    # Process-group backend under torchrun: "auto" is NCCL on CUDA and gloo on CPU.
+    cfg.DIST_BACKEND = "auto"
+
+    cfg.TENSORBOARD = CfgNode()
+    # Scalars (loss, lr, evaluation metrics) to OUTPUT_DIR/tensorboard, besides stats.jsonl.
+    cfg.TENSORBOARD.ENABLE = True
 
     cfg.TRAIN = CfgNode()
     cfg.TRAIN.ENABLE = True
     cfg.TRAIN.DATASET = "charades"
     cfg.TRAIN.SPLIT = "train"
     cfg.TRAIN.BATCH_SIZE_PER_DEVICE = 4
+    # Epochs between evaluations on the test views during training (the last epoch always
+    # evaluates); 0 turns evaluation during training off.
     cfg.TRAIN.EVAL_PERIOD = 1
+    # Epochs between checkpoints (the last epoch always saves one). A killed job resumes from the
+    # last checkpoint, so this bounds the work lost.
     cfg.TRAIN.CHECKPOINT_PERIOD = 1
+    # Continue from the newest OUTPUT_DIR/checkpoints/checkpoint_epoch_XXXXX.pyth when there is one.
     cfg.TRAIN.AUTO_RESUME = True
-    # A checkpoint to start from (fine-tuning); a model-only file is accepted.
+    # A checkpoint to start from (fine-tuning); a model-only file is accepted. Ignored when
+    # AUTO_RESUME finds a checkpoint of this run.
     cfg.TRAIN.CHECKPOINT_FILE_PATH = ""
+    # Automatic mixed precision and channels-last memory layout; both apply on CUDA only.
     cfg.TRAIN.MIXED_PRECISION = True
+    cfg.TRAIN.CHANNELS_LAST = True
+    # Deterministic algorithms (bit-exact reruns and resumes on CPU, slower on CUDA).
     cfg.TRAIN.DETERMINISTIC = False
 
     cfg.TEST = CfgNode()
@@ -37,7 +52,12 @@ def add_run_defaults(cfg: CfgNode) -> None:
     cfg.TEST.NUM_ENSEMBLE_VIEWS = 1
     cfg.TEST.NUM_SPATIAL_CROPS = 1
     cfg.TEST.ENSEMBLE_METHOD = "max"
+    # Weights to test; empty means the newest checkpoint in OUTPUT_DIR/checkpoints.
     cfg.TEST.CHECKPOINT_FILE_PATH = ""
+    # test_net writes the score file (submission format), per-class CSV and PNG and metrics JSON.
+    cfg.TEST.SAVE_RESULTS = True
+    # Name of the score file in OUTPUT_DIR: one line "id s0 s1 ... s{C-1}" per scored video.
+    cfg.TEST.SUBMISSION_FILE = "charades_submission.txt"
 
     cfg.BN = CfgNode()
     # SyncBatchNorm across processes under DDP.
@@ -50,12 +70,18 @@ def validate_run(cfg: CfgNode, errors: list) -> None:
     require_choice(errors, cfg, "TRAIN.DATASET", DATASETS)
     require_choice(errors, cfg, "TEST.DATASET", DATASETS)
     require_positive(errors, cfg, "TRAIN.BATCH_SIZE_PER_DEVICE")
-    require_positive(errors, cfg, "TRAIN.EVAL_PERIOD")
+    require_choice(errors, cfg, "DIST_BACKEND", ("auto", "gloo", "nccl"))
+    require_positive(errors, cfg, "TRAIN.EVAL_PERIOD", allow_zero=True)
     require_positive(errors, cfg, "TRAIN.CHECKPOINT_PERIOD")
     require_positive(errors, cfg, "TEST.BATCH_SIZE_PER_DEVICE")
     require_choice(errors, cfg, "TEST.MODE", ("views", "segments"))
     require_positive(errors, cfg, "TEST.NUM_ENSEMBLE_VIEWS")
     require_choice(errors, cfg, "TEST.NUM_SPATIAL_CROPS", (1, 3))
     require_choice(errors, cfg, "TEST.ENSEMBLE_METHOD", ("max", "mean"))
+    name = cfg.TEST.SUBMISSION_FILE
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        errors.append(f"TEST.SUBMISSION_FILE = {name!r}: must be a plain file name (it lives in OUTPUT_DIR)")
+    if cfg.DIST_BACKEND == "nccl" and cfg.DEVICE == "cpu":
+        errors.append("DIST_BACKEND = 'nccl' needs CUDA, but DEVICE = 'cpu'")
     if not cfg.OUTPUT_DIR:
         errors.append("OUTPUT_DIR is empty: give a folder for logs and checkpoints")

@@ -11,7 +11,9 @@ def add_solver_defaults(cfg: CfgNode) -> None:
     # Given per device and multiplied by the number of devices (Charades 0.8, AViD 0.025).
     cfg.SOLVER.BASE_LR_PER_DEVICE = 0.8
     cfg.SOLVER.LR_POLICY = "cosine"
+    # Like the base rate, the end and warm-up start rates are per device (scaled by world size).
     cfg.SOLVER.COSINE_END_LR = 0.0
+    # Linear warm-up length in epochs (fractions allowed); the schedule itself runs per iteration.
     cfg.SOLVER.WARMUP_EPOCHS = 0.0
     cfg.SOLVER.WARMUP_START_LR = 0.0
     cfg.SOLVER.MOMENTUM = 0.9
@@ -43,5 +45,7 @@ def validate_solver(cfg: CfgNode, errors: list) -> None:
             f"SOLVER.LABEL_SMOOTHING = {cfg.SOLVER.LABEL_SMOOTHING} applies to single-label training only, "
             f"but MODEL.LOSS_FUNC = {cfg.MODEL.LOSS_FUNC!r}"
         )
+    if cfg.SOLVER.NESTEROV and cfg.SOLVER.OPTIMIZING_METHOD == "sgd" and cfg.SOLVER.MOMENTUM == 0:
+        errors.append("SOLVER.NESTEROV = True needs SOLVER.MOMENTUM > 0")
     if cfg.SOLVER.COSINE_END_LR > cfg.SOLVER.BASE_LR_PER_DEVICE:
         errors.append("SOLVER.COSINE_END_LR exceeds SOLVER.BASE_LR_PER_DEVICE")

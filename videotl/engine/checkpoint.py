@@ -1,0 +1,146 @@
+"""Checkpoints: atomic saves, safe loads (``weights_only=True``), RNG capture and model-only files.
+
+A checkpoint is ``OUTPUT_DIR/checkpoints/checkpoint_epoch_XXXXX.pyth`` (PySlowFast's naming, the
+number counting completed epochs). It only holds tensors, dicts, lists, numbers and strings, so
+``torch.load(..., weights_only=True)`` reads it without running any pickled code.
+"""
+
+import random
+import re
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..utils.fileio import atomic_path
+
+__all__ = [
+    "checkpoint_dir",
+    "checkpoint_path",
+    "last_checkpoint",
+    "save_checkpoint",
+    "load_checkpoint_file",
+    "unwrap_model",
+    "model_state_from",
+    "load_model_state",
+    "capture_rng_state",
+    "restore_rng_state",
+]
+
+PathLike = Union[str, Path]
+_NAME = re.compile(r"^checkpoint_epoch_(\d{5,})\.pyth$")
+
+
+def checkpoint_dir(output_dir: PathLike) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def checkpoint_path(output_dir: PathLike, epoch: int) -> Path:
+    return checkpoint_dir(output_dir) / f"checkpoint_epoch_{epoch:05d}.pyth"
+
+
+def last_checkpoint(output_dir: PathLike) -> Optional[Path]:
+    """The checkpoint with the highest epoch, or None. Temporary files of a killed save are ignored."""
+    folder = checkpoint_dir(output_dir)
+    if not folder.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return max(found)[1] if found else None
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel / DataParallel, else the model itself."""
+    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+
+
+def capture_rng_state() -> Dict[str, Any]:
+    """Python, NumPy, torch and CUDA generator states as tensors, lists and numbers."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: Dict[str, Any] = {
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    npy = state["numpy"]
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def save_checkpoint(path: PathLike, state: Dict[str, Any]) -> Path:
+    """Write ``state`` atomically: a crash (SIGKILL included) leaves the old file set unchanged."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def load_checkpoint_file(path: PathLike) -> Dict[str, Any]:
+    """Read a checkpoint on the CPU with ``weights_only=True``; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise RuntimeError(f"cannot read checkpoint {path}: {error}") from error
+    if not isinstance(obj, dict):
+        raise RuntimeError(f"checkpoint {path} holds a {type(obj).__name__}, not a dict of states")
+    return obj
+
+
+def model_state_from(obj: Mapping[str, Any]) -> "OrderedDict[str, torch.Tensor]":
+    """The model's weights from a full checkpoint (``obj["model"]``) or a model-only state dict,
+    with a DistributedDataParallel ``module.`` prefix removed."""
+    state = obj["model"] if "model" in obj and isinstance(obj["model"], Mapping) else obj
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise RuntimeError(f"not a model state: entries {bad[:5]} are not tensors")
+    if state and all(k.startswith("module.") for k in state):
+        state = OrderedDict((k[len("module."):], v) for k, v in state.items())
+    return OrderedDict(state)
+
+
+def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], *, strict: bool = True) -> List[str]:
+    """Load weights into ``model`` (DDP-wrapped or not).
+
+    ``strict=True`` (resume, test) requires the exact same parameters. ``strict=False``
+    (fine-tuning) skips missing keys and tensors whose shape differs, such as a classifier with
+    another number of classes, and returns a description of every skipped entry.
+    """
+    target = unwrap_model(model)
+    own = target.state_dict()
+    if strict:
+        target.load_state_dict(state, strict=True)
+        return []
+    skipped: List[str] = []
+    usable = OrderedDict()
+    for key, value in state.items():
+        if key not in own:
+            skipped.append(f"{key} (not in the model)")
+        elif own[key].shape != value.shape:
+            skipped.append(f"{key} (shape {tuple(value.shape)} in the file, {tuple(own[key].shape)} in the model)")
+        else:
+            usable[key] = value
+    if not usable:
+        raise RuntimeError("no tensor of the checkpoint fits this model: is it a checkpoint of another model?")
+    skipped.extend(f"{key} (not in the file, left as initialised)" for key in own if key not in state)
+    target.load_state_dict(usable, strict=False)
+    return skipped

@@ -1,0 +1,187 @@
+"""Evaluation: run the model over every view or segment, gather across ranks, merge per video, score."""
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from fvcore.common.config import CfgNode
+from torch import nn
+from tqdm import tqdm
+
+from ..evaluation import (
+    ViewAggregator,
+    accuracy_metrics,
+    charades_map,
+    plot_per_class,
+    sklearn_map,
+    write_metrics_json,
+    write_per_class_csv,
+    write_submission,
+)
+from . import distributed as du
+
+__all__ = ["EvalResult", "evaluate", "head_activation", "save_results"]
+
+logger = logging.getLogger("videotl")
+
+
+@dataclass
+class EvalResult:
+    """Per-video scores (float64, ``-inf`` where nothing could be scored) and the metrics."""
+
+    video_ids: List[str]
+    class_names: List[str]
+    scores: np.ndarray
+    labels: np.ndarray
+    multi_label: bool
+    metrics: Dict[str, Any]
+    per_class: Dict[str, List[float]] = field(default_factory=dict)
+    # Videos with at least one undecodable view, and those with none decodable (ranked last).
+    failed_videos: List[str] = field(default_factory=list)
+    unscored_videos: List[str] = field(default_factory=list)
+
+
+def head_activation(name: str, logits: torch.Tensor) -> torch.Tensor:
+    """Logits -> scores as ``MODEL.HEAD_ACT`` says; computed in float32 whatever AMP produced."""
+    logits = logits.float()
+    if name == "sigmoid":
+        return torch.sigmoid(logits)
+    if name == "softmax":
+        return torch.softmax(logits, dim=1)
+    if name == "none":
+        return logits
+    raise ValueError(f"MODEL.HEAD_ACT = {name!r}: must be 'sigmoid', 'softmax' or 'none'")
+
+
+def _prepare_inputs(inputs: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    inputs = inputs.to(device, non_blocking=True)
+    if channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last_3d)
+    return inputs
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, *, cfg: CfgNode, device: torch.device, use_amp: bool = False,
+             channels_last: bool = False, show_progress: bool = True) -> EvalResult:
+    """Score every sample of ``loader`` (this rank's shard), gather all ranks, merge per video.
+
+    Every rank returns the same result. The dataset announces how many views (or segments) each
+    video must receive; a video receiving another number stops the evaluation with an error rather
+    than being dropped from the metric, and undecodable videos are listed by name.
+    """
+    dataset = loader.dataset
+    was_training = model.training
+    model.eval()
+    video_index, view_index, valid, scores = [], [], [], []
+    bar = tqdm(loader, desc="eval", dynamic_ncols=True, disable=not (show_progress and du.is_main_process()),
+               unit="batch", mininterval=1.0)
+    try:
+        for batch in bar:
+            inputs = _prepare_inputs(batch["inputs"], device, channels_last)
+            with _autocast(device, use_amp):
+                logits = model(inputs)
+            batch_scores = head_activation(cfg.MODEL.HEAD_ACT, logits).cpu().numpy().astype(np.float64)
+            batch_valid = batch.get("valid", torch.ones(len(batch_scores), dtype=torch.bool))
+            video_index.append(torch.as_tensor(batch["video_index"]).numpy().astype(np.int64))
+            view_index.append(torch.as_tensor(batch["view_index"]).numpy().astype(np.int64))
+            valid.append(torch.as_tensor(batch_valid).numpy().astype(bool))
+            scores.append(batch_scores)
+    finally:
+        bar.close()
+        model.train(was_training)
+
+    num_classes = cfg.MODEL.NUM_CLASSES
+    local = (
+        np.concatenate(video_index) if video_index else np.zeros(0, np.int64),
+        np.concatenate(view_index) if view_index else np.zeros(0, np.int64),
+        np.concatenate(valid) if valid else np.zeros(0, bool),
+        np.concatenate(scores) if scores else np.zeros((0, num_classes)),
+    )
+    video_ids = list(dataset.video_ids)
+    aggregator = ViewAggregator(
+        expected_views=[dataset.num_views(i) for i in range(len(video_ids))],
+        num_classes=num_classes,
+        method=cfg.TEST.ENSEMBLE_METHOD,
+    )
+    for part in du.all_gather_objects(local):
+        aggregator.add(video_index=part[0], view_index=part[1], valid=part[2], scores=part[3])
+    video_scores = aggregator.finalize()
+    labels = torch.as_tensor(dataset.video_labels()).numpy()
+    class_names = list(getattr(dataset, "class_names", [f"class {c}" for c in range(num_classes)]))
+    failed = [video_ids[i] for i in aggregator.failed_videos()]
+    unscored = [video_ids[i] for i in aggregator.unscored_videos()]
+    result = EvalResult(video_ids=video_ids, class_names=class_names, scores=video_scores, labels=labels,
+                        multi_label=labels.ndim == 2, metrics={}, failed_videos=failed, unscored_videos=unscored)
+    _score(result)
+    result.metrics.update(num_videos=len(video_ids), num_views=int(aggregator.expected.sum()),
+                          num_failed_videos=len(failed), num_unscored_videos=len(unscored))
+    if failed:
+        shown = ", ".join(failed[:20]) + (f" and {len(failed) - 20} more" if len(failed) > 20 else "")
+        logger.warning(
+            f"{len(failed)} videos had views that could not be decoded: {shown}. Their scores use only the "
+            f"decoded views; {len(unscored)} with none decoded rank last in every class (counted as misses)."
+        )
+    return result
+
+
+def _score(result: EvalResult) -> None:
+    if result.multi_label:
+        official = charades_map(result.scores, result.labels)
+        variant = sklearn_map(result.scores, result.labels)
+        result.metrics.update(
+            map=official.map,
+            map_sklearn=variant.map,
+            num_classes_evaluated=variant.num_classes_evaluated,
+            num_classes=len(official.per_class_ap),
+            # The official mean is NaN when a class has no positive; say so instead of leaving a bare NaN.
+            classes_without_positives=len(official.classes_without_positives),
+        )
+        result.per_class = {"ap": official.per_class_ap, "ap_sklearn": variant.per_class_ap}
+    else:
+        accuracy = accuracy_metrics(result.scores, result.labels)
+        result.metrics.update(
+            top1=accuracy.top1,
+            top5=accuracy.top5,
+            top_k=accuracy.top_k,
+            mean_class_accuracy=accuracy.mean_class_accuracy,
+            num_classes_evaluated=accuracy.num_classes_evaluated,
+            num_classes=len(accuracy.per_class_accuracy),
+        )
+        result.per_class = {"accuracy": accuracy.per_class_accuracy}
+
+
+def save_results(result: EvalResult, *, output_dir: str, submission_file: str,
+                 extra: Optional[Dict[str, Any]] = None) -> Dict[str, Path]:
+    """Write the score file, per-class CSV and PNG and ``test_metrics.json`` into ``output_dir``."""
+    out = Path(output_dir)
+    paths = {
+        "scores": out / submission_file,
+        "per_class_csv": out / "per_class_results.csv",
+        "per_class_png": out / "per_class_results.png",
+        "metrics": out / "test_metrics.json",
+    }
+    written = write_submission(paths["scores"], video_ids=result.video_ids, scores=result.scores)
+    write_per_class_csv(paths["per_class_csv"], class_names=result.class_names, columns=result.per_class)
+    key, label = ("ap", "AP") if result.multi_label else ("accuracy", "top-1 accuracy")
+    headline = (f"mAP {result.metrics['map']:.4f}" if result.multi_label
+                else f"top-1 {result.metrics['top1']:.4f}")
+    plot_per_class(paths["per_class_png"], class_names=result.class_names, values=result.per_class[key],
+                   ylabel=label, title=f"{label} per class ({headline})")
+    payload = dict(result.metrics)
+    payload.update(extra or {})
+    payload["videos_in_score_file"] = written
+    payload["failed_videos"] = result.failed_videos
+    payload["unscored_videos"] = result.unscored_videos
+    payload["per_class"] = {name: dict(zip(result.class_names, values)) for name, values in result.per_class.items()}
+    write_metrics_json(paths["metrics"], payload)
+    return paths

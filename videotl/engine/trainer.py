@@ -1,0 +1,353 @@
+"""``train(cfg)`` and ``test(cfg)``: the library functions behind tools/train_net.py and tools/test_net.py.
+
+Nothing here knows which model or dataset it runs: both come from the builders
+(``videotl.models.build_model``, ``videotl.data.build_loader``), which callers may replace.
+"""
+
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from fvcore.common.config import CfgNode
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ..config import dump_config
+from . import distributed as du
+from .checkpoint import (
+    capture_rng_state,
+    checkpoint_path,
+    last_checkpoint,
+    load_checkpoint_file,
+    load_model_state,
+    model_state_from,
+    restore_rng_state,
+    save_checkpoint,
+    unwrap_model,
+)
+from .evaluator import EvalResult, _autocast, _prepare_inputs, evaluate, save_results
+from .logging import StatsWriter, memory_mb, setup_logging, write_environment
+from .solver import build_loss, build_optimizer, build_schedule
+
+__all__ = ["train", "test", "setup_run"]
+
+logger = logging.getLogger("videotl")
+
+ModelBuilder = Callable[[CfgNode], nn.Module]
+LoaderBuilder = Callable[..., Any]
+
+
+def _default_model_builder() -> ModelBuilder:
+    from ..models import build_model
+
+    return build_model
+
+
+def _default_loader_builder() -> LoaderBuilder:
+    from ..data import build_loader
+
+    return build_loader
+
+
+def setup_run(cfg: CfgNode) -> du.DistContext:
+    """Process group, device, seeds, determinism and logging for one process of a run."""
+    if cfg.TRAIN.DETERMINISTIC:
+        # cuBLAS reads this when CUDA starts; it must be set before the device is touched.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    ctx = du.init_distributed(device=cfg.DEVICE, backend=cfg.DIST_BACKEND)
+    setup_logging(cfg.OUTPUT_DIR, is_main=ctx.is_main)
+    # Each rank draws different augmentations; the seed is still fixed per rank.
+    seed = cfg.RNG_SEED + ctx.rank
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if cfg.TRAIN.DETERMINISTIC:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    elif ctx.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return ctx
+
+
+def _set_epoch(loader, epoch: int) -> None:
+    for sampler in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+            return
+
+
+def _labels_for(loss_fn: nn.Module, labels: torch.Tensor, device: torch.device) -> torch.Tensor:
+    labels = labels.to(device, non_blocking=True)
+    return labels.float() if isinstance(loss_fn, nn.BCEWithLogitsLoss) else labels.long()
+
+
+def _evaluate_keeping_rng(model, loader, **kwargs) -> EvalResult:
+    """Evaluate without touching the training RNG streams (loader seeds, dropout), so that a run
+    that evaluates and a run resumed after the evaluation draw the same numbers afterwards."""
+    state = capture_rng_state()
+    try:
+        return evaluate(model, loader, **kwargs)
+    finally:
+        restore_rng_state(state)
+
+
+def _format_metrics(metrics: Dict[str, Any]) -> str:
+    keys = ("map", "map_sklearn", "num_classes_evaluated", "top1", "top5", "mean_class_accuracy", "num_videos",
+            "num_failed_videos")
+    parts = []
+    for key in keys:
+        if key in metrics:
+            value = metrics[key]
+            parts.append(f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}")
+    return ", ".join(parts)
+
+
+def train(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
+          build_loader_fn: Optional[LoaderBuilder] = None) -> Dict[str, Any]:
+    """Train ``cfg``'s model, resuming from OUTPUT_DIR when TRAIN.AUTO_RESUME finds a checkpoint.
+
+    Returns the metrics of the last evaluation (empty if none ran) and the final iteration.
+    """
+    build_model_fn = build_model_fn or _default_model_builder()
+    build_loader_fn = build_loader_fn or _default_loader_builder()
+    ctx = setup_run(cfg)
+    device, world_size = ctx.device, ctx.world_size
+    out = Path(cfg.OUTPUT_DIR)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg)
+        write_environment(str(out), device=device, world_size=world_size)
+    use_amp = cfg.TRAIN.MIXED_PRECISION and device.type == "cuda"
+    channels_last = cfg.TRAIN.CHANNELS_LAST and device.type == "cuda"
+
+    model = build_model_fn(cfg).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    if world_size > 1 and cfg.BN.SYNC:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = build_optimizer(model, cfg=cfg)
+    loss_fn = build_loss(cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    train_loader = build_loader_fn(cfg, cfg.TRAIN.SPLIT, "train", distributed=world_size > 1)
+    iters_per_epoch = len(train_loader)
+    if iters_per_epoch == 0:
+        raise RuntimeError(
+            f"the training loader of split {cfg.TRAIN.SPLIT!r} yields no batch "
+            f"(batch size {cfg.TRAIN.BATCH_SIZE_PER_DEVICE} per device, {world_size} devices)"
+        )
+    total_iters = cfg.SOLVER.MAX_ITER if cfg.SOLVER.MAX_ITER > 0 else cfg.SOLVER.MAX_EPOCH * iters_per_epoch
+    num_epochs = math.ceil(total_iters / iters_per_epoch)
+    schedule = build_schedule(cfg=cfg, iters_per_epoch=iters_per_epoch, total_iters=total_iters,
+                              world_size=world_size)
+    test_loader = None
+    if cfg.TRAIN.EVAL_PERIOD > 0:
+        test_loader = build_loader_fn(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE, distributed=world_size > 1)
+
+    start_epoch = _restore(cfg, ctx, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler)
+    if world_size > 1:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    stats = StatsWriter(str(out), enabled=ctx.is_main, tensorboard=cfg.TENSORBOARD.ENABLE)
+    logger.info(
+        f"training {type(unwrap_model(model)).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters) "
+        f"on {world_size} x {device}: epochs {start_epoch + 1}..{num_epochs}, {iters_per_epoch} iterations per epoch, "
+        f"{total_iters} in all, base lr {schedule.base_lr:g}, AMP {use_amp}"
+    )
+    last_metrics: Dict[str, Any] = {}
+    try:
+        for epoch in range(start_epoch, num_epochs):
+            epoch_loss = _train_epoch(
+                model, train_loader, cfg=cfg, device=device, epoch=epoch, iters_per_epoch=iters_per_epoch,
+                total_iters=total_iters, optimizer=optimizer, schedule=schedule, scaler=scaler, loss_fn=loss_fn,
+                use_amp=use_amp, channels_last=channels_last, stats=stats,
+            )
+            done = epoch + 1
+            global_iter = min(done * iters_per_epoch, total_iters)
+            stats.write({"type": "train_epoch", "epoch": done, "iter": global_iter, "loss": epoch_loss},
+                        step=global_iter, prefix="train_epoch/")
+            last = done == num_epochs
+            if done % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last:
+                _save(cfg, ctx, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, epoch=done,
+                      global_iter=global_iter)
+            if test_loader is not None and (done % cfg.TRAIN.EVAL_PERIOD == 0 or last):
+                # The bare module: evaluation needs no gradient sync, and ranks get unequal shards.
+                result = _evaluate_keeping_rng(unwrap_model(model), test_loader, cfg=cfg, device=device, use_amp=use_amp,
+                                               channels_last=channels_last)
+                last_metrics = dict(result.metrics)
+                logger.info(f"epoch {done} evaluation: {_format_metrics(last_metrics)}")
+                stats.write({"type": "eval", "epoch": done, "iter": global_iter, **last_metrics},
+                            step=global_iter, prefix="eval/")
+    finally:
+        stats.close()
+    return {"metrics": last_metrics, "iterations": total_iters, "epochs": num_epochs}
+
+
+def _train_epoch(model, loader, *, cfg, device, epoch, iters_per_epoch, total_iters, optimizer, schedule, scaler,
+                 loss_fn, use_amp, channels_last, stats) -> float:
+    model.train()
+    _set_epoch(loader, epoch)
+    first_iter = epoch * iters_per_epoch
+    steps = min(iters_per_epoch, total_iters - first_iter)
+    world_size = du.get_world_size()
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}", dynamic_ncols=True, unit="it", mininterval=1.0,
+               disable=not du.is_main_process())
+    loss_sum, count = 0.0, 0
+    end = time.perf_counter()
+    try:
+        for step, batch in enumerate(loader):
+            if step >= steps:
+                break
+            global_iter = first_iter + step
+            data_time = time.perf_counter() - end
+            lr = schedule.apply(optimizer, global_iter)
+            inputs = _prepare_inputs(batch["inputs"], device, channels_last)
+            labels = _labels_for(loss_fn, batch["label"], device)
+            with _autocast(device, use_amp):
+                logits = model(inputs)
+            loss = loss_fn(logits.float(), labels)
+
+            # The mean over ranks both feeds the log and lets every rank stop together on NaN.
+            reduced = loss.detach().clone()
+            if world_size > 1:
+                dist.all_reduce(reduced)
+                reduced /= world_size
+            loss_value = reduced.item()
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(
+                    f"loss is {loss_value} at iteration {global_iter + 1} (epoch {epoch + 1}, step {step + 1} of "
+                    f"{iters_per_epoch}, lr {lr:g}): stopping. Lower SOLVER.BASE_LR_PER_DEVICE or set "
+                    "SOLVER.CLIP_GRAD_L2NORM; the last checkpoint is intact."
+                )
+
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.SOLVER.CLIP_GRAD_L2NORM > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.SOLVER.CLIP_GRAD_L2NORM)
+            scaler.step(optimizer)
+            scaler.update()
+
+            loss_sum += loss_value
+            count += 1
+            iter_time = time.perf_counter() - end
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}", refresh=False)
+            if (global_iter + 1) % cfg.LOG_PERIOD == 0 or step + 1 == steps:
+                stats.write(
+                    {"type": "train", "epoch": epoch + 1, "iter": global_iter + 1, "loss": loss_value, "lr": lr,
+                     "data_time": data_time, "iter_time": iter_time, "memory_mb": memory_mb(device)},
+                    step=global_iter + 1, prefix="train/",
+                )
+            end = time.perf_counter()
+    finally:
+        bar.close()
+    if count < steps:
+        raise RuntimeError(f"epoch {epoch + 1}: the loader gave {count} batches, {steps} expected")
+    return loss_sum / max(count, 1)
+
+
+def _save(cfg, ctx, *, model, optimizer, schedule, scaler, epoch: int, global_iter: int) -> None:
+    # Every rank's generators: a resume on the same number of ranks continues each stream exactly.
+    rng_states = du.all_gather_objects(capture_rng_state())
+    if ctx.is_main:
+        state = {
+            "model": unwrap_model(model).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": schedule.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng_states": rng_states,
+            # Checkpoints fall on epoch boundaries: the sampler resumes at the start of `epoch`.
+            "sampler": {"epoch": epoch, "position": 0},
+            "epoch": epoch,
+            "iteration": global_iter,
+            "world_size": ctx.world_size,
+            "config": cfg.dump(),
+        }
+        path = save_checkpoint(checkpoint_path(cfg.OUTPUT_DIR, epoch), state)
+        logger.info(f"saved {path}")
+    du.barrier()
+
+
+def _restore(cfg, ctx, *, model, optimizer, schedule, scaler) -> int:
+    """Load the run's last checkpoint (full state) or TRAIN.CHECKPOINT_FILE_PATH (weights); return the start epoch."""
+    found = last_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME and ctx.is_main else None
+    # Rank 0 decides, so that all ranks resume from the same file even if a new one appears meanwhile.
+    found = du.broadcast_object(str(found) if found else "")
+    if found:
+        state = load_checkpoint_file(found)
+        load_model_state(model, model_state_from(state), strict=True)
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        rng_states = state.get("rng_states") or []
+        epoch = int(state["epoch"])
+        if len(rng_states) == ctx.world_size:
+            restore_rng_state(rng_states[ctx.rank])
+        else:
+            seed = cfg.RNG_SEED + ctx.rank + 1000 * epoch
+            logger.warning(f"{found} was written by {len(rng_states)} processes, this run has {ctx.world_size}: "
+                           f"random streams restart from seed {seed}, so the run is not bit-exact")
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+        logger.info(f"resumed from {found} (epoch {epoch}, iteration {state.get('iteration')})")
+        return epoch
+    if cfg.TRAIN.CHECKPOINT_FILE_PATH:
+        state = load_checkpoint_file(cfg.TRAIN.CHECKPOINT_FILE_PATH)
+        skipped = load_model_state(model, model_state_from(state), strict=False)
+        logger.info(f"initialised from {cfg.TRAIN.CHECKPOINT_FILE_PATH}")
+        for entry in skipped:
+            logger.warning(f"not loaded: {entry}")
+    return 0
+
+
+def test(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
+         build_loader_fn: Optional[LoaderBuilder] = None) -> EvalResult:
+    """Evaluate TEST.CHECKPOINT_FILE_PATH (or the run's last checkpoint) on the test views or segments."""
+    build_model_fn = build_model_fn or _default_model_builder()
+    build_loader_fn = build_loader_fn or _default_loader_builder()
+    ctx = setup_run(cfg)
+    device = ctx.device
+    use_amp = cfg.TRAIN.MIXED_PRECISION and device.type == "cuda"
+    channels_last = cfg.TRAIN.CHANNELS_LAST and device.type == "cuda"
+    weights = cfg.TEST.CHECKPOINT_FILE_PATH or last_checkpoint(cfg.OUTPUT_DIR)
+    if not weights:
+        raise FileNotFoundError(
+            f"nothing to test: TEST.CHECKPOINT_FILE_PATH is empty and {Path(cfg.OUTPUT_DIR) / 'checkpoints'} "
+            "holds no checkpoint_epoch_XXXXX.pyth"
+        )
+    model = build_model_fn(cfg).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    state = load_checkpoint_file(weights)
+    load_model_state(model, model_state_from(state), strict=True)
+    logger.info(f"testing {weights} on split {cfg.TEST.SPLIT!r} ({cfg.TEST.MODE})")
+    loader = build_loader_fn(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE, distributed=ctx.world_size > 1)
+    result = evaluate(model, loader, cfg=cfg, device=device, use_amp=use_amp, channels_last=channels_last)
+    logger.info(f"test: {_format_metrics(result.metrics)}")
+    if ctx.is_main:
+        Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
+        stats = StatsWriter(cfg.OUTPUT_DIR, enabled=True, tensorboard=cfg.TENSORBOARD.ENABLE)
+        try:
+            stats.write({"type": "test", "checkpoint": str(weights), **result.metrics},
+                        step=int(state.get("iteration", 0)) if isinstance(state.get("iteration"), int) else 0,
+                        prefix="test/")
+        finally:
+            stats.close()
+        if cfg.TEST.SAVE_RESULTS:
+            paths = save_results(result, output_dir=cfg.OUTPUT_DIR, submission_file=cfg.TEST.SUBMISSION_FILE,
+                                 extra={"checkpoint": str(weights), "test_mode": cfg.TEST.MODE,
+                                        "ensemble_method": cfg.TEST.ENSEMBLE_METHOD, "split": cfg.TEST.SPLIT})
+            logger.info("wrote " + ", ".join(str(p) for p in paths.values()))
+    du.barrier()
+    return result
