@@ -4,7 +4,7 @@ from fvcore.common.config import CfgNode
 
 from ._checks import require_choice, require_positive
 
-DATASETS = ("charades", "avid", "csv")
+DATASETS = ("charades", "avid", "csv", "image_folder")
 
 
 def add_data_defaults(cfg: CfgNode) -> None:
