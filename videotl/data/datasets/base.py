@@ -367,6 +367,11 @@ class VideoDataset(Dataset):
         self._segment_cache = (video_index, segments)
         return segments
 
+    def release_cache(self) -> None:
+        """Drop the decoded frames kept for the latest clip / video."""
+        self._clip_cache = None
+        self._segment_cache = None
+
     def segment_samples(self, video_index: int) -> List[dict]:
         """The samples of every segment of one video, decoding it once (segments mode)."""
         if self.mode != "segments":

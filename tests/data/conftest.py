@@ -1,0 +1,163 @@
+"""Fixture videos written with PyAV: tiny (64x48), short (1-3 s), and every frame carries its index.
+
+Frame ``i`` shows ``i`` in binary as 8 horizontal bands of 6 rows (band ``b`` white when bit ``b``
+is set), so any horizontal crop or resize still tells which source frame a clip holds.
+"""
+
+import csv
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional, Sequence
+
+import av
+import numpy as np
+import pytest
+import torch
+
+WIDTH, HEIGHT = 64, 48
+BANDS = 8
+
+
+def frame_image(index: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    band = height // BANDS
+    for bit in range(BANDS):
+        if (index >> bit) & 1:
+            image[bit * band : (bit + 1) * band] = 255
+    return image
+
+
+def frame_indices(clip: torch.Tensor) -> list:
+    """Decode the index of every frame of a ``T x H x W x 3`` uint8 clip (any width, any height)."""
+    clip = clip.float()
+    height = clip.shape[1]
+    result = []
+    for frame in clip:
+        value = 0
+        for bit in range(BANDS):
+            centre = int((bit + 0.5) * height / BANDS)
+            if frame[centre].mean() > 128:
+                value |= 1 << bit
+        result.append(value)
+    return result
+
+
+def write_video(
+    path: Path,
+    *,
+    rate,
+    num_frames: int,
+    pts_ms: Optional[Sequence[int]] = None,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+    faststart: bool = False,
+) -> Path:
+    """H.264 mp4 (with B-frames, so decode order differs from display order)."""
+    container = av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {})
+    stream = container.add_stream("libx264", rate=rate)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.options = {"crf": "8", "g": "12", "bf": "2"}
+    if pts_ms is not None:
+        stream.codec_context.time_base = Fraction(1, 1000)
+    for i in range(num_frames):
+        frame = av.VideoFrame.from_ndarray(frame_image(i, width, height), format="rgb24")
+        if pts_ms is not None:
+            frame.pts, frame.time_base = pts_ms[i], Fraction(1, 1000)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+RATES = {"30": Fraction(30), "29.97": Fraction(30000, 1001), "25": Fraction(25), "8": Fraction(8)}
+VFR_PTS_MS = [0, 30, 50, 200, 210, 400, 500, 510, 520, 900, 1000, 1400]
+VFR_LAST_MS = 1500  # the encoder gives the last frame a duration up to here
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory):
+    """name -> path of the decoding fixtures (2 s indexed videos at each rate, VFR, 1 s, broken)."""
+    root = tmp_path_factory.mktemp("videos")
+    out = {}
+    for name, rate in RATES.items():
+        out[name] = write_video(root / f"rate_{name}.mp4", rate=rate, num_frames=int(round(2 * rate)))
+    out["vfr"] = write_video(root / "vfr.mp4", rate=10, num_frames=len(VFR_PTS_MS), pts_ms=VFR_PTS_MS)
+    out["one_second"] = write_video(root / "one_second.mp4", rate=30, num_frames=30)
+    (root / "empty.mp4").write_bytes(b"")
+    out["empty"] = root / "empty.mp4"
+    (root / "text.mp4").write_text("this is not a video\n")
+    out["text"] = root / "text.mp4"
+    whole = write_video(root / "whole.mp4", rate=30, num_frames=60).read_bytes()
+    (root / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
+    out["truncated"] = root / "truncated.mp4"
+    whole = write_video(root / "whole_faststart.mp4", rate=30, num_frames=60, faststart=True).read_bytes()
+    (root / "truncated_faststart.mp4").write_bytes(whole[: len(whole) // 2])
+    out["truncated_faststart"] = root / "truncated_faststart.mp4"
+    return out
+
+
+CHARADES_COLUMNS = ["id", "subject", "scene", "quality", "relevance", "verified", "script", "objects", "descriptions", "actions", "length"]
+CHARADES_CLASSES = ["Holding some clothes", "Putting clothes somewhere", "Taking a laptop", "Opening a door", "Sitting down"]
+# id -> (rate, seconds, actions); BROKEN is a text file named .mp4.
+CHARADES_VIDEOS = {
+    "AAA01": (Fraction(30), 3, "c001 0.00 1.00;c003 1.50 3.00"),
+    "BBB02": (Fraction(25), 2, "c000 0.50 1.20"),
+    "CCC03": (Fraction(30000, 1001), 2, ""),
+    "BROKE": (None, 0, "c004 0.00 2.00"),
+}
+CHARADES_SPLITS = {"train": ["AAA01", "BBB02", "BROKE"], "test": ["AAA01", "CCC03", "BROKE"]}
+
+
+def write_charades(root: Path) -> Path:
+    videos = root / "Charades_v1_480"
+    videos.mkdir(parents=True)
+    (root / "Charades_v1_classes.txt").write_text(
+        "".join(f"c{i:03d} {name}\n" for i, name in enumerate(CHARADES_CLASSES))
+    )
+    for video_id, (rate, seconds, _) in CHARADES_VIDEOS.items():
+        if rate is None:
+            (videos / f"{video_id}.mp4").write_text("not a video")
+        else:
+            write_video(videos / f"{video_id}.mp4", rate=rate, num_frames=int(round(seconds * rate)))
+    for split, ids in CHARADES_SPLITS.items():
+        with open(root / f"Charades_v1_{split}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(CHARADES_COLUMNS)
+            for video_id in ids:
+                actions = CHARADES_VIDEOS[video_id][2]
+                writer.writerow(
+                    [video_id, "S1", "Kitchen", "6", "7", "Yes", "A person walks, then sits.", "chair;door",
+                     "The person opens a door, sits down.", actions, "3.00"]
+                )
+    return root
+
+
+@pytest.fixture(scope="session")
+def charades_root(tmp_path_factory):
+    return write_charades(tmp_path_factory.mktemp("charades"))
+
+
+SMALL = [
+    "DATA.NUM_FRAMES", "8",
+    "DATA.TRAIN_JITTER_SCALES", "[40, 48]",
+    "DATA.TRAIN_CROP_SIZE", "32",
+    "DATA.TEST_CROP_SIZE", "32",
+    "DATA_LOADER.NUM_WORKERS", "0",
+    "TRAIN.BATCH_SIZE_PER_DEVICE", "2",
+    "TEST.BATCH_SIZE_PER_DEVICE", "2",
+]
+
+
+@pytest.fixture
+def charades_cfg(charades_root):
+    from videotl.config import load_config
+
+    def make(*overrides):
+        return load_config(
+            "",
+            SMALL + ["DATA.PATH_TO_DATA_DIR", str(charades_root), "MODEL.NUM_CLASSES", str(len(CHARADES_CLASSES))] + list(overrides),
+        )
+
+    return make

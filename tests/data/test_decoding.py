@@ -1,0 +1,169 @@
+import math
+from fractions import Fraction
+
+import decord
+import numpy as np
+import pytest
+import torch
+
+from videotl.data import VideoDecodeError, probe, read_clip, read_frames_at, read_segments
+from videotl.data.sampling import segment_count
+
+from .conftest import RATES, VFR_LAST_MS, VFR_PTS_MS, frame_indices
+
+BACKENDS = ["decord", "pyav"]
+
+
+def on_screen(times, pts_sec, count):
+    """Hand rule: the last frame shown at or before t (exact rationals, no float noise)."""
+    out = []
+    for t in times:
+        shown = [i for i, p in enumerate(pts_sec) if p <= t]
+        out.append(min(shown[-1] if shown else 0, count - 1))
+    return out
+
+
+def rate_pts(rate, count):
+    return [Fraction(i) / rate for i in range(count)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(RATES))
+def test_clip_holds_the_frames_on_screen_at_each_time(videos, name, backend):
+    rate = RATES[name]
+    count = int(round(2 * rate))
+    start = Fraction(37, 100)
+    times = [start + Fraction(k, 12) for k in range(12)]
+    clip = read_clip(videos[name], float(start), num_frames=12, fps=12.0, backend=backend)
+    assert clip.dtype == torch.uint8 and clip.shape == (12, 48, 64, 3)
+    assert frame_indices(clip) == on_screen(times, rate_pts(rate, count), count)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exact_timestamps_land_on_their_frame(videos, backend):
+    # At 30 fps, every second 12 fps sample (k / 12 = 2.5 k / 30) coincides with a frame's PTS.
+    clip = read_clip(videos["30"], 0.0, num_frames=24, fps=12.0, backend=backend)
+    assert frame_indices(clip) == [math.floor(2.5 * k) for k in range(24)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_slow_source_repeats_frames_and_end_repeats_last(videos, backend):
+    # 8 fps source sampled at 12 fps: frame i is on screen for 1.5 samples.
+    clip = read_clip(videos["8"], 1.5, num_frames=12, fps=12.0, backend=backend)
+    expected = [min(math.floor((Fraction(3, 2) + Fraction(k, 12)) * 8), 15) for k in range(12)]
+    assert frame_indices(clip) == expected
+    assert expected[:3] == [12, 12, 13] and expected[-1] == 15  # repeats, and past the end: last frame
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_variable_frame_rate_uses_container_timestamps(videos, backend):
+    pts = [Fraction(ms, 1000) for ms in VFR_PTS_MS]
+    times = [Fraction(k, 12) for k in range(20)]
+    clip = read_clip(videos["vfr"], 0.0, num_frames=20, fps=12.0, backend=backend)
+    assert frame_indices(clip) == on_screen(times, pts, len(pts))
+
+
+@pytest.mark.parametrize("name", list(RATES) + ["vfr", "one_second"])
+def test_backends_agree_frame_for_frame(videos, name):
+    for start in (0.0, 0.61):
+        a = read_clip(videos[name], start, num_frames=16, fps=12.0, backend="decord")
+        b = read_clip(videos[name], start, num_frames=16, fps=12.0, backend="pyav")
+        assert frame_indices(a) == frame_indices(b)
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_size_is_short_side_or_exact(videos, backend):
+    clip = read_clip(videos["30"], 0.2, num_frames=6, fps=12.0, backend=backend, size=24)
+    assert clip.shape == (6, 24, 32, 3)
+    assert frame_indices(clip) == [math.floor((Fraction(1, 5) + Fraction(k, 12)) * 30) for k in range(6)]
+    clip = read_clip(videos["30"], 0.2, num_frames=6, fps=12.0, backend=backend, size=(40, 40))
+    assert clip.shape == (6, 40, 40, 3)
+
+
+def test_probe_counts_frames_from_packets(videos):
+    for name, rate in RATES.items():
+        info = probe(videos[name])
+        count = int(round(2 * rate))
+        assert info.num_frames == count
+        assert info.duration == pytest.approx(count / rate, abs=1e-3)
+        assert info.fps == pytest.approx(float(rate), rel=1e-3)
+        assert (info.width, info.height) == (64, 48)
+    info = probe(videos["vfr"])
+    assert info.num_frames == len(VFR_PTS_MS)
+    assert info.duration == pytest.approx(VFR_LAST_MS / 1000, abs=0.101)
+    assert probe(videos["one_second"]).duration == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_segments_cover_the_video_and_pad_with_the_last_frame(videos, backend):
+    # 1 s at 30 fps, 8-frame segments at 12 fps: 12 target times -> 2 segments, the second
+    # holding 4 real samples and 4 repeats of the last frame (29).
+    segments = read_segments(videos["one_second"], num_frames=8, fps=12.0, backend=backend)
+    assert [start for start, _ in segments] == pytest.approx([0.0, 8 / 12])
+    assert frame_indices(segments[0][1]) == [math.floor(2.5 * k) for k in range(8)]
+    assert frame_indices(segments[1][1]) == [20, 22, 25, 27, 29, 29, 29, 29]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_segments_equal_clips_read_one_by_one(videos, backend):
+    path = videos["29.97"]
+    segments = read_segments(path, num_frames=8, fps=12.0, backend=backend)
+    # 60 frames at 29.97 fps last 2.002 s: 25 target times at 12 fps (the 25th at 2.0 s) -> 4 segments.
+    assert len(segments) == segment_count(probe(path).duration, num_frames=8, fps=12.0) == 4
+    for start, clip in segments:
+        assert torch.equal(clip, read_clip(path, start, num_frames=8, fps=12.0, backend=backend))
+
+
+def test_times_in_any_order_and_repeated(videos):
+    times = [1.0, 0.0, 1.0, 0.5]
+    for backend in BACKENDS:
+        frames = read_frames_at(videos["25"], times, backend=backend)
+        assert frame_indices(frames) == [25, 0, 25, 12]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["empty", "text", "truncated"])
+def test_unreadable_files_raise_decode_error_with_path_and_reason(videos, name, backend):
+    with pytest.raises(VideoDecodeError) as info:
+        read_clip(videos[name], 0.0, num_frames=4, backend=backend)
+    assert info.value.path == str(videos[name]) and info.value.reason
+    with pytest.raises(VideoDecodeError):
+        probe(videos[name])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_truncated_faststart_file_is_a_decode_error_or_its_readable_frames(videos, backend):
+    # The index promises 60 frames that are not all there: either refuse or return true frames.
+    try:
+        clip = read_clip(videos["truncated_faststart"], 0.0, num_frames=6, fps=12.0, backend=backend)
+    except VideoDecodeError:
+        return
+    assert frame_indices(clip) == [math.floor(2.5 * k) for k in range(6)]
+
+
+def test_missing_file_and_folder(tmp_path):
+    for path in (tmp_path / "nope.mp4", tmp_path):
+        for backend in BACKENDS:
+            with pytest.raises(VideoDecodeError, match=str(path)):
+                read_clip(path, 0.0, num_frames=2, backend=backend)
+
+
+def test_decord_bridge_is_left_alone(videos):
+    read_clip(videos["30"], 0.0, num_frames=2, backend="decord")
+    reader = decord.VideoReader(str(videos["30"]))
+    assert isinstance(reader[0].asnumpy(), np.ndarray)  # still the native bridge
+    # And a bridge someone else set globally does not break the reader.
+    decord.bridge.set_bridge("torch")
+    try:
+        clip = read_clip(videos["30"], 0.0, num_frames=3, fps=30.0, backend="decord")
+    finally:
+        decord.bridge.reset_bridge()
+    assert frame_indices(clip) == [0, 1, 2]
+
+
+def test_decode_error_survives_pickling():
+    import pickle
+
+    error = pickle.loads(pickle.dumps(VideoDecodeError("a.mp4", "broken")))
+    assert (error.path, error.reason, str(error)) == ("a.mp4", "broken", "a.mp4: broken")

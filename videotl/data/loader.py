@@ -1,0 +1,186 @@
+"""Config -> DataLoader for the three modes, single process or DDP.
+
+- train: shuffled each epoch (``loader.sampler.set_epoch(epoch)`` works with and without DDP;
+  under DDP it is a ``DistributedSampler``).
+- views: :class:`ShardSampler`, a contiguous, video-aligned share of the samples per rank,
+  without padding or duplication: over all ranks every sample appears exactly once.
+- segments: :class:`SegmentBatches`, an iterable that hands each DataLoader worker whole videos
+  (the rank's share, as in views mode), decodes each video once and yields collated batches of
+  ``TEST.BATCH_SIZE_PER_DEVICE`` segments. ``len(loader)`` is the exact number of batches.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, List, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, Sampler, get_worker_info
+from torch.utils.data._utils.collate import default_collate
+
+from .build import build_dataset
+from .datasets.base import VideoDataset
+
+__all__ = ["build_loader", "TrainSampler", "ShardSampler", "SegmentBatches", "rank_videos"]
+
+
+class TrainSampler(Sampler[int]):
+    """A random permutation per epoch, seeded by ``seed + epoch`` (single-process training).
+
+    Has ``set_epoch`` like ``DistributedSampler``, so the trainer calls it the same way.
+    """
+
+    def __init__(self, num_samples: int, *, seed: int = 0):
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def rank_videos(num_videos: int, *, rank: int, world_size: int) -> range:
+    """The contiguous block of videos that ``rank`` evaluates (blocks differ in size by at most one)."""
+    return range(rank * num_videos // world_size, (rank + 1) * num_videos // world_size)
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation sampler: this rank's videos' samples, in order, each exactly once overall.
+
+    Videos are split into contiguous blocks (so all views of a video stay on one rank and its C
+    crops can share one decode); nothing is padded, so ranks may get a few samples more or less.
+    ``set_epoch`` exists and does nothing.
+    """
+
+    def __init__(self, dataset: VideoDataset, *, rank: int = 0, world_size: int = 1):
+        self.indices: List[int] = []
+        for video in rank_videos(dataset.num_videos, rank=rank, world_size=world_size):
+            self.indices.extend(dataset.sample_range(video))
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class SegmentBatches(IterableDataset):
+    """Collated batches of segment samples; each worker takes whole videos and decodes each once.
+
+    Worker ``w`` of ``W`` takes every W-th of ``videos``; its last batch may be short. Batches
+    are dicts as the default collate makes them from :class:`VideoDataset` samples.
+    """
+
+    def __init__(self, dataset: VideoDataset, *, videos: Sequence[int], batch_size: int, num_workers: int):
+        if dataset.mode != "segments":
+            raise ValueError("SegmentBatches needs a dataset in segments mode")
+        self.dataset = dataset
+        self.videos = list(videos)
+        self.batch_size = int(batch_size)
+        self.num_workers = max(1, int(num_workers))
+
+    def _share(self, worker: int) -> List[int]:
+        return self.videos[worker :: self.num_workers]
+
+    def __iter__(self):
+        info = get_worker_info()
+        # Outside a worker, the shares are walked one after another: the same batches either way.
+        workers = [info.id] if info is not None else range(self.num_workers)
+        for worker in workers:
+            yield from self._batches(self._share(worker))
+
+    def _batches(self, videos: Sequence[int]):
+        buffer = []
+        for video in videos:
+            for sample in self.dataset.segment_samples(video):
+                buffer.append(sample)
+                if len(buffer) == self.batch_size:
+                    yield default_collate(buffer)
+                    buffer = []
+            # The decoded frames of a finished video are not needed again.
+            self.dataset.release_cache()
+        if buffer:
+            yield default_collate(buffer)
+
+    def num_samples(self) -> int:
+        return sum(self.dataset.num_views(v) for v in self.videos)
+
+    def __len__(self) -> int:
+        # Exact: every worker's batches, counted the way __iter__ forms them.
+        shares = [self._share(w) for w in range(self.num_workers)]
+        return sum(math.ceil(sum(self.dataset.num_views(v) for v in share) / self.batch_size) for share in shares)
+
+
+def _rank_and_world(distributed: bool):
+    if not distributed:
+        return 0, 1
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("build_loader(distributed=True) needs torch.distributed initialised (torchrun, init_process_group)")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def build_loader(cfg, split: str, mode: str, *, distributed: bool = False, dataset: Optional[VideoDataset] = None) -> DataLoader:
+    """A DataLoader over ``build_dataset(cfg, split, mode)``.
+
+    Batch size: ``TRAIN.BATCH_SIZE_PER_DEVICE`` (train) or ``TEST.BATCH_SIZE_PER_DEVICE``;
+    workers: ``DATA_LOADER.NUM_WORKERS``; pinned memory when ``DATA_LOADER.PIN_MEMORY`` and CUDA
+    is available. ``loader.dataset`` is the dataset in train and views mode; in segments mode it
+    is a :class:`SegmentBatches` whose ``.dataset`` is the :class:`VideoDataset`.
+
+    Args:
+        distributed: torch.distributed is initialised and each rank loads its share (train:
+            ``DistributedSampler``, padded as usual; evaluation: each sample exactly once).
+        dataset: an already built dataset to wrap instead of building one.
+    """
+    rank, world_size = _rank_and_world(distributed)
+    if dataset is None:
+        dataset = build_dataset(cfg, split, mode)
+    workers = cfg.DATA_LOADER.NUM_WORKERS
+    pin = bool(cfg.DATA_LOADER.PIN_MEMORY) and torch.cuda.is_available()
+    generator = torch.Generator().manual_seed(cfg.RNG_SEED)
+    if mode == "train":
+        batch_size = cfg.TRAIN.BATCH_SIZE_PER_DEVICE
+        if distributed:
+            sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.RNG_SEED)
+        else:
+            sampler = TrainSampler(len(dataset), seed=cfg.RNG_SEED)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=pin,
+            # A ragged last batch is dropped, unless it would be the only one (tiny datasets).
+            drop_last=len(sampler) >= 2 * batch_size,
+            persistent_workers=workers > 0,
+            generator=generator,
+        )
+    batch_size = cfg.TEST.BATCH_SIZE_PER_DEVICE
+    if mode == "views":
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=ShardSampler(dataset, rank=rank, world_size=world_size),
+            num_workers=workers,
+            pin_memory=pin,
+            drop_last=False,
+            generator=generator,
+        )
+    batches = SegmentBatches(
+        dataset,
+        videos=rank_videos(dataset.num_videos, rank=rank, world_size=world_size),
+        batch_size=batch_size,
+        num_workers=workers,
+    )
+    return DataLoader(batches, batch_size=None, num_workers=workers, pin_memory=pin, generator=generator)
