@@ -74,3 +74,14 @@ def test_wrong_class_count_and_missing_root_are_named(tmp_path):
         build_image_folder(_config(_tree(tmp_path), "MODEL.NUM_CLASSES", "5"), "train", "train")
     with pytest.raises(FileNotFoundError, match="val"):
         build_image_folder(_config(tmp_path), "val", "views")
+
+
+def test_build_dataset_and_loader_take_image_folders(tmp_path):
+    from videotl.data import build_dataset, build_loader
+
+    cfg = _config(_tree(tmp_path), "TEST.BATCH_SIZE_PER_DEVICE", "4", "DATA_LOADER.NUM_WORKERS", "0", "DEVICE", "cpu")
+    assert isinstance(build_dataset(cfg, "train", "train"), ImageFolderDataset)
+    batches = list(build_loader(cfg, "train", "views"))
+    assert sum(len(b["video_index"]) for b in batches) == 6
+    assert batches[0]["inputs"].shape == (4, 3, 1, 16, 16)
+    assert torch.cat([b["label"] for b in batches]).tolist() == [0, 0, 1, 1, 2, 2]

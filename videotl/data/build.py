@@ -10,6 +10,7 @@ from .datasets.avid import load_avid
 from .datasets.base import MODES, DatasetError, VideoDataset, VideoRecord
 from .datasets.charades import load_charades
 from .datasets.csv import load_csv
+from .image_folder import build_image_folder
 from .transforms import TestTransform, TrainTransform
 
 __all__ = ["build_dataset", "load_records"]
@@ -70,6 +71,8 @@ def build_dataset(cfg, split: str, mode: str) -> VideoDataset:
     if mode not in MODES:
         raise ValueError(f"mode = {mode!r}: must be one of {MODES}")
     dataset = _dataset_name(cfg, mode)
+    if dataset == "image_folder":
+        return build_image_folder(cfg, split, mode)
     records, class_names = load_records(cfg, split, dataset)
     if len(class_names) != cfg.MODEL.NUM_CLASSES:
         raise DatasetError(
