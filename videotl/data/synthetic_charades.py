@@ -91,7 +91,7 @@ GENERATOR_VERSION = 1
 # rate and time base say exactly 30000/1001 rather than 29.97.
 SOURCE_FRAME_RATES: Tuple[Fraction, ...] = (Fraction(24), Fraction(25), Fraction(30), Fraction(30000, 1001))
 # 4:3 like Charades_v1_480 (480 x 360), small so that encoding and decoding take milliseconds.
-FRAME_SIZES: Tuple[Tuple[int, int], ...] = ((96, 72), (112, 84), (128, 96))
+FRAME_SIZES: Tuple[Tuple[int, int], ...] = ((112, 84), (120, 90), (128, 96))
 
 
 @dataclass(frozen=True)
@@ -454,11 +454,13 @@ def render_video(video: SyntheticVideo) -> Iterator[np.ndarray]:
         yield np.clip(frame, 0, 255).astype(np.uint8)
 
 
-def encode_video(video: SyntheticVideo, path: PathLike, *, crf: int = 20, preset: str = "veryfast") -> None:
+def encode_video(video: SyntheticVideo, path: PathLike, *, crf: int = 23, preset: str = "ultrafast") -> None:
     """Render ``video`` and encode it as H.264 (yuv420p) MP4 at ``path``, atomically.
 
     The stream's rate is the exact source rate and its codec time base ``1 / rate``, so frame
-    ``i`` has PTS ``i`` and the container reports e.g. 30000/1001, not 29.97.
+    ``i`` has PTS ``i`` and the container reports e.g. 30000/1001, not 29.97. A keyframe every
+    second bounds what a random clip has to decode before its first frame (x264's default is
+    one per 250 frames, about 10 s).
     """
     with atomic_path(path) as tmp:
         # The temporary name does not end in .mp4: name the muxer explicitly.
@@ -468,7 +470,7 @@ def encode_video(video: SyntheticVideo, path: PathLike, *, crf: int = 20, preset
             stream.pix_fmt = "yuv420p"
             stream.codec_context.time_base = Fraction(1) / video.fps
             # One encoder thread: the generator runs one process per core.
-            stream.options = {"preset": preset, "crf": str(crf), "threads": "1"}
+            stream.options = {"preset": preset, "crf": str(crf), "threads": "1", "g": str(round(video.fps))}
             for index, image in enumerate(render_video(video)):
                 frame = av.VideoFrame.from_ndarray(image, format="rgb24")
                 frame.pts = index
@@ -565,8 +567,8 @@ def generate_synthetic_charades(
     min_seconds: float = 15.0,
     max_seconds: float = 40.0,
     num_workers: Optional[int] = None,
-    crf: int = 20,
-    preset: str = "veryfast",
+    crf: int = 23,
+    preset: str = "ultrafast",
     progress: bool = True,
 ) -> SyntheticCharades:
     """Write a synthetic Charades release to ``out_dir`` and return its ground truth.

@@ -133,6 +133,8 @@ class TestTransform:
     One crop is the centre; three are PySlowFast's start / centre / end of the long side.
     """
 
+    __test__ = False  # not a pytest test class, despite the name
+
     def __init__(self, *, crop_size: int, num_crops: int, mean: Sequence[float], std: Sequence[float]):
         if num_crops not in (1, 3):
             raise ValueError(f"num_crops = {num_crops}: must be 1 or 3")

@@ -1,0 +1,89 @@
+import pytest
+import torch
+
+from videotl.data.sampling import (
+    clip_times,
+    frame_indices_at,
+    num_target_frames,
+    random_clip_start,
+    segment_count,
+    segment_starts,
+    uniform_clip_starts,
+)
+from videotl.data.transforms import (
+    TestTransform,
+    TrainTransform,
+    horizontal_flip,
+    normalize,
+    random_crop,
+    short_side_scale,
+    uniform_crop,
+)
+
+
+def test_grids():
+    assert list(clip_times(1.0, num_frames=3, fps=4.0)) == [1.0, 1.25, 1.5]
+    assert num_target_frames(30.0, fps=12.0) == 360
+    assert segment_count(30.0, num_frames=64, fps=12.0) == 6  # 360 / 64 = 5.6
+    assert segment_count(64 / 12, num_frames=64, fps=12.0) == 1
+    assert segment_count(0.01, num_frames=64, fps=12.0) == 1
+    assert segment_starts(12.0, num_frames=64, fps=12.0) == pytest.approx([0.0, 64 / 12, 128 / 12])
+    stamps = torch.tensor([0.0, 0.1, 0.25]).numpy()
+    assert list(frame_indices_at(stamps, [-1.0, 0.0, 0.09, 0.1, 0.3], eps=1e-4)) == [0, 0, 0, 1, 2]
+
+
+def test_clip_starts():
+    # 10 s video, 2 s clips (24 frames at 12 fps): starts lie in [0, 8].
+    assert uniform_clip_starts(10.0, num_frames=24, fps=12.0, num_clips=1) == pytest.approx([4.0])
+    assert uniform_clip_starts(10.0, num_frames=24, fps=12.0, num_clips=3) == pytest.approx([0.0, 4.0, 8.0])
+    assert uniform_clip_starts(1.0, num_frames=24, fps=12.0, num_clips=2) == [0.0, 0.0]
+    generator = torch.Generator().manual_seed(0)
+    starts = [random_clip_start(10.0, num_frames=24, fps=12.0, generator=generator) for _ in range(200)]
+    assert 0.0 <= min(starts) and max(starts) <= 8.0 and max(starts) > 7.0 and min(starts) < 1.0
+    assert random_clip_start(1.0, num_frames=24, fps=12.0) == 0.0
+
+
+def test_normalize_by_hand():
+    clip = torch.tensor([0, 255, 51], dtype=torch.uint8).view(1, 1, 1, 3)
+    out = normalize(clip, mean=[0.5, 0.0, 0.1], std=[0.5, 1.0, 0.2])
+    assert out.shape == (3, 1, 1, 1) and out.dtype == torch.float32
+    assert out.flatten().tolist() == pytest.approx([-1.0, 1.0, 0.5])
+
+
+def _columns(width=10, height=4, frames=2):
+    # Pixel value = column index, so a crop's left edge can be read back.
+    row = torch.arange(width, dtype=torch.uint8)
+    return row.view(1, 1, width, 1).expand(frames, height, width, 3).contiguous()
+
+
+def test_crops_and_flip():
+    clip = _columns()
+    assert [int(uniform_crop(clip, size=4, index=i)[0, 0, 0, 0]) for i in range(3)] == [0, 3, 6]
+    portrait = clip.transpose(1, 2)  # 10 high, 4 wide, value = row: crops move down
+    assert [int(uniform_crop(portrait, size=4, index=i)[0, 0, 0, 0]) for i in range(3)] == [0, 3, 6]
+    flipped = horizontal_flip(clip)
+    assert flipped[0, 0, :, 0].tolist() == list(range(9, -1, -1))
+    crop = random_crop(clip, size=4, generator=torch.Generator().manual_seed(1))
+    left = int(crop[0, 0, 0, 0])
+    assert crop.shape == (2, 4, 4, 3) and crop[0, 0, :, 0].tolist() == list(range(left, left + 4))
+    with pytest.raises(ValueError, match="does not fit"):
+        uniform_crop(clip, size=5, index=0)
+
+
+def test_short_side_scale():
+    clip = torch.zeros(2, 48, 64, 3, dtype=torch.uint8)
+    assert short_side_scale(clip, size=24).shape == (2, 24, 32, 3)
+    assert short_side_scale(clip.transpose(1, 2), size=24).shape == (2, 32, 24, 3)
+    assert short_side_scale(clip, size=48) is clip
+
+
+def test_train_and_test_transforms_shapes():
+    clip = torch.randint(0, 256, (4, 48, 64, 3), dtype=torch.uint8)
+    train = TrainTransform(jitter_scales=(40, 48), crop_size=32, random_flip=True, mean=[0.45] * 3, std=[0.225] * 3)
+    side = train.short_side()
+    assert 40 <= side <= 48
+    assert train(clip, short_side=side).shape == (3, 4, 32, 32)
+    test = TestTransform(crop_size=32, num_crops=3, mean=[0.45] * 3, std=[0.225] * 3)
+    crops = [test(clip, crop_index=i) for i in range(3)]
+    assert all(c.shape == (3, 4, 32, 32) for c in crops)
+    assert not torch.equal(crops[0], crops[2])
