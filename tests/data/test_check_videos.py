@@ -1,0 +1,35 @@
+import importlib.util
+from pathlib import Path
+
+from videotl.data.check import check_video, check_videos
+
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "check_videos.py"
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("check_videos_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_check_video_reasons(videos):
+    assert check_video(videos["vfr"]) is None
+    assert check_video(videos["30"], backend="pyav", full=True) is None
+    assert "empty file" in check_video(videos["empty"]).reason
+    assert "cannot open" in check_video(videos["text"], backend="pyav").reason
+    problems = check_videos([videos["25"], videos["truncated"], videos["text"]], progress=False)
+    assert [p.path for p in problems] == [str(videos["truncated"]), str(videos["text"])]
+    # A truncated file whose index survives is caught by the full decode at the latest.
+    assert check_video(videos["truncated_faststart"], backend="pyav", full=True) is not None
+
+
+def test_tool_lists_the_broken_videos(charades_root, tmp_path, capsys):
+    out = tmp_path / "broken.tsv"
+    status = _tool().main(["--output", str(out), "DATA.PATH_TO_DATA_DIR", str(charades_root), "MODEL.NUM_CLASSES", "5"])
+    printed = capsys.readouterr().out
+    assert status == 1
+    assert "charades train: 3 videos" in printed and "charades test: 3 videos" in printed
+    assert "1 of 4 videos cannot be read" in printed  # AAA01 and BROKE are in both splits
+    lines = out.read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(str(charades_root / "Charades_v1_480" / "BROKE.mp4") + "\t")
