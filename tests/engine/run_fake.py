@@ -1,4 +1,4 @@
-"""Subprocess entry for the engine tests: ``run_fake.py train|test KEY VALUE ...`` on the fakes."""
+"""Subprocess entry for the engine tests: ``run_fake.py train|test|train_test KEY VALUE ...`` on the fakes."""
 
 import sys
 from pathlib import Path
@@ -18,9 +18,9 @@ if __name__ == "__main__":
     command, overrides = sys.argv[1], sys.argv[2:]
     cfg = load_config("", fakes.TINY + overrides)
     try:
-        if command == "train":
+        if command in ("train", "train_test"):
             train(cfg, build_model_fn=fakes.build_model, build_loader_fn=fakes.build_loader)
-        else:
+        if command in ("test", "train_test"):
             test(cfg, build_model_fn=fakes.build_model, build_loader_fn=fakes.build_loader)
     finally:
         du.cleanup()

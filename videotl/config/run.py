@@ -81,6 +81,8 @@ def validate_run(cfg: CfgNode, errors: list) -> None:
     name = cfg.TEST.SUBMISSION_FILE
     if not name or "/" in name or "\\" in name or name in (".", ".."):
         errors.append(f"TEST.SUBMISSION_FILE = {name!r}: must be a plain file name (it lives in OUTPUT_DIR)")
+    if cfg.BN.SYNC and cfg.DEVICE == "cpu":
+        errors.append("BN.SYNC = True needs CUDA (PyTorch's SyncBatchNorm has no CPU version), but DEVICE = 'cpu'")
     if cfg.DIST_BACKEND == "nccl" and cfg.DEVICE == "cpu":
         errors.append("DIST_BACKEND = 'nccl' needs CUDA, but DEVICE = 'cpu'")
     if not cfg.OUTPUT_DIR:

@@ -132,7 +132,9 @@ def train(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
     model = build_model_fn(cfg).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
-    if world_size > 1 and cfg.BN.SYNC:
+    if cfg.BN.SYNC and world_size > 1:
+        if device.type != "cuda":
+            raise ValueError("BN.SYNC = True needs CUDA: PyTorch's SyncBatchNorm has no CPU implementation")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = build_optimizer(model, cfg=cfg)
     loss_fn = build_loss(cfg)

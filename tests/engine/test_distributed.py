@@ -1,0 +1,59 @@
+"""Two processes (torchrun, gloo, env://) evaluate exactly like one process."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from videotl.evaluation import read_submission
+
+HERE = Path(__file__).resolve().parent
+
+
+def _run(args, nproc, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    if nproc == 1:
+        command = [sys.executable, str(HERE / "run_fake.py"), *args]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                   str(HERE / "run_fake.py"), *args]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def test_two_process_training_and_evaluation_match_one_process(tmp_path):
+    # Train one epoch with DDP (gloo on CPU): 12 videos, 2 per device -> 3 steps per rank; then test
+    # in the same processes on all segments of 7 videos (13 samples: shards of 7 and 6, no padding).
+    run = tmp_path / "run"
+    common = ["TEST.MODE", "segments", "TEST.BATCH_SIZE_PER_DEVICE", "1"]
+    out = _run(["train_test", "OUTPUT_DIR", str(run), "SOLVER.MAX_EPOCH", "1", "TRAIN.EVAL_PERIOD", "1", *common],
+               2, tmp_path)
+    assert "on 2 x cpu" in out.stdout and "3 iterations per epoch" in out.stdout
+    assert "base lr 0.2" in out.stdout  # 0.1 per device x 2 devices
+
+    single = tmp_path / "single"
+    checkpoint = run / "checkpoints" / "checkpoint_epoch_00001.pyth"
+    _run(["test", "OUTPUT_DIR", str(single), "TEST.CHECKPOINT_FILE_PATH", str(checkpoint), *common], 1, tmp_path)
+
+    results = {}
+    for name, folder in (("two", run), ("one", single)):
+        metrics = json.loads((folder / "test_metrics.json").read_text())
+        scores = read_submission(folder / "charades_submission.txt", num_classes=5)
+        results[name] = (metrics, scores)
+    (m1, s1), (m2, s2) = results["one"], results["two"]
+    assert m1["num_views"] == m2["num_views"] == 13
+    assert m1["map"] == m2["map"] and m1["map_sklearn"] == m2["map_sklearn"]
+    assert m1["per_class"] == m2["per_class"]
+    assert s1.keys() == s2.keys() and len(s1) == 7
+    for video in s1:
+        np.testing.assert_array_equal(s1[video], s2[video])
+    # The evaluation during DDP training saw the same numbers.
+    evals = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    during = [r for r in evals if r["type"] == "eval"]
+    assert len(during) == 1 and during[0]["map"] == m1["map"]
