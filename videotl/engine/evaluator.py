@@ -57,6 +57,17 @@ def head_activation(name: str, logits: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"MODEL.HEAD_ACT = {name!r}: must be 'sigmoid', 'softmax' or 'none'")
 
 
+def video_dataset(loader):
+    """The dataset with ``video_ids`` / ``num_views`` behind a loader (segments mode wraps it once)."""
+    dataset = loader.dataset
+    if not hasattr(dataset, "video_ids") and hasattr(dataset, "dataset"):
+        dataset = dataset.dataset
+    for name in ("video_ids", "num_views", "video_labels"):
+        if not hasattr(dataset, name):
+            raise TypeError(f"{type(dataset).__name__} has no {name}: the evaluator needs the video dataset contract")
+    return dataset
+
+
 def _prepare_inputs(inputs: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     inputs = inputs.to(device, non_blocking=True)
     if channels_last:
@@ -79,7 +90,7 @@ def evaluate(model: nn.Module, loader, *, cfg: CfgNode, device: torch.device, us
     video must receive; a video receiving another number stops the evaluation with an error rather
     than being dropped from the metric, and undecodable videos are listed by name.
     """
-    dataset = loader.dataset
+    dataset = video_dataset(loader)
     was_training = model.training
     model.eval()
     video_index, view_index, valid, scores = [], [], [], []

@@ -1,0 +1,27 @@
+#!/usr/bin/env python
+"""Train (then test, when TEST.ENABLE) a video model.
+
+    python tools/train_net.py --cfg configs/charades_12fps.yaml DATA.PATH_TO_DATA_DIR /data/charades OUTPUT_DIR runs/c12
+    torchrun --nproc_per_node 8 tools/train_net.py --cfg ...   # one process per GPU
+"""
+
+import sys
+
+from _cli import parse, run
+
+from videotl.engine import test, train
+
+
+def main(argv=None) -> int:
+    def work():
+        cfg = parse(__doc__.split("\n\n")[0], argv)
+        if cfg.TRAIN.ENABLE:
+            train(cfg)
+        if cfg.TEST.ENABLE:
+            test(cfg)
+
+    return run(work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
