@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from fvcore.nn import FlopCountAnalysis, parameter_count
-from fvcore.nn.jit_handles import einsum_flop_jit, get_shape
+from fvcore.nn.jit_handles import einsum_flop_jit, elementwise_flop_counter, get_shape
 from torch import nn
 
 __all__ = [
@@ -204,6 +204,11 @@ VIDEOTL_OP_HANDLES: Dict[str, Handle] = {
     "aten::softmax": softmax_flop_jit,
     "aten::_softmax": softmax_flop_jit,
     "prim::PythonOp._ChunkedVectorAttention": vector_attention_flop_jit,
+    # fvcore counts adaptive_avg_pool2d at one unit per input element; the same for the 3D pools.
+    "aten::adaptive_avg_pool3d": elementwise_flop_counter(1, 0),
+    "aten::adaptive_avg_pool1d": elementwise_flop_counter(1, 0),
+    "aten::avg_pool3d": elementwise_flop_counter(1, 0),
+    "aten::avg_pool2d": elementwise_flop_counter(1, 0),
 }
 
 
@@ -311,10 +316,14 @@ class VideoFlopCountAnalysis(FlopCountAnalysis):
 
 @dataclass(frozen=True)
 class ModuleCount:
-    """Multiply-adds (in G) and parameters of one module."""
+    """Multiply-adds and parameters of one module."""
 
-    gmacs: float
+    macs: float
     params: int
+
+    @property
+    def gmacs(self) -> float:
+        return self.macs / 1e9
 
     @property
     def gflops(self) -> float:
@@ -344,6 +353,10 @@ class FlopReport:
     skipped_ops: Dict[str, SkippedOp]
     convention: str = CONVENTION
     extra: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def macs(self) -> float:
+        return self.total.macs
 
     @property
     def gmacs(self) -> float:
@@ -427,14 +440,14 @@ def count_flops(
         by_module = analysis.by_module()
     params = parameter_count(model)
     modules = {
-        name: ModuleCount(gmacs=by_module.get(name, 0) / 1e9, params=int(params.get(name, 0)))
+        name: ModuleCount(macs=by_module.get(name, 0), params=int(params.get(name, 0)))
         for name, _ in model.named_modules()
         if name
     }
     by_operator = {op: count / 1e9 for op, count in sorted(analysis.by_operator().items(), key=lambda item: -item[1])}
     return FlopReport(
         input_shapes=[list(x.shape) for x in inputs],
-        total=ModuleCount(gmacs=by_module[""] / 1e9, params=int(params[""])),
+        total=ModuleCount(macs=by_module[""], params=int(params[""])),
         modules=modules,
         by_operator=by_operator,
         skipped_ops=analysis.skipped_ops(),
