@@ -331,6 +331,25 @@ def plan_synthetic_charades(
 
 
 # ------------------------------------------------------------------------------------ drawing
+#
+# Frames are drawn straight into planar YUV 4:2:0 (BT.601, limited range: what decoders assume for
+# untagged SD video). Converting each RGB frame with swscale cost three times as much as drawing
+# and encoding it together.
+
+_RGB_TO_YUV = np.array(
+    [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=np.float32
+) / 255.0
+_YUV_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float32)
+
+
+def _to_yuv(rgb: np.ndarray) -> np.ndarray:
+    """RGB in [0, 255] (``... x 3``) -> YUV (``... x 3``), BT.601 limited range."""
+    return rgb @ _RGB_TO_YUV.T + _YUV_OFFSET
+
+
+def _to_rgb(yuv: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_to_yuv`."""
+    return (yuv - _YUV_OFFSET) @ np.linalg.inv(_RGB_TO_YUV).T
 
 
 def _periodic_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -360,9 +379,9 @@ def _coverage(shape: str, dy: np.ndarray, dx: np.ndarray, size: float, extra: fl
     elif shape == "disc":
         distance = np.sqrt(dx * dx + dy * dy) - size
     elif shape == "triangle":
-        # Upward triangle with half-width ``size``: base at dy = +size * 0.8, apex at -size.
-        base = dy - 0.8 * size
-        side = (np.abs(dx) * 1.8 + dy * 1.0 - 0.8 * size) / math.hypot(1.8, 1.0)
+        # Upward triangle: apex at dy = -size, base at dy = +0.7 size from dx = -size to +size.
+        base = dy - 0.7 * size
+        side = (1.7 * np.abs(dx) - dy - size) / math.hypot(1.7, 1.0)
         distance = np.maximum(base, side)
     elif shape == "cross":
         arm = size * 0.3
@@ -381,7 +400,7 @@ def _coverage(shape: str, dy: np.ndarray, dx: np.ndarray, size: float, extra: fl
 
 
 def _object_state(action: SyntheticAction, time: float, height: int) -> Tuple[float, float, float, float, np.ndarray]:
-    """Where and how the action's object is drawn at ``time``: (cy, size, extra, alpha, colour).
+    """Where and how the action's object is drawn at ``time``: (cy, size, extra, alpha, RGB colour).
 
     ``cy`` is relative to the frame centre. Forward members follow the cycle's progress ``p``,
     backward members ``1 - p``: the same frames in reverse order.
@@ -409,16 +428,20 @@ def _object_state(action: SyntheticAction, time: float, height: int) -> Tuple[fl
     elif spec.motion == "blink":
         alpha = 1.0 if progress < 0.5 else 0.0
     elif spec.motion == "recolour":
+        # A straight blend passes through grey; rescaling to full brightness keeps it vivid.
         colour = (1.0 - progress) * colour + progress * _BLUE
+        colour = colour * (255.0 / colour.max())
     return cy, size, extra, alpha, colour
 
 
-def render_video(video: SyntheticVideo) -> Iterator[np.ndarray]:
-    """Yield the video's frames as ``height x width x 3`` uint8 RGB arrays."""
+def _render_planes(video: SyntheticVideo) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    """Yield each frame as float32 planes: luma ``H x W`` and chroma ``H/2 x W/2 x 2`` (Cb, Cr)."""
     rng = _rng(video.seed)
     height, width = video.height, video.width
-    texture = _periodic_texture(rng, 2 * height, 2 * width)
+    texture = _to_yuv(_periodic_texture(rng, 2 * height, 2 * width))
     tiled = np.tile(texture, (2, 2, 1))
+    luma_tile = np.ascontiguousarray(tiled[..., 0])
+    chroma_tile = np.ascontiguousarray(tiled[..., 1:])
     # The background scrolls in a random direction (camera pan) and its brightness drifts slowly.
     speed = rng.uniform(4.0, 12.0)
     angle = rng.uniform(0, 2 * np.pi)
@@ -430,10 +453,12 @@ def render_video(video: SyntheticVideo) -> Iterator[np.ndarray]:
     fps = float(video.fps)
     for index in range(video.num_frames):
         time = index / fps
-        oy = int(round(velocity[0] * time)) % (2 * height)
-        ox = int(round(velocity[1] * time)) % (2 * width)
-        frame = tiled[oy : oy + height, ox : ox + width].copy()
-        frame *= 1.0 + 0.1 * math.sin(2 * np.pi * flicker_rate * time + flicker_phase)
+        # Even offsets keep the chroma samples on the luma grid of 4:2:0.
+        oy = 2 * int(round(velocity[0] * time / 2)) % (2 * height)
+        ox = 2 * int(round(velocity[1] * time / 2)) % (2 * width)
+        gain = 1.0 + 0.1 * math.sin(2 * np.pi * flicker_rate * time + flicker_phase)
+        luma = (luma_tile[oy : oy + height, ox : ox + width] - 16.0) * gain + 16.0
+        chroma = chroma_tile[oy : oy + height : 2, ox : ox + width : 2].copy()
         for action in video.actions:
             if not action.start <= time < action.end:
                 continue
@@ -444,14 +469,42 @@ def render_video(video: SyntheticVideo) -> Iterator[np.ndarray]:
             cx = slot_centres[action.slot] + action.offset * height
             cy = height / 2 + cy
             reach = max(size, extra / 2 + 0.25 * size) + 2
-            y0, y1 = max(0, int(cy - reach)), min(height, int(math.ceil(cy + reach)) + 1)
-            x0, x1 = max(0, int(cx - reach)), min(width, int(math.ceil(cx + reach)) + 1)
+            # A box on even coordinates, so its chroma is exactly the 2 x 2 means of its luma.
+            y0, y1 = max(0, int(cy - reach) // 2 * 2), min(height, (int(math.ceil(cy + reach)) + 2) // 2 * 2)
+            x0, x1 = max(0, int(cx - reach) // 2 * 2), min(width, (int(math.ceil(cx + reach)) + 2) // 2 * 2)
+            if y1 <= y0 or x1 <= x0:
+                continue
             dy = np.arange(y0, y1, dtype=np.float32)[:, None] + 0.5 - cy
             dx = np.arange(x0, x1, dtype=np.float32)[None, :] + 0.5 - cx
-            cover = (alpha * _coverage(pair.shape, dy, dx, size, extra))[..., None]
-            patch = frame[y0:y1, x0:x1]
-            patch += cover * (colour - patch)
-        yield np.clip(frame, 0, 255).astype(np.uint8)
+            cover = alpha * _coverage(pair.shape, dy, dx, size, extra)
+            target = _to_yuv(colour)
+            patch = luma[y0:y1, x0:x1]
+            patch += cover * (target[0] - patch)
+            cover2 = cover.reshape((y1 - y0) // 2, 2, (x1 - x0) // 2, 2).mean(axis=(1, 3))[..., None]
+            patch2 = chroma[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
+            patch2 += cover2 * (target[1:] - patch2)
+        yield luma, chroma
+
+
+def _pack_yuv420p(luma: np.ndarray, chroma: np.ndarray) -> np.ndarray:
+    """Planes -> the ``(3H/2) x W`` uint8 array PyAV takes for a yuv420p frame."""
+    height, width = luma.shape
+    out = np.empty((height * 3 // 2, width), np.uint8)
+    out[:height] = np.clip(luma + 0.5, 0, 255)
+    flat = out[height:].reshape(-1)
+    quarter = height * width // 4
+    flat[:quarter] = np.clip(chroma[..., 0] + 0.5, 0, 255).ravel()
+    flat[quarter:] = np.clip(chroma[..., 1] + 0.5, 0, 255).ravel()
+    return out
+
+
+def render_video(video: SyntheticVideo) -> Iterator[np.ndarray]:
+    """Yield the video's frames as ``height x width x 3`` uint8 RGB arrays (chroma upsampled by
+    repetition), e.g. to look at them; :func:`encode_video` encodes the YUV planes directly."""
+    for luma, chroma in _render_planes(video):
+        full = np.repeat(np.repeat(chroma, 2, axis=0), 2, axis=1)
+        yuv = np.concatenate([luma[..., None], full], axis=-1)
+        yield np.clip(_to_rgb(yuv) + 0.5, 0, 255).astype(np.uint8)
 
 
 def encode_video(video: SyntheticVideo, path: PathLike, *, crf: int = 23, preset: str = "ultrafast") -> None:
@@ -471,8 +524,8 @@ def encode_video(video: SyntheticVideo, path: PathLike, *, crf: int = 23, preset
             stream.codec_context.time_base = Fraction(1) / video.fps
             # One encoder thread: the generator runs one process per core.
             stream.options = {"preset": preset, "crf": str(crf), "threads": "1", "g": str(round(video.fps))}
-            for index, image in enumerate(render_video(video)):
-                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            for index, (luma, chroma) in enumerate(_render_planes(video)):
+                frame = av.VideoFrame.from_ndarray(_pack_yuv420p(luma, chroma), format="yuv420p")
                 frame.pts = index
                 container.mux(stream.encode(frame))
             container.mux(stream.encode(None))
