@@ -155,7 +155,7 @@ FIGURE_ROWS: List[FigureRow] = [
 ]
 
 # Modules (dotted names) that add rows with ``register_rows`` when imported.
-ROW_PROVIDERS: List[str] = []
+ROW_PROVIDERS: List[str] = ["videotl.profiling.paper_figures_vit"]
 
 # Explanations of differences, keyed by the names rows list in ``notes``. Each argues from the
 # paper's text; none is a reason to change the model.
