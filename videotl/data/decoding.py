@@ -226,8 +226,8 @@ def read_frames_at(
         size: ``None`` (source size), short side (int) or ``(height, width)``. PyAV resizes in
             its RGB conversion, decord's frames go through torchvision's antialiased bilinear
             resize; either way each frame is resized once, and only frames returned.
-        num_threads: decoder threads; 0 lets the decoder choose (decord) / decodes in the calling
-            thread (PyAV). Inside DataLoader workers 1 is best.
+        num_threads: decoder threads; 0 lets the decoder choose. Inside DataLoader workers 1 is
+            best (the workers already use the cores).
 
     Returns:
         uint8 tensor ``len(times) x H x W x 3`` (RGB).
@@ -235,6 +235,19 @@ def read_frames_at(
     Raises:
         VideoDecodeError: the file is missing, empty, not a video, corrupt or truncated.
     """
+    frames, inverse = _read_unique(path, times, backend=backend, size=size, num_threads=num_threads)
+    return _gather(frames, inverse)
+
+
+def _gather(frames: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
+    if positions.size and positions[0] + positions.size - 1 == positions[-1] and np.all(np.diff(positions) == 1):
+        # Consecutive distinct frames (the usual case): a view, no copy.
+        return frames[int(positions[0]) : int(positions[-1]) + 1]
+    return frames[torch.from_numpy(positions)]
+
+
+def _read_unique(path: PathLike, times, *, backend: str, size: Size, num_threads: int) -> Tuple[torch.Tensor, np.ndarray]:
+    """The distinct frames needed, in time order, and for each time the position of its frame."""
     _check_backend(backend)
     key = _file_key(path)
     times = np.asarray(times, dtype=np.float64)
@@ -299,14 +312,18 @@ def read_segments(
     info = probe(path)
     count = segment_count(info.duration, num_frames=num_frames, fps=fps)
     times = np.arange(count * num_frames, dtype=np.float64) / fps
-    frames = read_frames_at(path, times, backend=backend, size=size, num_threads=num_threads)
-    return [(s * num_frames / fps, frames[s * num_frames : (s + 1) * num_frames]) for s in range(count)]
+    frames, inverse = _read_unique(path, times, backend=backend, size=size, num_threads=num_threads)
+    # Segments are views of the distinct frames where they can be (only a padded or slow-source
+    # segment is gathered): the frames are converted and copied once.
+    return [
+        (s * num_frames / fps, _gather(frames, inverse[s * num_frames : (s + 1) * num_frames])) for s in range(count)
+    ]
 
 
 # --------------------------------------------------------------------------------------- decord
 
 
-def _decord_read(path: str, times: np.ndarray, out_hw: Optional[Tuple[int, int]], num_threads: int) -> torch.Tensor:
+def _decord_read(path: str, times: np.ndarray, out_hw: Optional[Tuple[int, int]], num_threads: int):
     import decord
 
     try:
@@ -348,7 +365,7 @@ def _decord_read(path: str, times: np.ndarray, out_hw: Optional[Tuple[int, int]]
         frames = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch.asnumpy())
         if out_hw is not None and tuple(frames.shape[1:3]) != tuple(out_hw):
             frames = _resize_frames(frames, out_hw)
-        return frames[torch.from_numpy(inverse.reshape(-1))]
+        return frames, inverse.reshape(-1)
     raise VideoDecodeError(path, f"decord cannot decode the last frames (lists {count}, fewer decodable)")
 
 
@@ -368,13 +385,14 @@ def _first_line(error: BaseException) -> str:
 # ----------------------------------------------------------------------------------------- PyAV
 
 
-def _pyav_read(path: str, times: np.ndarray, out_hw: Optional[Tuple[int, int]], num_threads: int) -> torch.Tensor:
+def _pyav_read(path: str, times: np.ndarray, out_hw: Optional[Tuple[int, int]], num_threads: int):
     order = np.argsort(times, kind="stable")
     sorted_times = times[order]
     container, stream = _open_pyav(path)
     try:
         if num_threads > 1:
             stream.thread_type = "AUTO"
+        if num_threads > 0:
             stream.codec_context.thread_count = num_threads
         zero = _time_zero(stream)
         time_base = stream.time_base
@@ -391,11 +409,10 @@ def _pyav_read(path: str, times: np.ndarray, out_hw: Optional[Tuple[int, int]], 
             raise VideoDecodeError(path, "the video stream has no decodable frames")
     finally:
         container.close()
-    arrays, slots = picked
-    unique = torch.from_numpy(np.stack(arrays))
-    result_slots = np.empty(len(times), dtype=np.int64)
-    result_slots[order] = slots
-    return unique[torch.from_numpy(result_slots)]
+    frames, sorted_positions = picked
+    inverse = np.empty(len(times), dtype=np.int64)
+    inverse[order] = sorted_positions
+    return torch.from_numpy(frames), inverse
 
 
 def _frame_converter(out_hw: Optional[Tuple[int, int]]):
@@ -406,9 +423,11 @@ def _frame_converter(out_hw: Optional[Tuple[int, int]]):
 
 
 def _pyav_pick(container, stream, zero: int, time_base: Fraction, sorted_times: np.ndarray, convert, *, seek: bool):
-    """Stream the decoder over the wanted span; return (converted frames, slot of each time).
+    """Stream the decoder over the wanted span.
 
-    Returns None when seeking skipped past the first wanted time (or nothing decoded).
+    Returns ``(frames, positions)``: the distinct frames converted (in time order, written once
+    into one buffer) and, for each of ``sorted_times``, the position of its frame; or None when
+    seeking skipped past the first wanted time (or nothing decoded).
     """
     first = float(sorted_times[0])
     sought = seek and first > TIME_EPS
@@ -417,43 +436,55 @@ def _pyav_pick(container, stream, zero: int, time_base: Fraction, sorted_times: 
         container.seek(zero + int(math.floor(first / time_base)), stream=stream, backward=True, any_frame=False)
     else:
         container.seek(zero, stream=stream, backward=True, any_frame=False)
-    arrays: List[np.ndarray] = []
-    slots = np.empty(len(sorted_times), dtype=np.int64)
+    # Float seconds per PTS tick: exact Fraction arithmetic per frame costs more than it buys.
+    tick = float(time_base)
+    targets = [t + TIME_EPS for t in sorted_times.tolist()]
+    positions = np.empty(len(targets), dtype=np.int64)
+    buffer: Optional[np.ndarray] = None
+    stored = 0
+
+    def store(frame) -> int:
+        nonlocal buffer, stored
+        array = convert(frame)
+        if buffer is None:
+            # At most one distinct frame per wanted time.
+            buffer = np.empty((len(targets),) + array.shape, dtype=np.uint8)
+        buffer[stored] = array
+        stored += 1
+        return stored - 1
+
     wanted = 0
     previous = None
-    previous_slot = -1  # where `previous` sits in `arrays` once converted; -1 = not converted
+    previous_slot = -1  # where `previous` sits in the buffer once a wanted time needs it
     for frame in container.decode(stream):
         pts = frame.pts if frame.pts is not None else frame.dts
         if pts is None:
             continue
-        frame_time = float((pts - zero) * time_base)
+        frame_time = (pts - zero) * tick
         if previous is None and sought and frame_time > first + TIME_EPS:
             return None
         current_slot = -1
         # Every wanted time before this frame's PTS is answered by the previous frame (or, for
         # times before the very first frame, by this one).
-        while wanted < len(sorted_times) and frame_time > sorted_times[wanted] + TIME_EPS:
+        while wanted < len(targets) and frame_time > targets[wanted]:
             if previous is None:
                 if current_slot < 0:
-                    arrays.append(convert(frame))
-                    current_slot = len(arrays) - 1
-                slots[wanted] = current_slot
+                    current_slot = store(frame)
+                positions[wanted] = current_slot
             else:
                 if previous_slot < 0:
-                    arrays.append(convert(previous))
-                    previous_slot = len(arrays) - 1
-                slots[wanted] = previous_slot
+                    previous_slot = store(previous)
+                positions[wanted] = previous_slot
             wanted += 1
-        if wanted == len(sorted_times):
+        if wanted == len(targets):
             break
         previous, previous_slot = frame, current_slot
     else:
         if previous is None:
             return None
         # Past the last frame: repeat it.
-        if wanted < len(sorted_times):
+        if wanted < len(targets):
             if previous_slot < 0:
-                arrays.append(convert(previous))
-                previous_slot = len(arrays) - 1
-            slots[wanted:] = previous_slot
-    return arrays, slots
+                previous_slot = store(previous)
+            positions[wanted:] = previous_slot
+    return buffer[:stored], positions
