@@ -8,7 +8,7 @@ import torch
 import fakes
 from videotl.config import load_config
 from videotl import engine
-from videotl.engine.checkpoint import last_checkpoint, load_checkpoint_file
+from videotl.engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint_file
 from videotl.engine.logging import StatsWriter
 from videotl.engine.solver import LRSchedule, build_schedule
 from videotl.evaluation import ViewCountError, charades_map, read_submission
@@ -167,7 +167,7 @@ def test_missing_and_broken_checkpoints_are_named(tmp_path):
         _run_test(cfg)
     broken = tmp_path / "broken.pyth"
     broken.write_bytes(b"PK\x03\x04 not really")
-    with pytest.raises(RuntimeError, match="broken.pyth"):
+    with pytest.raises(CheckpointError, match="broken.pyth"):
         _run_test(_cfg(tmp_path, "TEST.CHECKPOINT_FILE_PATH", str(broken)))
     with pytest.raises(FileNotFoundError, match="nothere.pyth"):
         _run_test(_cfg(tmp_path, "TEST.CHECKPOINT_FILE_PATH", str(tmp_path / "nothere.pyth")))

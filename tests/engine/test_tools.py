@@ -3,10 +3,12 @@
 
 import importlib
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.data.conftest import CHARADES_CLASSES, write_charades
 
@@ -74,6 +76,23 @@ def test_train_test_and_official_evaluation_on_charades_fixture(tmp_path, tool):
     assert ap["Holding some clothes"] is None and ap["Putting clothes somewhere"] is not None
     stats = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
     assert {r["type"] for r in stats} == {"train", "train_epoch", "eval", "test"}
+
+    # Resume on the real data pipeline: a copy of the run without its last checkpoint, trained
+    # again with the same settings, reaches the very same weights.
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    (again / "checkpoints" / "checkpoint_epoch_00002.pyth").unlink()
+    resumed = tool("train_net.py", *args[:-1], str(again), "TEST.ENABLE", "False")
+    assert "resumed from" in resumed.stdout and "checkpoint_epoch_00001.pyth" in resumed.stdout
+    expected = torch.load(out / "checkpoints" / "checkpoint_epoch_00002.pyth", weights_only=True)["model"]
+    actual = torch.load(again / "checkpoints" / "checkpoint_epoch_00002.pyth", weights_only=True)["model"]
+    for key in expected:
+        assert torch.equal(expected[key], actual[key]), key
+    complete = tool("train_net.py", *args[:-1], str(again), "TEST.ENABLE", "False")
+    assert "training already complete" in complete.stdout
+    # Another model in the same folder is refused with the file's name.
+    other = tool("train_net.py", *args[:-1], str(again), "X3D.HEAD_DIM", "24", check=False)
+    assert other.returncode == 1 and "cannot resume from" in other.stderr and "checkpoint_epoch_00002" in other.stderr
 
 
 def test_tools_report_bad_input_in_one_line(tmp_path, tool):

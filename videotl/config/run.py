@@ -25,8 +25,8 @@ def add_run_defaults(cfg: CfgNode) -> None:
     cfg.TRAIN.DATASET = "charades"
     cfg.TRAIN.SPLIT = "train"
     cfg.TRAIN.BATCH_SIZE_PER_DEVICE = 4
-    # Epochs between evaluations on the test views during training (the last epoch always
-    # evaluates); 0 turns evaluation during training off.
+    # Epochs between evaluations on the test views during training; 0 turns them off. The last
+    # epoch is not forced: train_net tests the final weights anyway (TEST.ENABLE).
     cfg.TRAIN.EVAL_PERIOD = 1
     # Epochs between checkpoints (the last epoch always saves one). A killed job resumes from the
     # last checkpoint, so this bounds the work lost.

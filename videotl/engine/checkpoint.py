@@ -18,6 +18,7 @@ from torch import nn
 from ..utils.fileio import atomic_path
 
 __all__ = [
+    "CheckpointError",
     "checkpoint_dir",
     "checkpoint_path",
     "last_checkpoint",
@@ -31,6 +32,12 @@ __all__ = [
 ]
 
 PathLike = Union[str, Path]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be read, or does not fit the model or run it is loaded into."""
+
+
 _NAME = re.compile(r"^checkpoint_epoch_(\d{5,})\.pyth$")
 
 
@@ -100,9 +107,9 @@ def load_checkpoint_file(path: PathLike) -> Dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
-        raise RuntimeError(f"cannot read checkpoint {path}: {error}") from error
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
     if not isinstance(obj, dict):
-        raise RuntimeError(f"checkpoint {path} holds a {type(obj).__name__}, not a dict of states")
+        raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a dict of states")
     return obj
 
 
@@ -112,7 +119,7 @@ def model_state_from(obj: Mapping[str, Any]) -> "OrderedDict[str, torch.Tensor]"
     state = obj["model"] if "model" in obj and isinstance(obj["model"], Mapping) else obj
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise RuntimeError(f"not a model state: entries {bad[:5]} are not tensors")
+        raise CheckpointError(f"not a model state: entries {bad[:5]} are not tensors")
     if state and all(k.startswith("module.") for k in state):
         state = OrderedDict((k[len("module."):], v) for k, v in state.items())
     return OrderedDict(state)
@@ -140,7 +147,7 @@ def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], *, str
         else:
             usable[key] = value
     if not usable:
-        raise RuntimeError("no tensor of the checkpoint fits this model: is it a checkpoint of another model?")
+        raise CheckpointError("no tensor of the checkpoint fits this model: is it a checkpoint of another model?")
     skipped.extend(f"{key} (not in the file, left as initialised)" for key in own if key not in state)
     target.load_state_dict(usable, strict=False)
     return skipped

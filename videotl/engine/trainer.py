@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ..config import dump_config
 from . import distributed as du
 from .checkpoint import (
+    CheckpointError,
     capture_rng_state,
     checkpoint_path,
     last_checkpoint,
@@ -70,7 +71,9 @@ def setup_run(cfg: CfgNode) -> du.DistContext:
     np.random.seed(seed)
     torch.manual_seed(seed)
     if cfg.TRAIN.DETERMINISTIC:
-        torch.use_deterministic_algorithms(True)
+        # CPU runs must be bit-exact (resume test); on CUDA a few ops used by video models (3-D
+        # adaptive pooling backward) have no deterministic kernel, so warn instead of failing.
+        torch.use_deterministic_algorithms(True, warn_only=ctx.device.type == "cuda")
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
     elif ctx.device.type == "cuda":
@@ -159,6 +162,9 @@ def train(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
     if world_size > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
+    if start_epoch >= num_epochs:
+        logger.info(f"training already complete ({num_epochs} epochs, {total_iters} iterations) in {out}")
+        return {"metrics": {}, "iterations": total_iters, "epochs": num_epochs}
     stats = StatsWriter(str(out), enabled=ctx.is_main, tensorboard=cfg.TENSORBOARD.ENABLE)
     logger.info(
         f"training {type(unwrap_model(model)).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters) "
@@ -181,7 +187,7 @@ def train(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
             if done % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last:
                 _save(cfg, ctx, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, epoch=done,
                       global_iter=global_iter)
-            if test_loader is not None and (done % cfg.TRAIN.EVAL_PERIOD == 0 or last):
+            if test_loader is not None and done % cfg.TRAIN.EVAL_PERIOD == 0:
                 # The bare module: evaluation needs no gradient sync, and ranks get unequal shards.
                 result = _evaluate_keeping_rng(unwrap_model(model), test_loader, cfg=cfg, device=device, use_amp=use_amp,
                                                channels_last=channels_last)
@@ -287,10 +293,16 @@ def _restore(cfg, ctx, *, model, optimizer, schedule, scaler) -> int:
     found = du.broadcast_object(str(found) if found else "")
     if found:
         state = load_checkpoint_file(found)
-        load_model_state(model, model_state_from(state), strict=True)
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        try:
+            load_model_state(model, model_state_from(state), strict=True)
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise CheckpointError(
+                f"cannot resume from {found}: {error}. It belongs to another run; use a new OUTPUT_DIR "
+                "or TRAIN.AUTO_RESUME False"
+            ) from error
         rng_states = state.get("rng_states") or []
         epoch = int(state["epoch"])
         if len(rng_states) == ctx.world_size:
@@ -332,7 +344,10 @@ def test(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     state = load_checkpoint_file(weights)
-    load_model_state(model, model_state_from(state), strict=True)
+    try:
+        load_model_state(model, model_state_from(state), strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{weights} does not fit the configured model: {error}") from error
     logger.info(f"testing {weights} on split {cfg.TEST.SPLIT!r} ({cfg.TEST.MODE})")
     loader = build_loader_fn(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE, distributed=ctx.world_size > 1)
     result = evaluate(model, loader, cfg=cfg, device=device, use_amp=use_amp, channels_last=channels_last)
