@@ -23,7 +23,8 @@ Parameter names follow the common PyTorch ViT layout (``patch_embed.proj``, ``cl
 ``head``), so an image state dict in that layout loads into ``load_pretrained``.
 """
 
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+import logging
+from typing import Dict, List, Mapping, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,8 @@ from .build import register_model
 from .tokenlearner import TokenLearner, TokenLearnerV11
 
 Grid = Tuple[int, int, int]
+
+logger = logging.getLogger("videotl.models")
 
 # Flax's LayerNorm epsilon (PyTorch's default is 1e-5).
 LN_EPS = 1e-6
@@ -371,14 +374,19 @@ def load_pretrained(
     ``"model_state"`` or ``"state_dict"``) or a state dict.
     """
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
-        state = torch.load(source, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises several types for truncated or foreign files
+            raise ValueError(f"cannot read ViT checkpoint {source}: {error}") from error
     else:
         state = source
     for key in ("model", "model_state", "state_dict"):
         if key in state and isinstance(state[key], Mapping):
             state = state[key]
             break
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if "patch_embed.proj.weight" not in state:
+        raise ValueError("the checkpoint has no patch_embed.proj.weight: not a ViT / ViViT state dict in this layout")
     target = model.state_dict()
     report: Dict[str, List[str]] = {"loaded": [], "adapted": [], "kept_init": [], "missing": [], "unused": []}
     new_state: Dict[str, torch.Tensor] = {}
@@ -520,7 +528,12 @@ def _common_kwargs(cfg: CfgNode) -> dict:
 
 def _initialise(model: VisionTransformer, cfg: CfgNode) -> VisionTransformer:
     if cfg.VIT.INIT.CHECKPOINT:
-        load_pretrained(model, cfg.VIT.INIT.CHECKPOINT, inflation=cfg.VIT.INIT.INFLATION)
+        report = load_pretrained(model, cfg.VIT.INIT.CHECKPOINT, inflation=cfg.VIT.INIT.INFLATION)
+        logger.info(
+            "initialised from %s: %d tensors copied, adapted %s, kept init %s, not in the checkpoint %s, unused %s",
+            cfg.VIT.INIT.CHECKPOINT, len(report["loaded"]), report["adapted"], report["kept_init"],
+            report["missing"], report["unused"],
+        )
     return model
 
 
