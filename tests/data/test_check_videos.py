@@ -33,3 +33,17 @@ def test_tool_lists_the_broken_videos(charades_root, tmp_path, capsys):
     assert "1 of 4 videos cannot be read" in printed  # AAA01 and BROKE are in both splits
     lines = out.read_text().splitlines()
     assert len(lines) == 1 and lines[0].startswith(str(charades_root / "Charades_v1_480" / "BROKE.mp4") + "\t")
+
+
+def test_prepare_avid_writes_the_training_labels_as_class_list(tmp_path, capsys):
+    import json
+
+    spec = importlib.util.spec_from_file_location("prepare_avid", TOOL.parents[1] / "datasets" / "prepare_avid.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "avid_train.json").write_text(json.dumps({"a.mp4": "zumba", "b.mp4": "none", "c.mp4": "", "d.mp4": "archery"}))
+    (tmp_path / "avid_val.json").write_text(json.dumps({"e.mp4": "zumba", "f.mp4": "juggling", "g.mp4": "none"}))
+    assert module.main(["--root", str(tmp_path)]) == 0
+    assert (tmp_path / "avid_classes.txt").read_text() == "archery\nzumba\n"
+    printed = capsys.readouterr().out
+    assert "1 labelled 'none', 1 with an empty label" in printed and "1 with a name outside the class list" in printed
