@@ -77,6 +77,14 @@ def test_train_test_and_official_evaluation_on_charades_fixture(tmp_path, tool):
     stats = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
     assert {r["type"] for r in stats} == {"train", "train_epoch", "eval", "test"}
 
+    # Multi-view testing on the real pipeline: 2 clips x 3 crops per video, merged by mean.
+    views = tool("test_net.py", *args, "TEST.MODE", "views", "TEST.NUM_ENSEMBLE_VIEWS", "2",
+                 "TEST.NUM_SPATIAL_CROPS", "3", "TEST.ENSEMBLE_METHOD", "mean")
+    assert "test: map nan" in views.stdout
+    view_metrics = json.loads((out / "test_metrics.json").read_text())
+    assert view_metrics["num_views"] == 3 * 6 and view_metrics["test_mode"] == "views"
+    assert view_metrics["failed_videos"] == ["BROKE"]
+
     # Resume on the real data pipeline: a copy of the run without its last checkpoint, trained
     # again with the same settings, reaches the very same weights.
     again = tmp_path / "again"

@@ -136,7 +136,12 @@ def evaluate(model: nn.Module, loader, *, cfg: CfgNode, device: torch.device, us
     _score(result)
     result.metrics.update(num_videos=len(video_ids), num_views=int(aggregator.expected.sum()),
                           num_failed_videos=len(failed), num_unscored_videos=len(unscored))
-    if failed:
+    local_bad = int((~np.isfinite(local[3][local[2]])).any(axis=1).sum()) if len(local[3]) else 0
+    bad_views = sum(du.all_gather_objects(local_bad))
+    if bad_views and du.is_main_process():
+        logger.warning(f"{bad_views} decoded views got NaN or infinite scores: the model has diverged")
+        result.metrics["num_nonfinite_views"] = bad_views
+    if failed and du.is_main_process():
         shown = ", ".join(failed[:20]) + (f" and {len(failed) - 20} more" if len(failed) > 20 else "")
         logger.warning(
             f"{len(failed)} videos had views that could not be decoded: {shown}. Their scores use only the "
