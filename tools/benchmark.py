@@ -2,6 +2,7 @@
 """Benchmarks, one subcommand each; results go to a JSON file.
 
     python tools/benchmark.py data [--video FILE | --workdir DIR] [--backend decord pyav] [--output FILE.json]
+    python tools/benchmark.py model [--cfg FILE [--module NAME]] [--input TxHxW] [--device cpu|cuda] [--output FILE.json]
 
 Each subcommand registers itself in SUBCOMMANDS with a function that adds its arguments and one
 that runs it and returns a JSON-ready dict.
@@ -46,9 +47,22 @@ def run_data(args: argparse.Namespace) -> Dict:
     )
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    from videotl.profiling.model_benchmark import add_model_arguments as add
+
+    add(parser)
+
+
+def run_model(args: argparse.Namespace) -> Dict:
+    from videotl.profiling.model_benchmark import run_model as run
+
+    return run(args)
+
+
 # name -> (help, add arguments, run)
 SUBCOMMANDS: Dict[str, Tuple[str, Callable, Callable]] = {
     "data": ("decoding / segment / DataLoader throughput against bare decoder loops", add_data_arguments, run_data),
+    "model": ("fw and fw+bw clips/s and peak memory of models, res5 modules, naive vs chunked VectT", add_model_arguments, run_model),
 }
 
 

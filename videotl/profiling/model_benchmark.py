@@ -1,0 +1,490 @@
+"""Speed and peak memory of models, res5 modules and the Vector Transformer, on CPU or CUDA.
+
+Each case is measured in a fresh Python process (``python -m videotl.profiling.model_benchmark
+--worker SPEC``), once for the forward pass (eval, no autograd: inference) and once for forward +
+backward (train mode, ``out.sum().backward()``, gradients dropped after each step), so neither
+the allocator's caches nor one case's peak can leak into another's numbers.
+
+In each process the first pass measures peak memory, then ``warmup`` passes run untimed and
+``repeats`` passes are timed one by one; speed is ``batch / median time`` in clips/s.
+
+Peak memory is the memory the pass needs above what is allocated before it (model, gradients
+buffers not yet created, input):
+
+- CUDA: ``torch.cuda.max_memory_allocated()`` minus ``memory_allocated()`` before the pass.
+- CPU: the process's peak resident set size during the pass minus its resident size before it.
+  The peak is reset right before the pass through ``/proc/self/clear_refs`` (Linux), so it is the
+  pass's own high-water mark, not the build's. glibc's mmap threshold is fixed at 128 KiB in the
+  worker (``mallopt``) so that every freed tensor goes back to the OS and the resident size follows
+  the live tensors instead of malloc's caches (glibc would otherwise raise the threshold up to
+  32 MiB after the first frees); timings include the page faults this costs, as they do anyway
+  for tensors above 32 MiB. Where clear_refs cannot be written the method is ``ru_maxrss`` over
+  the whole fresh process, an upper bound, and the result says so.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+__all__ = [
+    "BenchmarkCase",
+    "default_cases",
+    "build_case",
+    "run_case",
+    "run_cases",
+    "compare",
+    "machine_info",
+    "render_markdown_section",
+    "update_markdown_section",
+    "add_model_arguments",
+    "run_model",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class BenchmarkCase:
+    """One thing to time.
+
+    ``group`` is ``"model"`` (a whole network on clips), ``"module"`` (``submodule`` of the built
+    network on its own input) or ``"vector_attention"`` (eq. 3 alone on q, k, v of
+    ``input_shape`` = (B, N, d), ``implementation`` ``"naive"`` or ``"chunked"``).
+    ``input_shape`` includes the batch.
+    """
+
+    name: str
+    group: str
+    input_shape: Tuple[int, ...]
+    config: str = ""
+    overrides: Tuple[str, ...] = ()
+    submodule: str = ""
+    implementation: str = ""
+    chunk_size: int = 64
+
+    @property
+    def batch(self) -> int:
+        return self.input_shape[0]
+
+
+class _VectorAttentionOnly(nn.Module):
+    """Eq. 3 without the projections, so naive and chunked are compared on the attention alone."""
+
+    def __init__(self, *, implementation: str, chunk_size: int) -> None:
+        super().__init__()
+        if implementation not in ("naive", "chunked"):
+            raise ValueError(f"implementation must be 'naive' or 'chunked', got {implementation!r}")
+        self.implementation = implementation
+        self.chunk_size = chunk_size
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        from ..models.vector_transformer import vector_attention_chunked, vector_attention_naive
+
+        if self.implementation == "naive":
+            return vector_attention_naive(q, k, v)
+        return vector_attention_chunked(q, k, v, chunk_size=self.chunk_size)
+
+
+def default_cases(
+    *,
+    model_input: Tuple[int, ...] = (1, 3, 16, 128, 128),
+    module_input: Tuple[int, ...] = (1, 432, 64, 8, 8),
+    vector_attention_input: Tuple[int, ...] = (2, 512, 432),
+) -> List[BenchmarkCase]:
+    """The comparison of issue 6: baseline, TokenLearner and joint-MHSA models and res5 modules,
+    and the naive against the chunked Vector Transformer.
+
+    The whole networks run at ``model_input`` (a 64 x 256 x 256 view is too slow for a CPU run);
+    the token-axis layers are built for its clip length. The modules run at the paper's res5 input
+    (T x H x W x C = 64 x 8 x 8 x 432).
+    """
+    frames = ("DATA.NUM_FRAMES", str(model_input[2]))
+    middle = "stages.3.6.middle"
+    models = [
+        ("X(2+1)D-M baseline", "configs/baselines/x2plus1d_m.yaml"),
+        ("Charades TokenLearner model (Conv2D + TL)", "configs/charades_12fps.yaml"),
+        ("AViD TokenLearner model (TL only)", "configs/avid.yaml"),
+        ("Joint space-time MHSA model", "configs/ablations/joint_mhsa.yaml"),
+    ]
+    modules = [
+        ("Conv2D + Conv1D (baseline block)", "configs/baselines/x2plus1d_m.yaml"),
+        ("TokenLearner", "configs/ablations/tokenlearner.yaml"),
+        ("Conv2D + TokenLearner", "configs/ablations/conv2d_tokenlearner.yaml"),
+        ("Joint space-time MHSA", "configs/ablations/joint_mhsa.yaml"),
+        ("Conv2D + joint space-time MHSA", "configs/ablations/conv2d_joint_mhsa.yaml"),
+    ]
+    cases = [BenchmarkCase(name, "model", model_input, config, frames) for name, config in models]
+    cases += [
+        BenchmarkCase(name, "module", module_input, config, ("DATA.NUM_FRAMES", str(module_input[2])), middle)
+        for name, config in modules
+    ]
+    cases += [
+        BenchmarkCase(f"Vector Transformer, {impl}", "vector_attention", vector_attention_input, implementation=impl)
+        for impl in ("naive", "chunked")
+    ]
+    return cases
+
+
+def build_case(case: BenchmarkCase, *, device: torch.device) -> Tuple[nn.Module, Tuple[torch.Tensor, ...]]:
+    """The module and its inputs on ``device`` (inputs do not require grad)."""
+    torch.manual_seed(0)
+    if case.group == "vector_attention":
+        module = _VectorAttentionOnly(implementation=case.implementation, chunk_size=case.chunk_size)
+        # Scaled like LayerNorm-ed tokens through a 432-wide projection, so the softmax is realistic.
+        inputs = tuple(torch.randn(case.input_shape, device=device) * 0.5 for _ in range(3))
+        return module.to(device), inputs
+    from ..config import load_config
+    from ..models import build_model
+
+    cfg = load_config(str(REPO_ROOT / case.config), list(case.overrides))
+    model = build_model(cfg)
+    module = model.get_submodule(case.submodule) if case.submodule else model
+    return module.to(device), (torch.randn(case.input_shape, device=device),)
+
+
+def _read_status_kb(key: str) -> int:
+    with open("/proc/self/status") as handle:
+        return int(re.search(rf"^{key}:\s+(\d+) kB", handle.read(), re.MULTILINE).group(1))
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def _step(module: nn.Module, inputs: Sequence[torch.Tensor], backward: bool) -> None:
+    if backward:
+        module(*inputs).sum().backward()
+        for tensor in list(module.parameters()) + list(inputs):
+            tensor.grad = None  # optimizer.zero_grad(set_to_none=True): each step allocates its gradients
+    else:
+        with torch.no_grad():
+            module(*inputs)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_peak_memory(module: nn.Module, inputs: Sequence[torch.Tensor], *, backward: bool, device: torch.device) -> Dict[str, Any]:
+    """Peak memory of one pass above what is allocated before it (see the module docstring)."""
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        _step(module, inputs, backward)
+        _sync(device)
+        peak = torch.cuda.max_memory_allocated(device) - before
+        return {"peak_memory_bytes": peak, "memory_method": "cuda max_memory_allocated minus memory_allocated before the pass"}
+    exact = _reset_peak_rss()
+    before_kb = _read_status_kb("VmRSS")
+    _step(module, inputs, backward)
+    if exact:
+        peak_kb = _read_status_kb("VmHWM")
+        method = "cpu peak RSS during the pass (VmHWM reset through /proc/self/clear_refs) minus RSS before it"
+    else:
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        method = "cpu ru_maxrss of the fresh process minus RSS before the pass (upper bound: includes the build's peak)"
+    return {"peak_memory_bytes": max(0, peak_kb - before_kb) * 1024, "memory_method": method}
+
+
+def time_passes(
+    module: nn.Module, inputs: Sequence[torch.Tensor], *, backward: bool, device: torch.device, warmup: int, repeats: int
+) -> List[float]:
+    """Seconds per pass for ``repeats`` passes after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        _step(module, inputs, backward)
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        _step(module, inputs, backward)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def run_case(case: BenchmarkCase, *, mode: str, device: str = "cpu", warmup: int = 1, repeats: int = 5) -> Dict[str, Any]:
+    """Measure one case in this process: peak memory of the first pass, then the timed passes.
+
+    ``mode`` is ``"fw"`` (eval, no autograd) or ``"fwbw"`` (train mode, forward + backward).
+    """
+    torch_device = torch.device(device)
+    backward = mode == "fwbw"
+    if mode not in ("fw", "fwbw"):
+        raise ValueError(f"mode must be 'fw' or 'fwbw', got {mode!r}")
+    module, inputs = build_case(case, device=torch_device)
+    module.train(backward)
+    if backward:
+        inputs = tuple(x.requires_grad_(case.group == "vector_attention") for x in inputs)
+    memory = measure_peak_memory(module, inputs, backward=backward, device=torch_device)
+    times = time_passes(module, inputs, backward=backward, device=torch_device, warmup=warmup, repeats=repeats)
+    median = statistics.median(times)
+    return {
+        "case": asdict(case),
+        "mode": mode,
+        "device": device,
+        "batch": case.batch,
+        "median_s": median,
+        "clips_per_s": case.batch / median,
+        "times_s": times,
+        "warmup": warmup,
+        **memory,
+    }
+
+
+def run_cases(
+    cases: Sequence[BenchmarkCase],
+    *,
+    device: str = "cpu",
+    warmup: int = 1,
+    repeats: int = 5,
+    threads: Optional[int] = None,
+    modes: Sequence[str] = ("fw", "fwbw"),
+    log=print,
+) -> List[Dict[str, Any]]:
+    """Run every case in every mode, each in a fresh process (see the module docstring)."""
+    results = []
+    env = dict(os.environ)
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    for case in cases:
+        for mode in modes:
+            spec = {"case": asdict(case), "mode": mode, "device": device, "warmup": warmup, "repeats": repeats, "threads": threads}
+            process = subprocess.run(
+                [sys.executable, "-m", "videotl.profiling.model_benchmark", "--worker", json.dumps(spec)],
+                env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+            )  # fmt: skip
+            if process.returncode != 0:
+                raise RuntimeError(f"benchmark of {case.name} ({mode}) failed:\n{process.stderr[-4000:]}")
+            result = json.loads(process.stdout.strip().splitlines()[-1])
+            results.append(result)
+            log(
+                f"{case.name:<45} {mode:<5} {result['clips_per_s']:9.3f} clips/s  median {result['median_s'] * 1e3:9.1f} ms  "
+                f"peak {result['peak_memory_bytes'] / 2**20:9.1f} MiB"
+            )
+    return results
+
+
+def _find(results: Sequence[Dict[str, Any]], name: str, mode: str) -> Optional[Dict[str, Any]]:
+    return next((r for r in results if r["case"]["name"] == name and r["mode"] == mode), None)
+
+
+def compare(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """The issue's targets from a run of ``default_cases``: speed ratios (> 1: faster) and the
+    chunked / naive Vector Transformer time and peak-memory ratios."""
+    pairs = {
+        "charades_tl_model_vs_baseline_speed": ("Charades TokenLearner model (Conv2D + TL)", "X(2+1)D-M baseline"),
+        "avid_tl_model_vs_baseline_speed": ("AViD TokenLearner model (TL only)", "X(2+1)D-M baseline"),
+        "tl_model_vs_joint_mhsa_model_speed": ("AViD TokenLearner model (TL only)", "Joint space-time MHSA model"),
+        "tl_module_vs_joint_mhsa_module_speed": ("TokenLearner", "Joint space-time MHSA"),
+        "conv2d_tl_module_vs_conv2d_joint_mhsa_module_speed": ("Conv2D + TokenLearner", "Conv2D + joint space-time MHSA"),
+        "tl_module_vs_conv2d_conv1d_module_speed": ("TokenLearner", "Conv2D + Conv1D (baseline block)"),
+    }
+    out: Dict[str, Any] = {}
+    for key, (fast, slow) in pairs.items():
+        for mode in ("fw", "fwbw"):
+            a, b = _find(results, fast, mode), _find(results, slow, mode)
+            if a and b:
+                out[f"{key}_{mode}"] = a["clips_per_s"] / b["clips_per_s"]
+    for mode in ("fw", "fwbw"):
+        naive, chunked = _find(results, "Vector Transformer, naive", mode), _find(results, "Vector Transformer, chunked", mode)
+        if naive and chunked:
+            out[f"vector_attention_chunked_over_naive_time_{mode}"] = chunked["median_s"] / naive["median_s"]
+            if naive["peak_memory_bytes"]:
+                out[f"vector_attention_chunked_over_naive_peak_memory_{mode}"] = chunked["peak_memory_bytes"] / naive["peak_memory_bytes"]
+    return out
+
+
+def machine_info(*, device: str, threads: Optional[int]) -> Dict[str, Any]:
+    info: Dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "threads": threads or torch.get_num_threads(),
+        "load_average_at_start": os.getloadavg(),
+    }
+    try:
+        with open("/proc/cpuinfo") as handle:
+            info["cpu"] = re.search(r"model name\s*:\s*(.+)", handle.read()).group(1).strip()
+    except (OSError, AttributeError):
+        info["cpu"] = platform.processor()
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def _mib(value: int) -> str:
+    return f"{value / 2**20:,.1f}"
+
+
+def render_markdown_section(payload: Dict[str, Any]) -> str:
+    """The "Model" section of docs/benchmarks.md from a ``run_model`` result."""
+    machine = payload["machine"]
+    results = payload["results"]
+    lines = [
+        "## Model",
+        "",
+        "Generated by:",
+        "",
+        "```",
+        payload["command"],
+        "```",
+        "",
+        f"Machine: {machine.get('gpu') or machine.get('cpu')}; {machine['cpu_count']} CPU cores, {machine['threads']} torch "
+        f"thread(s), torch {machine['torch']}, {machine['platform']}. Load average when the run started: "
+        f"{', '.join(f'{x:.1f}' for x in machine['load_average_at_start'])} "
+        "(the cores are shared with other work: expect noise; medians are reported).",
+        "",
+        f"Each case runs in a fresh process: one pass measures peak memory, then {payload['warmup']} untimed warm-up "
+        f"pass(es) and {payload['repeats']} timed ones; speed is batch / median time. fw = eval mode without autograd; "
+        "fw+bw = train mode, `out.sum().backward()`. Peak memory: " + (results[0]["memory_method"] if results else "") + ".",
+        "",
+        "| Case | Input (with batch) | fw clips/s | fw median ms | fw peak MiB | fw+bw clips/s | fw+bw median ms | fw+bw peak MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    names = list(dict.fromkeys(r["case"]["name"] for r in results))
+    for name in names:
+        fw, fwbw = _find(results, name, "fw"), _find(results, name, "fwbw")
+        shape = "x".join(map(str, (fw or fwbw)["case"]["input_shape"]))
+        where = (fw or fwbw)["case"]["submodule"]
+        cells = []
+        for r in (fw, fwbw):
+            cells += [f"{r['clips_per_s']:.3f}", f"{r['median_s'] * 1e3:,.1f}", _mib(r["peak_memory_bytes"])] if r else ["—"] * 3
+        lines.append(f"| {name} | {shape}{' `' + where + '`' if where else ''} | " + " | ".join(cells) + " |")
+    ratios = payload.get("comparison", {})
+    if ratios:
+        targets = {
+            "avid_tl_model_vs_baseline_speed": "> 1 (paper compute ratio 532 / 487 = 1.09)",
+            "charades_tl_model_vs_baseline_speed": "> 1",
+            "tl_module_vs_joint_mhsa_module_speed": ">= 5",
+            "vector_attention_chunked_over_naive_time": "<= 1.3",
+            "vector_attention_chunked_over_naive_peak_memory": "<= 0.25",
+        }
+        lines += ["", "| Comparison | fw | fw+bw | Target |", "|---|---:|---:|---|"]
+        keys = list(dict.fromkeys(key.rsplit("_", 1)[0] for key in ratios))
+        for key in keys:
+            fw, fwbw = ratios.get(f"{key}_fw"), ratios.get(f"{key}_fwbw")
+            lines.append(
+                f"| {key} | {'—' if fw is None else f'{fw:.2f}'} | {'—' if fwbw is None else f'{fwbw:.2f}'} | {targets.get(key, '')} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def update_markdown_section(path: Path, section: str) -> None:
+    """Replace the ``## <title>`` section of ``path`` with ``section`` (or append it), keeping the rest."""
+    from ..utils.fileio import atomic_write_text
+
+    path = Path(path)
+    title = section.splitlines()[0]
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    pattern = re.compile(rf"^{re.escape(title)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    atomic_write_text(path, text.rstrip("\n") + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# tools/benchmark.py ``model`` subcommand.
+
+
+def _shape(text: str) -> Tuple[int, ...]:
+    return tuple(int(v) for v in text.lower().split("x"))
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cfg", default=None, help="config of the model to time (default: the issue-6 comparison suite)")
+    parser.add_argument("--input", type=_shape, default=None, help="T x H x W of the clip (default 16x128x128); with --module, the module's full input shape")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--module", default="", help="time only this submodule (dotted name, e.g. stages.3.6.middle)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per measurement (default: torch's)")
+    parser.add_argument("--markdown", default=None, help="also write the 'Model' section of this markdown file (docs/benchmarks.md)")
+    parser.add_argument("--output", default="benchmark_model.json")
+    parser.add_argument("overrides", nargs="*", help="KEY VALUE config overrides (with --cfg)")
+
+
+def run_model(args: argparse.Namespace) -> Dict[str, Any]:
+    if args.cfg:
+        if args.module:
+            if not args.input:
+                raise SystemExit("--module needs --input with the module's full input shape")
+            shape, overrides = args.input, tuple(args.overrides)
+        else:
+            frames, height, width = args.input or (16, 128, 128)
+            shape, overrides = (args.batch, 3, frames, height, width), (*args.overrides, "DATA.NUM_FRAMES", str(frames))
+        group = "module" if args.module else "model"
+        cases = [BenchmarkCase(Path(args.cfg).stem + (f" {args.module}" if args.module else ""), group, shape, args.cfg, overrides, args.module)]
+    else:
+        frames, height, width = args.input or (16, 128, 128)
+        cases = default_cases(model_input=(args.batch, 3, frames, height, width))
+    machine = machine_info(device=args.device, threads=args.threads)
+    results = run_cases(cases, device=args.device, warmup=args.warmup, repeats=args.repeats, threads=args.threads)
+    payload = {
+        "machine": machine,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "results": results,
+        "comparison": compare(results),
+        "load_average_at_end": os.getloadavg(),
+    }
+    for key, value in payload["comparison"].items():
+        print(f"{key:<60} {value:7.3f}")
+    if args.markdown:
+        argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("benchmark.py") else []
+        payload["command"] = " ".join(["python tools/benchmark.py", *argv])
+        update_markdown_section(Path(args.markdown), render_markdown_section(payload))
+        print(f"updated the Model section of {args.markdown}")
+    return payload
+
+
+def _fix_malloc_mmap_threshold(threshold: int = 128 * 1024) -> None:
+    """glibc only: allocations above ``threshold`` are mmapped and unmapped on free (see module doc)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, threshold)  # M_TRIM_THRESHOLD: give the heap's free top back as well
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker(spec: Dict[str, Any]) -> None:
+    if spec["device"] == "cpu":
+        _fix_malloc_mmap_threshold()
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    case = BenchmarkCase(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["case"].items()})
+    result = run_case(case, mode=spec["mode"], device=spec["device"], warmup=spec["warmup"], repeats=spec["repeats"])
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    worker = argparse.ArgumentParser()
+    worker.add_argument("--worker", required=True, help="JSON spec of one measurement (internal)")
+    _worker(json.loads(worker.parse_args().worker))
