@@ -1,0 +1,72 @@
+"""The benchmark machinery on tiny inputs: what it records, never how fast anything is."""
+
+import argparse
+
+import pytest
+
+from videotl.profiling import model_benchmark as mb
+from videotl.profiling.model_benchmark import BenchmarkCase, compare, render_markdown_section, run_case, update_markdown_section
+
+
+@pytest.mark.parametrize("mode", ["fw", "fwbw"])
+def test_run_case_reports_speed_and_memory(mode):
+    case = BenchmarkCase("Vector Transformer, chunked", "vector_attention", (2, 16, 8), implementation="chunked", chunk_size=4)
+    result = run_case(case, mode=mode, warmup=1, repeats=3)
+    assert len(result["times_s"]) == 3
+    assert result["clips_per_s"] == pytest.approx(2 / result["median_s"])
+    assert result["peak_memory_bytes"] >= 0
+    assert result["memory_method"].startswith("cpu")
+
+
+def test_run_case_builds_a_res5_module_from_its_config():
+    case = BenchmarkCase("TL", "module", (1, 432, 4, 2, 2), "configs/ablations/tokenlearner.yaml", ("DATA.NUM_FRAMES", "4"), "stages.3.6.middle")
+    result = run_case(case, mode="fwbw", warmup=0, repeats=1)
+    assert result["case"]["submodule"] == "stages.3.6.middle"
+
+
+def _fake(name: str, mode: str, seconds: float, peak: int, batch: int = 1):
+    case = BenchmarkCase(name, "model", (batch, 3, 4, 8, 8))
+    return {"case": mb.asdict(case), "mode": mode, "median_s": seconds, "clips_per_s": batch / seconds,
+            "peak_memory_bytes": peak, "memory_method": "cpu test"}  # fmt: skip
+
+
+def test_compare_gives_the_issue_ratios():
+    results = [
+        _fake("X(2+1)D-M baseline", "fw", 2.0, 100),
+        _fake("AViD TokenLearner model (TL only)", "fw", 1.6, 90),
+        _fake("TokenLearner", "fwbw", 0.1, 10),
+        _fake("Joint space-time MHSA", "fwbw", 0.8, 80),
+        _fake("Vector Transformer, naive", "fwbw", 1.0, 400),
+        _fake("Vector Transformer, chunked", "fwbw", 1.2, 80, batch=2),
+    ]
+    ratios = compare(results)
+    assert ratios["avid_tl_model_vs_baseline_speed_fw"] == pytest.approx(1.25)
+    assert ratios["tl_module_vs_joint_mhsa_module_speed_fwbw"] == pytest.approx(8.0)
+    assert ratios["vector_attention_chunked_over_naive_time_fwbw"] == pytest.approx(1.2)
+    assert ratios["vector_attention_chunked_over_naive_peak_memory_fwbw"] == pytest.approx(0.2)
+
+
+def test_markdown_section_replaces_only_the_model_section(tmp_path):
+    path = tmp_path / "benchmarks.md"
+    path.write_text("# Benchmarks\n\n## Data pipeline\n\ndata table\n\n## Model\n\nold\n\n## Later\n\nkept\n")
+    payload = {
+        "command": "python tools/benchmark.py model",
+        "machine": {"cpu": "Test CPU", "cpu_count": 2, "threads": 1, "torch": "2", "platform": "linux", "load_average_at_start": (1.0, 1.0, 1.0)},
+        "warmup": 1,
+        "repeats": 3,
+        "results": [_fake("X(2+1)D-M baseline", "fw", 2.0, 2**20), _fake("X(2+1)D-M baseline", "fwbw", 4.0, 2**21)],
+        "comparison": {"vector_attention_chunked_over_naive_time_fwbw": 1.1},
+    }
+    update_markdown_section(path, render_markdown_section(payload))
+    text = path.read_text()
+    assert "data table" in text and "kept" in text and "old" not in text
+    assert "| X(2+1)D-M baseline | 1x3x4x8x8 | 0.500 | 2,000.0 | 1.0 | 0.250 | 4,000.0 | 2.0 |" in text
+    assert "| vector_attention_chunked_over_naive_time | — | 1.10 | <= 1.3 |" in text
+    assert text.index("## Data pipeline") < text.index("## Model") < text.index("## Later")
+
+
+def test_cli_arguments_parse():
+    parser = argparse.ArgumentParser()
+    mb.add_model_arguments(parser)
+    args = parser.parse_args(["--cfg", "configs/charades_12fps.yaml", "--input", "8x64x64", "--device", "cpu", "MODEL.NUM_CLASSES", "10"])
+    assert args.input == (8, 64, 64) and args.overrides == ["MODEL.NUM_CLASSES", "10"]
