@@ -409,10 +409,19 @@ def _pyav_read(path: str, times: np.ndarray, out_hw: Optional[Tuple[int, int]], 
             raise VideoDecodeError(path, "the video stream has no decodable frames")
     finally:
         container.close()
-    frames, sorted_positions = picked
+    buffer, stored, sorted_positions = picked
+    if stored < len(times) and np.array_equal(order, np.arange(len(times))):
+        # Times in order (clips, segments): give every time its own slot by copying repeated
+        # frames back to front inside the buffer (positions[j] <= j, non-decreasing), so callers
+        # take views instead of gathering a new tensor.
+        for j in range(len(times) - 1, -1, -1):
+            source = int(sorted_positions[j])
+            if source != j:
+                buffer[j] = buffer[source]
+        return torch.from_numpy(buffer), np.arange(len(times))
     inverse = np.empty(len(times), dtype=np.int64)
     inverse[order] = sorted_positions
-    return torch.from_numpy(frames), inverse
+    return torch.from_numpy(buffer[:stored]), inverse
 
 
 def _frame_converter(out_hw: Optional[Tuple[int, int]]):
@@ -425,9 +434,10 @@ def _frame_converter(out_hw: Optional[Tuple[int, int]]):
 def _pyav_pick(container, stream, zero: int, time_base: Fraction, sorted_times: np.ndarray, convert, *, seek: bool):
     """Stream the decoder over the wanted span.
 
-    Returns ``(frames, positions)``: the distinct frames converted (in time order, written once
-    into one buffer) and, for each of ``sorted_times``, the position of its frame; or None when
-    seeking skipped past the first wanted time (or nothing decoded).
+    Returns ``(buffer, stored, positions)``: the distinct frames converted, in time order, in
+    ``buffer[:stored]`` (room for one frame per wanted time), and for each of ``sorted_times`` the
+    position of its frame; or None when seeking skipped past the first wanted time (or nothing
+    decoded).
     """
     first = float(sorted_times[0])
     sought = seek and first > TIME_EPS
@@ -487,4 +497,4 @@ def _pyav_pick(container, stream, zero: int, time_base: Fraction, sorted_times: 
             if previous_slot < 0:
                 previous_slot = store(previous)
             positions[wanted:] = previous_slot
-    return buffer[:stored], positions
+    return buffer, stored, positions
