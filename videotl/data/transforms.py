@@ -147,8 +147,9 @@ class TestTransform:
     def short_side(self) -> int:
         return self.crop_size
 
-    def __call__(self, clip: torch.Tensor, *, crop_index: int = 0) -> torch.Tensor:
+    def __call__(self, clip: torch.Tensor, *, crop_index: Optional[int] = None) -> torch.Tensor:
+        """``crop_index`` 0..2 picks one of three crops; None (or one crop) is the centre."""
         clip = short_side_scale(clip, size=self.crop_size)
-        index = 1 if self.num_crops == 1 else crop_index
+        index = 1 if self.num_crops == 1 or crop_index is None else crop_index
         clip = uniform_crop(clip, size=self.crop_size, index=index)
         return normalize(clip, mean=self.mean, std=self.std)
