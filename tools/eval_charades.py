@@ -34,7 +34,10 @@ def main(argv=None) -> int:
         print(f"c{index:03d} AP {ap:.6f}")
     if missing:
         print(f"Warning: {missing} videos missing (ranked last)")
-    print(f"classes evaluated {result.num_classes_evaluated} of {len(result.per_class_ap)}")
+    print(f"classes with a positive {result.num_classes_evaluated} of {len(result.per_class_ap)}")
+    if not args.sklearn and result.classes_without_positives:
+        # The official mean is NaN then; this is the mean the official APs give over the others.
+        print(f"mean AP over the classes with a positive {result.map_over_evaluated:.6f}")
     print(f"mAP {result.map:.6f}")
     return 0
 

@@ -61,6 +61,8 @@ def test_train_test_and_official_evaluation_on_charades_fixture(tmp_path, tool):
     # c000 and c002 have no positive test video: the official mean is NaN, sklearn's drops them.
     assert metrics["map"] is None and metrics["classes_without_positives"] == 2
     assert metrics["num_classes_evaluated"] == 3 and 0 <= metrics["map_sklearn"] <= 1
+    present = [v for v in metrics["per_class"]["ap"].values() if v is not None]
+    assert metrics["map_classes_with_positives"] == pytest.approx(sum(present) / 3)
 
     test = tool("test_net.py", *args)
     assert "test: map nan" in test.stdout

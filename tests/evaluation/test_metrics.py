@@ -68,6 +68,7 @@ def test_class_without_positives_official_nan_sklearn_dropped():
     official = charades_map(scores, labels)
     assert math.isnan(official.map) and math.isnan(official.per_class_ap[2])
     assert official.num_classes_evaluated == 2 and official.classes_without_positives == [2]
+    assert official.map_over_evaluated == pytest.approx(1.0)
     variant = sklearn_map(scores, labels)
     assert variant.map == pytest.approx(1.0) and variant.num_classes_evaluated == 2
     assert math.isnan(variant.per_class_ap[2])

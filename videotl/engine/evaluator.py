@@ -156,6 +156,9 @@ def _score(result: EvalResult) -> None:
         variant = sklearn_map(result.scores, result.labels)
         result.metrics.update(
             map=official.map,
+            # Official per-class AP averaged over the classes with a positive: a number even when
+            # the official mean is NaN (small test sets, subsets of classes).
+            map_classes_with_positives=official.map_over_evaluated,
             map_sklearn=variant.map,
             num_classes_evaluated=variant.num_classes_evaluated,
             num_classes=len(official.per_class_ap),
@@ -189,8 +192,14 @@ def save_results(result: EvalResult, *, output_dir: str, submission_file: str,
     written = write_submission(paths["scores"], video_ids=result.video_ids, scores=result.scores)
     write_per_class_csv(paths["per_class_csv"], class_names=result.class_names, columns=result.per_class)
     key, label = ("ap", "AP") if result.multi_label else ("accuracy", "top-1 accuracy")
-    headline = (f"mAP {result.metrics['map']:.4f}" if result.multi_label
-                else f"top-1 {result.metrics['top1']:.4f}")
+    if result.multi_label:
+        m = result.metrics
+        headline = f"mAP {m['map']:.4f}"
+        if m["classes_without_positives"]:
+            headline += (f"; {m['num_classes_evaluated']} of {m['num_classes']} classes have a positive, "
+                         f"their mean {m['map_classes_with_positives']:.4f}")
+    else:
+        headline = f"top-1 {result.metrics['top1']:.4f}"
     plot_per_class(paths["per_class_png"], class_names=result.class_names, values=result.per_class[key],
                    ylabel=label, title=f"{label} per class ({headline})")
     payload = dict(result.metrics)

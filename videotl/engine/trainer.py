@@ -104,7 +104,7 @@ def _evaluate_keeping_rng(model, loader, **kwargs) -> EvalResult:
 
 
 def _format_metrics(metrics: Dict[str, Any]) -> str:
-    keys = ("map", "map_sklearn", "num_classes_evaluated", "top1", "top5", "mean_class_accuracy", "num_videos",
+    keys = ("map", "map_classes_with_positives", "map_sklearn", "num_classes_evaluated", "top1", "top5", "mean_class_accuracy", "num_videos",
             "num_failed_videos")
     parts = []
     for key in keys:

@@ -30,6 +30,12 @@ class MapResult:
     # Indices of the classes that had no positive video (official: AP is NaN; sklearn: dropped).
     classes_without_positives: List[int] = field(default_factory=list)
 
+    @property
+    def map_over_evaluated(self) -> float:
+        """Mean AP over the classes that have a positive (equals ``map`` when every class has one)."""
+        values = [ap for ap in self.per_class_ap if not np.isnan(ap)]
+        return float(np.mean(values)) if values else float("nan")
+
 
 @dataclass
 class AccuracyResult:

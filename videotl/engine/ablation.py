@@ -1,0 +1,156 @@
+"""Res5 ablations at small scale (the paper's Table 11, on the demo): train and test one config under
+several res5 modules with the same budget, and tabulate mAP, compute and training speed.
+
+A variant is named after a file in ``configs/ablations/``: its ``RES5`` and ``TOKENLEARNER`` keys
+(only those the file itself sets, not its ``_BASE_`` chain) are applied on top of the base config.
+The base config keeps its sizes (widths, tokens, frames, budget), so every variant differs from the
+others in the res5 module alone.
+
+Compute is counted with :func:`videotl.profiling.count_flops` on one test view
+(``1 x 3 x DATA.NUM_FRAMES x DATA.TEST_CROP_SIZE^2``), in the paper's convention (GFLOPs = 2 x
+multiply-adds). "Module" is the middle of the first converted res5 block (``stages.3.<i>.middle``:
+whatever replaces the block's Conv2D + Conv1D pair, with its norm and activation), as in Table 11.
+"""
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import yaml
+from fvcore.common.config import CfgNode
+from tqdm import tqdm
+
+from ..config import load_config
+from ..utils.fileio import atomic_write_text
+from .trainer import test, train
+
+__all__ = ["AblationRow", "ABLATION_DIR", "DEFAULT_VARIANTS", "VARIANT_LABELS", "variant_overrides",
+           "measure_compute", "run_ablation", "render_table"]
+
+logger = logging.getLogger("videotl")
+
+ABLATION_DIR = Path(__file__).resolve().parents[2] / "configs" / "ablations"
+_SECTIONS = ("RES5", "TOKENLEARNER")
+# The rows of the issue, in the paper's order.
+DEFAULT_VARIANTS = ("tokenlearner", "conv2d_tokenlearner", "conv2d_conv1d", "joint_mhsa", "fixed_grid")
+VARIANT_LABELS = {
+    "tokenlearner": "TokenLearner + VectT + TokenFuser",
+    "conv2d_tokenlearner": "Conv2D + TokenLearner + VectT + TokenFuser",
+    "conv2d_conv1d": "Conv2D + Conv1D (X(2+1)D)",
+    "joint_mhsa": "Joint space-time MHSA",
+    "conv2d_joint_mhsa": "Conv2D + joint space-time MHSA",
+    "fixed_grid": "Conv2D + fixed-grid tokens + VectT + TokenFuser",
+    "dense_tokens": "Conv2D + dense tokens + VectT + TokenFuser",
+    "tokenlearner_mhsa": "Conv2D + TokenLearner + MHSA + TokenFuser",
+    "vector_broadcast": "Conv2D + TokenLearner + VectT + broadcast",
+}
+
+
+def variant_overrides(name: str, *, directory: Path = ABLATION_DIR) -> List[str]:
+    """``KEY VALUE`` overrides of variant ``name``: the RES5 / TOKENLEARNER keys its file sets."""
+    path = Path(directory) / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in Path(directory).glob("*.yaml"))
+        raise FileNotFoundError(f"no ablation config {path}; known variants: {', '.join(known)}")
+    data = yaml.safe_load(path.read_text()) or {}
+    overrides: List[str] = []
+    for section in _SECTIONS:
+        for key, value in (data.get(section) or {}).items():
+            overrides += [f"{section}.{key}", yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()]
+    if not overrides:
+        raise ValueError(f"{path} sets no {' or '.join(_SECTIONS)} key: it does not describe a res5 variant")
+    return overrides
+
+
+@dataclass
+class AblationRow:
+    """One trained and tested variant."""
+
+    variant: str
+    label: str
+    map: float
+    module_gflops: float
+    module_params: int
+    model_gflops: float
+    model_params: int
+    train_clips_per_s: float
+    train_seconds: float
+    clips: int
+    output_dir: str
+
+
+def measure_compute(cfg: CfgNode) -> Dict[str, float]:
+    """FLOPs and parameters of the whole model and of one converted res5 module, on one test view."""
+    from ..models import build_model
+    from ..profiling import count_flops
+
+    model = build_model(cfg).eval()
+    view = torch.zeros(1, 3, cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE)
+    report = count_flops(model, view)
+    depth = cfg.X3D.STAGE_DEPTHS[-1]
+    block = sorted(i % depth for i in cfg.RES5.CONVERTED_BLOCKS)[0]
+    name = f"stages.{len(cfg.X3D.STAGE_DEPTHS) - 1}.{block}.middle"
+    if name not in report.modules:
+        raise KeyError(f"{name} is not a module of {type(model).__name__}: cannot measure the res5 module")
+    module = report.modules[name]
+    if report.uncounted_matrix_ops:
+        logger.warning(f"FLOP count leaves out matrix products: {report.uncounted_matrix_ops}")
+    return {"module_gflops": module.gflops, "module_params": module.params, "model_gflops": report.gflops,
+            "model_params": report.params}
+
+
+def run_ablation(cfg_file: str, variants: Sequence[str], *, output_root: str, overrides: Sequence[str] = (),
+                 directory: Path = ABLATION_DIR) -> List[AblationRow]:
+    """Train and test ``cfg_file`` once per variant, each in ``output_root/<variant>``.
+
+    A variant whose ``ablation_row.json`` exists is not rerun (delete it to redo); an interrupted
+    variant resumes from its last checkpoint.
+    """
+    rows = []
+    for name in tqdm(variants, desc="ablation variants", unit="variant"):
+        out = Path(output_root) / name
+        saved = out / "ablation_row.json"
+        if saved.is_file():
+            rows.append(AblationRow(**json.loads(saved.read_text())))
+            logger.info(f"{name}: already done ({saved})")
+            continue
+        cfg = load_config(cfg_file, [*overrides, *variant_overrides(name, directory=directory), "OUTPUT_DIR", str(out)])
+        compute = measure_compute(cfg)
+        start = time.perf_counter()
+        summary = train(cfg)
+        seconds = time.perf_counter() - start
+        result = test(cfg)
+        clips = int(summary["iterations"]) * cfg.TRAIN.BATCH_SIZE_PER_DEVICE
+        row = AblationRow(
+            variant=name,
+            label=VARIANT_LABELS.get(name, name),
+            map=float(result.metrics["map"]),
+            train_clips_per_s=clips / seconds,
+            train_seconds=seconds,
+            clips=clips,
+            output_dir=str(out),
+            **compute,
+        )
+        atomic_write_text(saved, json.dumps(asdict(row), indent=1) + "\n")
+        rows.append(row)
+    return rows
+
+
+def render_table(rows: Sequence[AblationRow], *, chance: Optional[float] = None) -> str:
+    """A Markdown table like the paper's Table 11."""
+    lines = [
+        "| res5 module | mAP (%) | module GFLOPs | module params | model GFLOPs | training clips/s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.label} | {100 * row.map:.1f} | {row.module_gflops:.3f} | {row.module_params / 1e3:.1f}K | "
+            f"{row.model_gflops:.2f} | {row.train_clips_per_s:.1f} |"
+        )
+    if chance is not None:
+        lines.append(f"| *chance (mean positive rate)* | {100 * chance:.1f} | | | | |")
+    return "\n".join(lines) + "\n"
