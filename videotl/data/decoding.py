@@ -313,8 +313,8 @@ def read_segments(
     count = segment_count(info.duration, num_frames=num_frames, fps=fps)
     times = np.arange(count * num_frames, dtype=np.float64) / fps
     frames, inverse = _read_unique(path, times, backend=backend, size=size, num_threads=num_threads)
-    # Segments are views of the distinct frames where they can be (only a padded or slow-source
-    # segment is gathered): the frames are converted and copied once.
+    # Segments are views into one buffer, so each frame is converted and copied once. (decord's
+    # batch holds distinct frames only: there a padded or slow-source segment is gathered.)
     return [
         (s * num_frames / fps, _gather(frames, inverse[s * num_frames : (s + 1) * num_frames])) for s in range(count)
     ]
