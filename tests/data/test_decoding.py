@@ -167,3 +167,59 @@ def test_decode_error_survives_pickling():
 
     error = pickle.loads(pickle.dumps(VideoDecodeError("a.mp4", "broken")))
     assert (error.path, error.reason, str(error)) == ("a.mp4", "broken", "a.mp4: broken")
+
+
+def test_pyav_decodes_from_the_preceding_keyframe_only(videos, monkeypatch):
+    import videotl.data.decoding as decoding
+
+    decoded = []
+    real_open = decoding._open_pyav
+
+    class Counting:
+        def __init__(self, container):
+            self._container = container
+
+        def __getattr__(self, name):
+            return getattr(self._container, name)
+
+        def decode(self, stream):
+            for frame in self._container.decode(stream):
+                decoded.append(frame.pts)
+                yield frame
+
+    def counting_open(path):
+        container, stream = real_open(path)
+        return Counting(container), stream
+
+    monkeypatch.setattr(decoding, "_open_pyav", counting_open)
+    # Frames 45..52 of a 60-frame file with a keyframe at least every 12 frames.
+    clip = read_clip(videos["30"], 1.5, num_frames=4, fps=12.0, backend="pyav")
+    assert frame_indices(clip) == [45, 47, 50, 52]
+    assert 8 <= len(decoded) <= 8 + 12 + 1  # the span, at most one GOP before it, one frame after
+
+
+def test_decord_frames_listed_past_the_decodable_end_are_dropped(videos, monkeypatch):
+    # decord can list more frames than decode (its issue #373): simulate one phantom last frame.
+    real_reader = decord.VideoReader
+
+    class OverReporting:
+        def __init__(self, *args, **kwargs):
+            self._reader = real_reader(*args, **kwargs)
+            self._count = len(self._reader)
+
+        def __len__(self):
+            return self._count + 1
+
+        def get_frame_timestamp(self, indices):
+            indices = np.asarray(indices)
+            stamps = self._reader.get_frame_timestamp(np.minimum(indices, self._count - 1))
+            return stamps + (indices >= self._count)[:, None] / 30.0
+
+        def get_batch(self, indices):
+            if max(indices) >= self._count:
+                raise decord.DECORDError("cannot decode the phantom frame")
+            return self._reader.get_batch(indices)
+
+    monkeypatch.setattr(decord, "VideoReader", OverReporting)
+    clip = read_clip(videos["30"], 1.8, num_frames=6, fps=12.0, backend="decord")
+    assert frame_indices(clip) == [54, 56, 59, 59, 59, 59]
