@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..config import dump_config
+from ..config import ConfigError, dump_config
 from . import distributed as du
 from .checkpoint import (
     CheckpointError,
@@ -104,8 +104,8 @@ def _evaluate_keeping_rng(model, loader, **kwargs) -> EvalResult:
 
 
 def _format_metrics(metrics: Dict[str, Any]) -> str:
-    keys = ("map", "map_classes_with_positives", "map_sklearn", "num_classes_evaluated", "top1", "top5", "mean_class_accuracy", "num_videos",
-            "num_failed_videos")
+    keys = ("map", "map_classes_with_positives", "map_sklearn", "num_classes_evaluated", "top1", "top5",
+            "mean_class_accuracy", "num_videos", "num_failed_videos")
     parts = []
     for key in keys:
         if key in metrics:
@@ -137,7 +137,7 @@ def train(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
         model = model.to(memory_format=torch.channels_last_3d)
     if cfg.BN.SYNC and world_size > 1:
         if device.type != "cuda":
-            raise ValueError("BN.SYNC = True needs CUDA: PyTorch's SyncBatchNorm has no CPU implementation")
+            raise ConfigError("BN.SYNC = True needs CUDA: PyTorch's SyncBatchNorm has no CPU implementation")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = build_optimizer(model, cfg=cfg)
     loss_fn = build_loss(cfg)
@@ -154,9 +154,8 @@ def train(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
     num_epochs = math.ceil(total_iters / iters_per_epoch)
     schedule = build_schedule(cfg=cfg, iters_per_epoch=iters_per_epoch, total_iters=total_iters,
                               world_size=world_size)
+    # Built at the first evaluation: indexing every test video's segments takes a while.
     test_loader = None
-    if cfg.TRAIN.EVAL_PERIOD > 0:
-        test_loader = build_loader_fn(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE, distributed=world_size > 1)
 
     start_epoch = _restore(cfg, ctx, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler)
     if world_size > 1:
@@ -187,10 +186,12 @@ def train(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
             if done % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last:
                 _save(cfg, ctx, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, epoch=done,
                       global_iter=global_iter)
-            if test_loader is not None and done % cfg.TRAIN.EVAL_PERIOD == 0:
+            if cfg.TRAIN.EVAL_PERIOD > 0 and done % cfg.TRAIN.EVAL_PERIOD == 0:
+                if test_loader is None:
+                    test_loader = build_loader_fn(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE, distributed=world_size > 1)
                 # The bare module: evaluation needs no gradient sync, and ranks get unequal shards.
-                result = _evaluate_keeping_rng(unwrap_model(model), test_loader, cfg=cfg, device=device, use_amp=use_amp,
-                                               channels_last=channels_last)
+                result = _evaluate_keeping_rng(unwrap_model(model), test_loader, cfg=cfg, device=device,
+                                               use_amp=use_amp, channels_last=channels_last)
                 last_metrics = dict(result.metrics)
                 logger.info(f"epoch {done} evaluation: {_format_metrics(last_metrics)}")
                 stats.write({"type": "eval", "epoch": done, "iter": global_iter, **last_metrics},
