@@ -1,6 +1,7 @@
 """ViT / ViViT with TokenLearner: every config at tiny size, TokenLearner placement against a
 loop implementation of eq. 1, the fuser's identity start, and ViT -> ViViT inflation."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -299,3 +300,27 @@ def test_checkpoint_of_another_width_is_refused_with_the_key():
 def test_config_errors_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(str(CONFIG_DIR / "vit/vit_b16.yaml"), overrides)
+
+
+def test_vit_config_trains_and_evaluates_on_an_image_folder(tmp_path):
+    from PIL import Image
+
+    from videotl.engine import train
+
+    for split in ("train", "val"):
+        for c, name in enumerate(("a", "b", "c")):
+            folder = tmp_path / "data" / split / name
+            folder.mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (40, 36), (80 * c, 20 * i, 100)).save(folder / f"{i}.png")
+    cfg = load_config(
+        str(CONFIG_DIR / "vit/vit_b16_tl8at6_fuser.yaml"),
+        [*TINY, "MODEL.NUM_CLASSES", "3", "DATA.PATH_TO_DATA_DIR", str(tmp_path / "data"), "OUTPUT_DIR", str(tmp_path / "out"),
+         "DEVICE", "cpu", "TRAIN.BATCH_SIZE_PER_DEVICE", "4", "TEST.BATCH_SIZE_PER_DEVICE", "4", "SOLVER.MAX_ITER", "0", "SOLVER.MAX_EPOCH", "1",
+         "DATA_LOADER.NUM_WORKERS", "0", "TENSORBOARD.ENABLE", "False"],
+    )
+    train(cfg)
+    assert (tmp_path / "out" / "checkpoints" / "checkpoint_epoch_00001.pyth").is_file()
+    records = [json.loads(line) for line in (tmp_path / "out" / "stats.jsonl").read_text().splitlines()]
+    evaluation = [r for r in records if r["type"] == "eval"][-1]
+    assert evaluation["num_videos"] == 12 and evaluation["num_failed_videos"] == 0 and 0.0 <= evaluation["top1"] <= 1.0
