@@ -8,7 +8,7 @@ import torch
 import fakes
 from videotl.config import load_config
 from videotl import engine
-from videotl.engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint_file
+from videotl.engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint_file, remove_stale_temporaries
 from videotl.engine.logging import StatsWriter
 from videotl.engine.solver import LRSchedule, build_schedule
 from videotl.evaluation import ViewCountError, charades_map, read_submission
@@ -181,6 +181,8 @@ def test_last_checkpoint_ignores_temporary_files(tmp_path):
     (folder / ".checkpoint_epoch_00011.pyth.abc.tmp").write_bytes(b"")
     assert last_checkpoint(tmp_path).name == "checkpoint_epoch_00010.pyth"
     assert last_checkpoint(tmp_path / "empty") is None
+    assert [p.name for p in remove_stale_temporaries(tmp_path)] == [".checkpoint_epoch_00011.pyth.abc.tmp"]
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint_epoch_00002.pyth", "checkpoint_epoch_00010.pyth"]
 
 
 def test_schedule_warmup_cosine_and_world_size():

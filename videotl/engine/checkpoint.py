@@ -22,6 +22,7 @@ __all__ = [
     "checkpoint_dir",
     "checkpoint_path",
     "last_checkpoint",
+    "remove_stale_temporaries",
     "save_checkpoint",
     "load_checkpoint_file",
     "unwrap_model",
@@ -56,6 +57,17 @@ def last_checkpoint(output_dir: PathLike) -> Optional[Path]:
         return None
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
     return max(found)[1] if found else None
+
+
+def remove_stale_temporaries(output_dir: PathLike) -> List[Path]:
+    """Delete the temporary files of checkpoint saves that a kill interrupted; return them."""
+    folder = checkpoint_dir(output_dir)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if p.name.startswith(".checkpoint_epoch_") and p.name.endswith(".tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

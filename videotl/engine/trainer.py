@@ -30,6 +30,7 @@ from .checkpoint import (
     load_checkpoint_file,
     load_model_state,
     model_state_from,
+    remove_stale_temporaries,
     restore_rng_state,
     save_checkpoint,
     unwrap_model,
@@ -289,6 +290,9 @@ def _save(cfg, ctx, *, model, optimizer, schedule, scaler, epoch: int, global_it
 
 def _restore(cfg, ctx, *, model, optimizer, schedule, scaler) -> int:
     """Load the run's last checkpoint (full state) or TRAIN.CHECKPOINT_FILE_PATH (weights); return the start epoch."""
+    if ctx.is_main:
+        for path in remove_stale_temporaries(cfg.OUTPUT_DIR):
+            logger.info(f"removed {path}, left by a save that was interrupted")
     found = last_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME and ctx.is_main else None
     # Rank 0 decides, so that all ranks resume from the same file even if a new one appears meanwhile.
     found = du.broadcast_object(str(found) if found else "")
