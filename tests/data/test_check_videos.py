@@ -20,8 +20,9 @@ def test_check_video_reasons(videos):
     assert "cannot open" in check_video(videos["text"], backend="pyav").reason
     problems = check_videos([videos["25"], videos["truncated"], videos["text"]], progress=False)
     assert [p.path for p in problems] == [str(videos["truncated"]), str(videos["text"])]
-    # A truncated file whose index survives is caught by the full decode at the latest.
-    assert check_video(videos["truncated_faststart"], backend="pyav", full=True) is not None
+    # A truncated file whose index survives: its header promises 60 frames.
+    problem = check_video(videos["truncated_faststart"], backend="pyav")
+    assert problem is not None and "truncated: the header lists 60 frames" in problem.reason
 
 
 def test_tool_lists_the_broken_videos(charades_root, tmp_path, capsys):

@@ -89,6 +89,7 @@ def test_probe_counts_frames_from_packets(videos):
         assert info.duration == pytest.approx(count / rate, abs=1e-3)
         assert info.fps == pytest.approx(float(rate), rel=1e-3)
         assert (info.width, info.height) == (64, 48)
+        assert info.header_frames == count
     info = probe(videos["vfr"])
     assert info.num_frames == len(VFR_PTS_MS)
     assert info.duration == pytest.approx(VFR_LAST_MS / 1000, abs=0.101)

@@ -40,11 +40,16 @@ def _decode_everything(path: PathLike, expected_frames: int) -> None:
 def check_video(path: PathLike, *, backend: str = "decord", full: bool = False) -> Optional[VideoProblem]:
     """None if the video reads, else what is wrong with it.
 
-    Probes the packets, then decodes the first and last frame with ``backend``; ``full`` also
-    decodes every frame (slower: about one sequential decode of the file).
+    Probes the packets (a file holding fewer frames than its header lists is reported as
+    truncated), then decodes the first and last frame with ``backend``; ``full`` also decodes
+    every frame (slower: about one sequential decode of the file).
     """
     try:
         info = probe(path)
+        if info.header_frames > info.num_frames:
+            return VideoProblem(
+                str(path), f"truncated: the header lists {info.header_frames} frames, the file holds {info.num_frames}"
+            )
         # The last frame starts at most one mean frame interval before the end.
         last = max(0.0, info.duration - 1.0 / info.fps)
         read_frames_at(path, [0.0, last], backend=backend, num_threads=1)

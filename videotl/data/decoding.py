@@ -85,6 +85,8 @@ class VideoInfo:
         num_frames: frames counted from the packets in the file (not from the header).
         width: coded width in pixels.
         height: coded height in pixels.
+        header_frames: the frame count the container's header claims (0 when it has none).
+            More than ``num_frames`` means the file is cut short (or the header is wrong).
     """
 
     duration: float
@@ -92,6 +94,7 @@ class VideoInfo:
     num_frames: int
     width: int
     height: int
+    header_frames: int = 0
 
 
 def _file_key(path: PathLike) -> Tuple[str, int, int]:
@@ -174,6 +177,7 @@ def _probe_cached(path: str, size: int, mtime_ns: int) -> VideoInfo:
             num_frames=count,
             width=stream.codec_context.width,
             height=stream.codec_context.height,
+            header_frames=int(stream.frames or 0),
         )
     finally:
         container.close()
