@@ -254,3 +254,30 @@ def test_csv_dataset(tmp_path, videos):
     (root / "train.csv").write_text("clips/x.mp4;1\n")
     cfg = load_config("", base + ["DATA.PATH_LABEL_SEPARATOR", ";"])
     assert build_dataset(cfg, "train", "train").records[0].labels == (1,)
+
+
+def _add_in_child(registry, queue):
+    queue.put(registry.add("/videos/bad.mp4", "corrupt"))
+
+
+def test_broken_paths_are_shared_across_workers_and_noted_once(charades_cfg):
+    import multiprocessing
+
+    cfg = charades_cfg("DATA_LOADER.NUM_WORKERS", "2", "TEST.NUM_ENSEMBLE_VIEWS", "2")
+    loader = build_loader(cfg, "test", "views")
+    valid = torch.cat([batch["valid"] for batch in loader])
+    assert valid.tolist() == [True] * 4 + [False] * 2
+    # Found in a worker process, visible here.
+    assert list(loader.dataset.broken) == [str(loader.dataset.records[2].path)]
+
+    registry = loader.dataset._broken
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    children = [context.Process(target=_add_in_child, args=(registry, queue)) for _ in range(3)]
+    for child in children:
+        child.start()
+    firsts = sorted(queue.get(timeout=30) for _ in children)
+    for child in children:
+        child.join()
+    assert firsts == [False, False, True] and registry.add("/videos/bad.mp4", "again") is False
+    assert loader.dataset.broken["/videos/bad.mp4"] == "corrupt"

@@ -13,7 +13,8 @@ Sample dict (every mode, never ``None``):
 - ``"start_sec"`` / ``"end_sec"``: the clip's time window in the video (``"segment_start_sec"``
   too in segments mode, for timelines).
 - ``"skipped"``: int, train mode: broken videos skipped to produce this sample (sum it over
-  batches to count them across workers).
+  batches to count skips across workers). ``dataset.broken`` lists every unreadable path found
+  so far by any worker, each logged once.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch.utils.data import Dataset
 from ..decoding import VideoDecodeError, probe, read_clip, read_segments
 from ..sampling import clip_span, random_clip_start, segment_count, uniform_clip_starts
 from ..transforms import TestTransform, TrainTransform
+from ._registry import BrokenVideoRegistry
 
 __all__ = ["DatasetError", "VideoRecord", "VideoDataset", "MODES"]
 
@@ -131,9 +133,9 @@ class VideoDataset(Dataset):
                         f"video {record.video_id} has {len(record.labels)} labels but the data is "
                         "single-label (DATA.MULTI_LABEL False): set DATA.MULTI_LABEL True for multi-label data"
                     )
-        # Per process: which paths failed (logged once per process) and the last decoded clip, so
-        # the C spatial crops of one temporal view decode it once.
-        self.broken: Dict[str, str] = {}
+        # Paths that failed, shared by all worker processes (each logged once overall).
+        self._broken = BrokenVideoRegistry()
+        # Per process: the last decoded clip, so the C spatial crops of one view decode it once.
         self._clip_cache: Optional[Tuple[tuple, torch.Tensor]] = None
         self._segment_cache: Optional[Tuple[int, List[Tuple[float, torch.Tensor]]]] = None
         self._segments: List[Tuple[int, int]] = []
@@ -232,9 +234,13 @@ class VideoDataset(Dataset):
         # Several workers share the cores; one decoder thread each avoids oversubscription.
         return 1 if torch.utils.data.get_worker_info() is not None else 0
 
+    @property
+    def broken(self) -> Dict[str, str]:
+        """path -> reason of every video found unreadable so far, by this process or any worker."""
+        return self._broken.read()
+
     def _note_broken(self, error: VideoDecodeError) -> None:
-        if error.path not in self.broken:
-            self.broken[error.path] = error.reason
+        if self._broken.add(error.path, error.reason):
             logger.warning("unreadable video %s: %s", error.path, error.reason)
 
     def _read(self, path: Path, start: float, short_side: int) -> torch.Tensor:
@@ -321,7 +327,7 @@ class VideoDataset(Dataset):
         raise VideoDecodeError(
             self.records[index].path,
             f"this and {self.max_skip_attempts - 1} replacement videos could not be decoded "
-            f"(broken so far in this process: {len(self.broken)}); run tools/check_videos.py",
+            f"(unreadable so far: {len(self.broken)}); run tools/check_videos.py",
         )
 
     def _view_sample(self, index: int) -> dict:
