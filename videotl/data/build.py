@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from .datasets.avid import load_avid
 from .datasets.base import MODES, DatasetError, VideoDataset, VideoRecord
@@ -13,7 +13,7 @@ from .datasets.csv import load_csv
 from .image_folder import build_image_folder
 from .transforms import TestTransform, TrainTransform
 
-__all__ = ["build_dataset", "load_records"]
+__all__ = ["build_dataset", "build_transforms", "dataset_from_records", "load_records"]
 
 logger = logging.getLogger("videotl.data")
 
@@ -79,6 +79,13 @@ def build_dataset(cfg, split: str, mode: str) -> VideoDataset:
             f"{dataset} lists {len(class_names)} classes but MODEL.NUM_CLASSES = {cfg.MODEL.NUM_CLASSES}; "
             "set MODEL.NUM_CLASSES to match"
         )
+    built = dataset_from_records(cfg, records, class_names, mode=mode)
+    logger.info("%s %s (%s mode): %d videos, %d samples", dataset, split, mode, built.num_videos, len(built))
+    return built
+
+
+def build_transforms(cfg) -> Tuple[TrainTransform, TestTransform]:
+    """The training and test clip transforms the config describes."""
     data = cfg.DATA
     train_transform = TrainTransform(
         jitter_scales=tuple(data.TRAIN_JITTER_SCALES),
@@ -90,13 +97,24 @@ def build_dataset(cfg, split: str, mode: str) -> VideoDataset:
     test_transform = TestTransform(
         crop_size=data.TEST_CROP_SIZE, num_crops=cfg.TEST.NUM_SPATIAL_CROPS, mean=data.MEAN, std=data.STD
     )
-    built = VideoDataset(
+    return train_transform, test_transform
+
+
+def dataset_from_records(
+    cfg, records: Sequence[VideoRecord], class_names: Sequence[str], *, mode: str, multi_label: Optional[bool] = None
+) -> VideoDataset:
+    """A :class:`VideoDataset` over given records with the config's sampling and transforms (what
+    :func:`build_dataset` does after parsing annotations; prediction on arbitrary files uses it
+    directly). ``multi_label`` defaults to ``DATA.MULTI_LABEL``."""
+    data = cfg.DATA
+    train_transform, test_transform = build_transforms(cfg)
+    return VideoDataset(
         records,
         class_names,
         mode=mode,
         num_frames=data.NUM_FRAMES,
         fps=data.TARGET_FPS,
-        multi_label=data.MULTI_LABEL,
+        multi_label=data.MULTI_LABEL if multi_label is None else multi_label,
         clip_labels=data.TRAIN_LABELS == "clip",
         train_transform=train_transform,
         test_transform=test_transform,
@@ -107,5 +125,3 @@ def build_dataset(cfg, split: str, mode: str) -> VideoDataset:
         seed=cfg.RNG_SEED,
         max_skip_attempts=data.MAX_SKIP_ATTEMPTS,
     )
-    logger.info("%s %s (%s mode): %d videos, %d samples", dataset, split, mode, built.num_videos, len(built))
-    return built
