@@ -56,4 +56,7 @@ def test_two_process_training_and_evaluation_match_one_process(tmp_path):
     # The evaluation during DDP training saw the same numbers.
     evals = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     during = [r for r in evals if r["type"] == "eval"]
-    assert len(during) == 1 and during[0]["map"] == m1["map"]
+    # (DDP leaves each rank with its own BatchNorm statistics; they must be rank 0's, as saved.)
+    assert len(during) == 1
+    for key in ("map", "map_sklearn", "map_classes_with_positives"):
+        assert during[0][key] == m1[key], key

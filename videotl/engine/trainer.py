@@ -181,6 +181,7 @@ def train(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
             )
             done = epoch + 1
             global_iter = min(done * iters_per_epoch, total_iters)
+            _sync_buffers(model)
             stats.write({"type": "train_epoch", "epoch": done, "iter": global_iter, "loss": epoch_loss},
                         step=global_iter, prefix="train_epoch/")
             last = done == num_epochs
@@ -264,6 +265,20 @@ def _train_epoch(model, loader, *, cfg, device, epoch, iters_per_epoch, total_it
     if count < steps:
         raise RuntimeError(f"epoch {epoch + 1}: the loader gave {count} batches, {steps} expected")
     return loss_sum / max(count, 1)
+
+
+def _sync_buffers(model: nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics).
+
+    DDP broadcasts them at the start of each forward pass, so after the last step every rank
+    holds statistics updated by its own batch. Evaluating those would score each rank's shard with
+    different weights than the checkpoint holds; the next epoch's first forward broadcasts anyway,
+    so training itself is unchanged.
+    """
+    if not du.is_distributed():
+        return
+    for buffer in unwrap_model(model).buffers():
+        dist.broadcast(buffer.data, src=0)
 
 
 def _save(cfg, ctx, *, model, optimizer, schedule, scaler, epoch: int, global_iter: int) -> None:
