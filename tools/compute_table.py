@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Measure every row of the paper's compute tables and write docs/compute.md.
 
-    python tools/compute_table.py --out docs/compute.md [--json compute.json] [--only "Table 11"]
+    python tools/compute_table.py --out docs/compute.md [--json compute.json] [--only "Table 11" "Table 12"]
 
 Rows, inputs and the paper's numbers live in ``videotl.profiling.paper_figures`` (add rows there or
 through ``register_rows``). The whole-network rows trace a 64 x 256 x 256 clip on the CPU: about a
@@ -21,10 +21,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="docs/compute.md", help="markdown file to write")
     parser.add_argument("--json", default=None, help="also write the measured counts here")
-    parser.add_argument("--only", default=None, help="measure only rows whose table contains this text")
+    parser.add_argument("--only", nargs="+", default=None, help="measure only rows whose table contains one of these texts")
     args = parser.parse_args()
 
-    rows = [row for row in all_rows() if args.only is None or args.only in row.table]
+    rows = [row for row in all_rows() if args.only is None or any(text in row.table for text in args.only)]
     results = []
     for row in rows:
         start = time.perf_counter()
@@ -33,7 +33,9 @@ def main() -> int:
         ours = f"{result.gflops:.2f} GFLOPs, {result.params_m:.3f}M" if result.report else "not built"
         print(f"{row.table.split(':')[0]:<10} {row.label:<55} {ours}  ({time.perf_counter() - start:.0f} s)", flush=True)
 
-    command = "python tools/compute_table.py --out " + args.out + (f' --only "{args.only}"' if args.only else "")
+    command = f"python tools/compute_table.py --out {args.out}"
+    if args.only:
+        command += " --only " + " ".join(f'"{text}"' for text in args.only)
     atomic_write_text(args.out, render_markdown(results, command=command))
     if args.json:
         payload = [
