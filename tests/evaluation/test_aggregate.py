@@ -63,3 +63,26 @@ def test_bad_method_and_shapes():
     agg = ViewAggregator(expected_views=[1], num_classes=2)
     with pytest.raises(ValueError, match="shape"):
         agg.add(video_index=[0], view_index=[0], scores=np.zeros((1, 3)))
+
+
+def test_partials_merge_like_one_aggregator():
+    rng = np.random.default_rng(0)
+    scores = rng.random((12, 3))
+    videos = np.repeat(np.arange(4), 3)
+    views = np.tile(np.arange(3), 4)
+    for method in ("max", "mean"):
+        whole = ViewAggregator(expected_views=[3] * 4, num_classes=3, method=method)
+        whole.add(video_index=videos, view_index=views, scores=scores)
+        # Two "ranks" with interleaved samples: videos split across them.
+        merged = ViewAggregator(expected_views=[3] * 4, num_classes=3, method=method)
+        for rank in (0, 1):
+            part = ViewAggregator(expected_views=[3] * 4, num_classes=3, method=method)
+            part.add(video_index=videos[rank::2], view_index=views[rank::2], scores=scores[rank::2],
+                     valid=np.arange(rank, 12, 2) != 5)
+            merged.merge(part.partial())
+        np.testing.assert_allclose(merged.finalize()[[0, 2, 3]], whole.finalize()[[0, 2, 3]], rtol=1e-15)
+        assert merged.failed_videos() == [1]
+    part = ViewAggregator(expected_views=[3] * 4, num_classes=3)
+    part.add(video_index=[0], view_index=[1], scores=scores[:1])
+    with pytest.raises(ViewCountError, match="by two processes"):
+        part.merge(part.partial())

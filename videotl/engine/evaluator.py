@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from ..evaluation import (
     ViewAggregator,
+    ViewCountError,
     accuracy_metrics,
     charades_map,
     plot_per_class,
@@ -91,9 +92,17 @@ def evaluate(model: nn.Module, loader, *, cfg: CfgNode, device: torch.device, us
     than being dropped from the metric, and undecodable videos are listed by name.
     """
     dataset = video_dataset(loader)
+    video_ids = list(dataset.video_ids)
+    num_classes = cfg.MODEL.NUM_CLASSES
+    expected = [dataset.num_views(i) for i in range(len(video_ids))]
+    # Views are merged as they arrive: only per-video rows are kept and, under DDP, exchanged.
+    local = ViewAggregator(expected_views=expected, num_classes=num_classes, method=cfg.TEST.ENSEMBLE_METHOD)
+    nonfinite = 0
+    # A view-count error on one rank is carried through the gather so that all ranks stop with it
+    # instead of the others waiting for this one forever.
+    error = ""
     was_training = model.training
     model.eval()
-    video_index, view_index, valid, scores = [], [], [], []
     bar = tqdm(loader, desc="eval", dynamic_ncols=True, disable=not (show_progress and du.is_main_process()),
                unit="batch", mininterval=1.0)
     try:
@@ -101,31 +110,34 @@ def evaluate(model: nn.Module, loader, *, cfg: CfgNode, device: torch.device, us
             inputs = _prepare_inputs(batch["inputs"], device, channels_last)
             with _autocast(device, use_amp):
                 logits = model(inputs)
-            batch_scores = head_activation(cfg.MODEL.HEAD_ACT, logits).cpu().numpy().astype(np.float64)
-            batch_valid = batch.get("valid", torch.ones(len(batch_scores), dtype=torch.bool))
-            video_index.append(torch.as_tensor(batch["video_index"]).numpy().astype(np.int64))
-            view_index.append(torch.as_tensor(batch["view_index"]).numpy().astype(np.int64))
-            valid.append(torch.as_tensor(batch_valid).numpy().astype(bool))
-            scores.append(batch_scores)
+            scores = head_activation(cfg.MODEL.HEAD_ACT, logits).cpu().numpy().astype(np.float64)
+            valid = torch.as_tensor(batch.get("valid", torch.ones(len(scores), dtype=torch.bool))).numpy()
+            valid = valid.astype(bool).reshape(-1)
+            nonfinite += int((~np.isfinite(scores[valid])).any(axis=1).sum())
+            try:
+                local.add(video_index=torch.as_tensor(batch["video_index"]).numpy(),
+                          view_index=torch.as_tensor(batch["view_index"]).numpy(), scores=scores, valid=valid)
+            except ViewCountError as raised:
+                error = f"rank {du.get_rank()}: {raised}"
+                break
     finally:
         bar.close()
         model.train(was_training)
 
-    num_classes = cfg.MODEL.NUM_CLASSES
-    local = (
-        np.concatenate(video_index) if video_index else np.zeros(0, np.int64),
-        np.concatenate(view_index) if view_index else np.zeros(0, np.int64),
-        np.concatenate(valid) if valid else np.zeros(0, bool),
-        np.concatenate(scores) if scores else np.zeros((0, num_classes)),
-    )
-    video_ids = list(dataset.video_ids)
-    aggregator = ViewAggregator(
-        expected_views=[dataset.num_views(i) for i in range(len(video_ids))],
-        num_classes=num_classes,
-        method=cfg.TEST.ENSEMBLE_METHOD,
-    )
-    for part in du.all_gather_objects(local):
-        aggregator.add(video_index=part[0], view_index=part[1], valid=part[2], scores=part[3])
+    if du.is_distributed():
+        parts = du.all_gather_objects((None if error else local.partial(), error, nonfinite))
+        errors = [part[1] for part in parts if part[1]]
+        if errors:
+            raise ViewCountError("; ".join(errors))
+        aggregator = ViewAggregator(expected_views=expected, num_classes=num_classes,
+                                    method=cfg.TEST.ENSEMBLE_METHOD)
+        for part in parts:
+            aggregator.merge(part[0])
+        nonfinite = sum(part[2] for part in parts)
+    else:
+        if error:
+            raise ViewCountError(error)
+        aggregator = local
     video_scores = aggregator.finalize()
     labels = torch.as_tensor(dataset.video_labels()).numpy()
     class_names = list(getattr(dataset, "class_names", [f"class {c}" for c in range(num_classes)]))
@@ -136,11 +148,10 @@ def evaluate(model: nn.Module, loader, *, cfg: CfgNode, device: torch.device, us
     _score(result)
     result.metrics.update(num_videos=len(video_ids), num_views=int(aggregator.expected.sum()),
                           num_failed_videos=len(failed), num_unscored_videos=len(unscored))
-    local_bad = int((~np.isfinite(local[3][local[2]])).any(axis=1).sum()) if len(local[3]) else 0
-    bad_views = sum(du.all_gather_objects(local_bad))
-    if bad_views and du.is_main_process():
-        logger.warning(f"{bad_views} decoded views got NaN or infinite scores: the model has diverged")
-        result.metrics["num_nonfinite_views"] = bad_views
+    if nonfinite:
+        result.metrics["num_nonfinite_views"] = nonfinite
+        if du.is_main_process():
+            logger.warning(f"{nonfinite} decoded views got NaN or infinite scores: the model has diverged")
     if failed and du.is_main_process():
         shown = ", ".join(failed[:20]) + (f" and {len(failed) - 20} more" if len(failed) > 20 else "")
         logger.warning(

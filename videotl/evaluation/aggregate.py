@@ -1,6 +1,6 @@
 """Merge the scores of a video's views (or segments) into one float64 row per video."""
 
-from typing import List, Sequence
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
@@ -80,6 +80,36 @@ class ViewAggregator:
                 np.maximum(self.scores[video], row, out=self.scores[video])
             else:
                 self.scores[video] += row
+
+    def partial(self) -> Dict[str, Any]:
+        """What this aggregator holds for the videos it has seen, for :meth:`merge` elsewhere.
+
+        Under DDP each rank aggregates its own shard and only these rows travel, not every view.
+        """
+        touched = np.flatnonzero([len(views) > 0 for views in self.seen])
+        return {
+            "videos": touched,
+            "scores": self.scores[touched].copy(),
+            "valid": self.valid_count[touched].copy(),
+            "invalid": self.invalid_count[touched].copy(),
+            "views": [sorted(self.seen[v]) for v in touched],
+        }
+
+    def merge(self, partial: Dict[str, Any]) -> None:
+        """Fold in another aggregator's :meth:`partial`; a view both have seen is an error."""
+        for row, video in enumerate(partial["videos"]):
+            views = partial["views"][row]
+            repeated = self.seen[video].intersection(views)
+            if repeated:
+                raise ViewCountError(f"video {video}: views {sorted(repeated)[:10]} received twice (by two processes)")
+            self.seen[video].update(views)
+            self.valid_count[video] += partial["valid"][row]
+            self.invalid_count[video] += partial["invalid"][row]
+            # Start values (-inf for max, 0 for mean) are neutral, so rows without a valid view merge as is.
+            if self.method == "max":
+                np.maximum(self.scores[video], partial["scores"][row], out=self.scores[video])
+            else:
+                self.scores[video] += partial["scores"][row]
 
     def finalize(self) -> np.ndarray:
         """Per-video scores ``[num_videos, num_classes]`` in float64; raises if a view is missing."""
