@@ -207,3 +207,20 @@ def test_stats_file_drops_a_partial_last_line(tmp_path):
     writer.close()
     lines = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
     assert lines == [{"a": 1}, {"c": None}]
+
+
+def test_rng_states_round_trip_through_a_weights_only_file(tmp_path):
+    import random
+
+    from videotl.engine.checkpoint import capture_rng_state, restore_rng_state, save_checkpoint
+
+    random.seed(3)
+    np.random.seed(3)
+    torch.manual_seed(3)
+    np.random.standard_normal()  # leaves a cached Gaussian in NumPy's state
+    save_checkpoint(tmp_path / "rng.pyth", {"rng": capture_rng_state()})
+    expected = (random.random(), np.random.standard_normal(), np.random.rand(), torch.rand(3))
+    state = torch.load(tmp_path / "rng.pyth", weights_only=True)["rng"]
+    restore_rng_state(state)
+    actual = (random.random(), np.random.standard_normal(), np.random.rand(), torch.rand(3))
+    assert actual[:3] == expected[:3] and torch.equal(actual[3], expected[3])
