@@ -26,10 +26,11 @@ from tqdm import tqdm
 
 from ..config import load_config
 from ..utils.fileio import atomic_write_text
+from .demo import headline_map
 from .trainer import test, train
 
 __all__ = ["AblationRow", "ABLATION_DIR", "DEFAULT_VARIANTS", "VARIANT_LABELS", "variant_overrides",
-           "measure_compute", "run_ablation", "render_table"]
+           "measure_compute", "run_ablation", "render_table", "render_document"]
 
 logger = logging.getLogger("videotl")
 
@@ -128,7 +129,7 @@ def run_ablation(cfg_file: str, variants: Sequence[str], *, output_root: str, ov
         row = AblationRow(
             variant=name,
             label=VARIANT_LABELS.get(name, name),
-            map=float(result.metrics["map"]),
+            map=headline_map(result)[0],
             train_clips_per_s=clips / seconds,
             train_seconds=seconds,
             clips=clips,
@@ -138,6 +139,27 @@ def run_ablation(cfg_file: str, variants: Sequence[str], *, output_root: str, ov
         atomic_write_text(saved, json.dumps(asdict(row), indent=1) + "\n")
         rows.append(row)
     return rows
+
+
+def render_document(rows: Sequence[AblationRow], *, command: str, chance: Optional[float], conditions: str) -> str:
+    """The Markdown page: what was run, the table, and how to read it."""
+    budget = sorted({(row.clips, round(row.train_seconds)) for row in rows})
+    return (
+        "# Res5 ablation at small scale (synthetic Charades)\n\n"
+        "The paper's Table 11 compares res5 modules of X(2+1)D-M on Charades. This is the same comparison on "
+        "the demo (`configs/demo/synthetic_charades.yaml`: narrow X(2+1)D, 16 frames at 12 fps, 80 x 80, "
+        "trained from scratch on the synthetic Charades set), every variant with the same data, schedule and "
+        "number of training clips. Variants are the `RES5` / `TOKENLEARNER` keys of `configs/ablations/<name>.yaml`.\n\n"
+        f"Made by:\n\n```bash\n{command}\n```\n\n"
+        f"{render_table(rows, chance=chance)}\n"
+        "- mAP: official Charades mAP on the 60 test videos, every 16-frame segment scored and merged per video by max.\n"
+        "- GFLOPs: 2 x multiply-adds (the paper's convention), counted with `videotl.profiling.count_flops` on one "
+        "1 x 3 x 16 x 80 x 80 view. Module: the middle of one converted res5 block (what replaces Conv2D + Conv1D, "
+        "with its norm and activation); model: the whole network.\n"
+        "- Training clips/s: clips trained / wall time of `train(cfg)` (data loading, checkpoints included).\n"
+        f"- Budget per variant (clips, seconds): {', '.join(f'{c} clips in {s} s' for c, s in budget)}.\n"
+        f"- Conditions: {conditions}\n"
+    )
 
 
 def render_table(rows: Sequence[AblationRow], *, chance: Optional[float] = None) -> str:

@@ -20,21 +20,23 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
+import numpy as np
 from fvcore.common.config import CfgNode
 
 from ..data.synthetic_charades import MANIFEST_FILE, SPLIT_FILES, generate_synthetic_charades, is_generated
 from ..data.synthetic_charades import plan_synthetic_charades
 from ..utils.fileio import atomic_write_text
+from .evaluator import EvalResult
 from .trainer import test, train
 
-__all__ = ["DemoResult", "DEMO_DATASET", "ensure_synthetic_charades", "run_demo"]
+__all__ = ["DemoResult", "DEMO_DATASET", "ensure_synthetic_charades", "headline_map", "run_demo"]
 
 logger = logging.getLogger("videotl")
 
 # The demo's dataset: 200 training and 60 test videos of 15-40 s (about 2 hours of video).
-DEMO_DATASET: Dict[str, float] = {"seed": 0, "num_train": 200, "num_test": 60, "min_seconds": 15.0, "max_seconds": 40.0}
+DEMO_DATASET: Dict[str, object] = {"seed": 0, "num_train": 200, "num_test": 60, "min_seconds": 15.0, "max_seconds": 40.0}
 
 
 @dataclass
@@ -42,15 +44,19 @@ class DemoResult:
     """What the demo measured.
 
     Attributes:
-        map: official Charades mAP of the test split (segments merged per video).
-        chance: mean positive rate of the test labels (the mAP of uninformed scores).
-        num_test_videos / num_classes: size of the evaluation.
+        map: official Charades mAP of the test split (segments merged per video); if a class has
+            no test positive, the mean over the classes that have one (``metric`` says which).
+        metric: what ``map`` is.
+        chance: mean positive rate of the test labels (the mAP of uninformed scores), over the
+            same classes.
+        num_test_videos / num_classes: size of the evaluation (classes with test positives).
         seconds: wall time of each phase (``generate``, ``train``, ``test``) and ``total``.
         output_dir: where the run wrote its logs, checkpoints and results.
         metrics: every metric the evaluator returned.
     """
 
     map: float
+    metric: str
     chance: float
     num_test_videos: int
     num_classes: int
@@ -61,8 +67,25 @@ class DemoResult:
     def summary(self) -> str:
         return (
             f"mAP {self.map:.4f} on {self.num_test_videos} test videos, {self.num_classes} classes "
-            f"(chance = mean positive rate {self.chance:.4f}; {self.map / self.chance:.1f}x chance)"
+            f"(chance = mean positive rate {self.chance:.4f}; {self.map / self.chance:.1f}x chance; {self.metric})"
         )
+
+
+def headline_map(result: EvalResult) -> Tuple[float, str, float, int]:
+    """(mAP, what it is, chance, classes counted) of a multi-label evaluation.
+
+    The official Charades mAP when every class has a test positive. Otherwise the official mean
+    is NaN (as ``Charades_v1_classify.m`` prints it) and the mean over the classes that have one is
+    given instead. Chance is the positive rate over the same classes: labels are multi-hot per
+    video, so uninformed scores reach that mAP in expectation.
+    """
+    labels = np.asarray(result.labels, dtype=np.float64)
+    evaluated = labels.sum(axis=0) > 0
+    if evaluated.all():
+        value, metric = float(result.metrics["map"]), "official Charades mAP"
+    else:
+        value, metric = float(result.metrics["map_sklearn"]), "mAP over the classes with test positives"
+    return value, metric, float(labels[:, evaluated].mean()), int(evaluated.sum())
 
 
 def ensure_synthetic_charades(root: str, *, progress: bool = True, num_workers: Optional[int] = None,
@@ -112,12 +135,13 @@ def run_demo(cfg: CfgNode, *, dataset: Optional[Dict[str, float]] = None, num_wo
     seconds["test"] = time.perf_counter() - begin
     seconds["total"] = time.perf_counter() - start
 
+    value, metric, chance, num_classes = headline_map(result)
     demo = DemoResult(
-        map=float(result.metrics["map"]),
-        # Charades' labels are multi-hot per video: the positive rate over all (video, class) pairs.
-        chance=float(result.labels.mean()),
+        map=value,
+        metric=metric,
+        chance=chance,
         num_test_videos=len(result.video_ids),
-        num_classes=len(result.class_names),
+        num_classes=num_classes,
         seconds={name: round(value, 1) for name, value in seconds.items()},
         output_dir=str(cfg.OUTPUT_DIR),
         metrics={k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))},

@@ -1,0 +1,121 @@
+"""The demo (generate -> train -> test -> mAP vs chance) and the res5 ablation, at tiny size."""
+
+import csv
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from videotl.config import load_config
+from videotl.engine.ablation import AblationRow, measure_compute, render_table, run_ablation, variant_overrides
+from videotl.engine.demo import ensure_synthetic_charades, run_demo
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+DEMO_CFG = str(ROOT / "configs" / "demo" / "synthetic_charades.yaml")
+TINY_DATASET = {"seed": 0, "num_train": 4, "num_test": 3, "min_seconds": 2.0, "max_seconds": 3.0}
+TINY_RUN = [
+    "DEVICE", "cpu", "X3D.STEM_DIM", "4", "X3D.STAGE_DEPTHS", "[1,1,1,2]", "X3D.STAGE_DIMS", "[4,8,8,8]",
+    "X3D.CONV5_DIM", "16", "X3D.HEAD_DIM", "16", "TOKENLEARNER.DIM", "18", "RES5.CONVERTED_BLOCKS", "[1]",
+    "RES5.NUM_HEADS", "2", "DATA.NUM_FRAMES", "4", "DATA.TRAIN_JITTER_SCALES", "[32, 36]",
+    "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "DATA_LOADER.NUM_WORKERS", "0",
+    "TRAIN.BATCH_SIZE_PER_DEVICE", "2", "TEST.BATCH_SIZE_PER_DEVICE", "4", "SOLVER.MAX_EPOCH", "1",
+    "TENSORBOARD.ENABLE", "False",
+]
+
+
+def _test_positive_rate(root: Path) -> float:
+    """Chance level straight from the test CSV: positives / (videos x classes that occur)."""
+    with open(root / "Charades_v1_test.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    per_video = [{item.split()[0] for item in row["actions"].split(";") if item} for row in rows]
+    classes = set().union(*per_video)
+    return sum(map(len, per_video)) / (len(rows) * len(classes))
+
+
+def test_demo_tool_runs_end_to_end_and_reruns_without_redoing_work(tmp_path, capsys, monkeypatch):
+    import run_demo as tool
+
+    monkeypatch.setattr("videotl.engine.demo.DEMO_DATASET", dict(TINY_DATASET))
+    monkeypatch.setattr(tool, "DEMO_DATASET", dict(TINY_DATASET))
+    data, out = tmp_path / "data", tmp_path / "run"
+    args = ["--cfg", DEMO_CFG, "--num-train", "4", "--num-test", "3",
+            *TINY_RUN, "DATA.PATH_TO_DATA_DIR", str(data), "OUTPUT_DIR", str(out)]
+    assert tool.main(args) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[-1].startswith("mAP ")
+    saved = json.loads((out / "demo_result.json").read_text())
+    # Three tiny test videos cannot hold all 12 classes: the mAP and chance cover those they hold.
+    assert saved["metric"] == "mAP over the classes with test positives"
+    assert saved["chance"] == pytest.approx(_test_positive_rate(data))
+    assert 0.0 <= saved["map"] <= 1.0 and saved["num_test_videos"] == 3
+    assert saved["seconds"]["generate"] > 0
+    assert (out / "checkpoints" / "checkpoint_epoch_00001.pyth").is_file()
+    assert (out / "test_metrics.json").is_file()
+
+    # A second run finds the data and the finished training: it only tests again, with the same result.
+    cfg = load_config(DEMO_CFG, [*TINY_RUN, "DATA.PATH_TO_DATA_DIR", str(data), "OUTPUT_DIR", str(out)])
+    again = run_demo(cfg, dataset=TINY_DATASET, progress=False)
+    assert again.seconds["generate"] == 0.0
+    assert again.map == pytest.approx(saved["map"])
+
+
+def test_demo_never_writes_into_a_real_charades_folder(tmp_path):
+    (tmp_path / "Charades_v1_train.csv").write_text("id,actions\n")
+    with pytest.raises(FileExistsError, match="not generated here"):
+        ensure_synthetic_charades(str(tmp_path), progress=False, num_workers=0, **TINY_DATASET)
+    assert (tmp_path / "Charades_v1_train.csv").read_text() == "id,actions\n"
+
+
+def test_variant_overrides_take_only_the_res5_keys_the_file_sets(tmp_path):
+    (tmp_path / "v.yaml").write_text(
+        "_BASE_: ../charades_12fps.yaml\nDATA:\n  TARGET_FPS: 6.0\nRES5:\n  SPATIAL: none\n"
+        "TOKENLEARNER:\n  TOKENIZER: fixed_grid\n  NUM_TOKENS: 8\n"
+    )
+    assert variant_overrides("v", directory=tmp_path) == [
+        "RES5.SPATIAL", "none", "TOKENLEARNER.TOKENIZER", "fixed_grid", "TOKENLEARNER.NUM_TOKENS", "8"]
+    with pytest.raises(FileNotFoundError, match="known variants: v"):
+        variant_overrides("w", directory=tmp_path)
+    # The repository's ablation files are all usable as variants.
+    for path in sorted((ROOT / "configs" / "ablations").glob("*.yaml")):
+        load_config(DEMO_CFG, variant_overrides(path.stem))
+
+
+def test_module_compute_is_the_converted_blocks_conv_pair():
+    cfg = load_config(DEMO_CFG, variant_overrides("conv2d_conv1d"))
+    compute = measure_compute(cfg)
+    width = round(cfg.X3D.STAGE_DIMS[-1] * cfg.X3D.BOTTLENECK_FACTOR)  # 144
+    frames, side = cfg.DATA.NUM_FRAMES, 3  # res5 of an 80 x 80 input is 3 x 3
+    # 1x3x3 and 3x1x1 full convs without bias, each followed by BatchNorm (2 parameters per channel).
+    assert compute["module_params"] == 9 * width**2 + 3 * width**2 + 2 * 2 * width
+    conv_macs = 12 * width**2 * frames * side * side
+    assert compute["module_gflops"] == pytest.approx(2 * conv_macs / 1e9, rel=0.01)
+    assert compute["model_gflops"] > 5 * compute["module_gflops"]
+
+
+def test_ablation_trains_each_variant_once_and_tabulates(tmp_path):
+    data = tmp_path / "data"
+    ensure_synthetic_charades(str(data), progress=False, num_workers=0, **TINY_DATASET)
+    overrides = [*TINY_RUN, "DATA.PATH_TO_DATA_DIR", str(data)]
+    rows = run_ablation(DEMO_CFG, ["conv2d_conv1d", "conv2d_tokenlearner"], output_root=str(tmp_path / "abl"),
+                        overrides=overrides)
+    assert [r.variant for r in rows] == ["conv2d_conv1d", "conv2d_tokenlearner"]
+    for row in rows:
+        assert 0.0 <= row.map <= 1.0 and row.train_clips_per_s > 0 and row.clips == 2 * 2  # 2 iterations of 2
+    assert rows[0].module_params != rows[1].module_params
+    # Finished variants are read back, not retrained.
+    stamp = (tmp_path / "abl" / "conv2d_conv1d" / "ablation_row.json").stat().st_mtime_ns
+    again = run_ablation(DEMO_CFG, ["conv2d_conv1d"], output_root=str(tmp_path / "abl"), overrides=overrides)
+    assert again[0] == rows[0]
+    assert (tmp_path / "abl" / "conv2d_conv1d" / "ablation_row.json").stat().st_mtime_ns == stamp
+
+
+def test_render_table():
+    row = AblationRow(variant="x", label="Conv2D + Conv1D", map=0.4567, module_gflops=0.0718, module_params=249408,
+                      model_gflops=0.59, model_params=997312, train_clips_per_s=12.34, train_seconds=10.0, clips=8,
+                      output_dir="o")
+    table = render_table([row], chance=0.3).splitlines()
+    assert table[2] == "| Conv2D + Conv1D | 45.7 | 0.072 | 249.4K | 0.59 | 12.3 |"
+    assert table[3].startswith("| *chance (mean positive rate)* | 30.0 |")
