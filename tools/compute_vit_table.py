@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Measure the ViT / ViViT rows of the paper's compute tables and write docs/compute_vit.md.
+
+    python tools/compute_vit_table.py --out docs/compute_vit.md [--json vit.json] [--only "Table 6"]
+
+The rows are those ``videotl.profiling.paper_figures_vit`` registers with ``tools/compute_table.py``
+(which measures them by running every layer: about two hours for the ViViT-L rows on two CPU
+cores). Here each model is counted with the same fvcore handles on a copy with one layer of each
+kind, and the repeated layers are added from their per-layer counts: the same numbers exactly
+(``measure_row_by_layers``), in minutes.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+from videotl.profiling.paper_figures import render_markdown
+from videotl.profiling.paper_figures_vit import ROWS, measure_row_by_layers
+from videotl.utils.fileio import atomic_write_text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="docs/compute_vit.md", help="markdown file to write")
+    parser.add_argument("--json", default=None, help="also write the counts here")
+    parser.add_argument("--only", default=None, help="measure only rows whose table contains this text")
+    args = parser.parse_args()
+
+    results = []
+    for row in [r for r in ROWS if args.only is None or args.only in r.table]:
+        start = time.perf_counter()
+        result = measure_row_by_layers(row)
+        results.append(result)
+        print(f"{row.table.split(':')[0]:<8} {row.label:<58} {result.gflops:9.2f} GFLOPs ({result.gflops_ratio:.3f} of the paper), "
+              f"{result.params_m:8.3f}M  ({time.perf_counter() - start:.0f} s)", flush=True)
+    command = "python tools/compute_vit_table.py --out " + args.out + (f' --only "{args.only}"' if args.only else "")
+    atomic_write_text(args.out, render_markdown(results, command=command))
+    if args.json:
+        payload = [{"table": r.row.table, "label": r.row.label, "paper_gflops": r.row.paper_gflops, **r.report.to_dict()} for r in results]
+        atomic_write_text(args.json, json.dumps(payload, indent=1))
+    unexplained = [r.row.label for r in results if r.off and not r.row.notes]
+    if unexplained:
+        print(f"differences over 5% without an explanation: {unexplained}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
