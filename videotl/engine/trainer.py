@@ -10,7 +10,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -94,12 +94,14 @@ def _labels_for(loss_fn: nn.Module, labels: torch.Tensor, device: torch.device) 
     return labels.float() if isinstance(loss_fn, nn.BCEWithLogitsLoss) else labels.long()
 
 
-def _evaluate_keeping_rng(model, loader, **kwargs) -> EvalResult:
-    """Evaluate without touching the training RNG streams (loader seeds, dropout), so that a run
-    that evaluates and a run resumed after the evaluation draw the same numbers afterwards."""
+def _evaluate_keeping_rng(model, make_loader: Callable[[], Any], **kwargs) -> Tuple[EvalResult, Any]:
+    """Build the test loader if needed and evaluate, without touching the training RNG streams
+    (loader seeds, dropout): a run that evaluates and a run resumed after that evaluation (which
+    it does not repeat) draw the same numbers afterwards."""
     state = capture_rng_state()
     try:
-        return evaluate(model, loader, **kwargs)
+        loader = make_loader()
+        return evaluate(model, loader, **kwargs), loader
     finally:
         restore_rng_state(state)
 
@@ -189,11 +191,15 @@ def train(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
                 _save(cfg, ctx, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, epoch=done,
                       global_iter=global_iter)
             if cfg.TRAIN.EVAL_PERIOD > 0 and done % cfg.TRAIN.EVAL_PERIOD == 0:
-                if test_loader is None:
-                    test_loader = build_loader_fn(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE, distributed=world_size > 1)
+                def make_loader(existing=test_loader):
+                    if existing is not None:
+                        return existing
+                    return build_loader_fn(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE, distributed=world_size > 1)
+
                 # The bare module: evaluation needs no gradient sync, and ranks get unequal shards.
-                result = _evaluate_keeping_rng(unwrap_model(model), test_loader, cfg=cfg, device=device,
-                                               use_amp=use_amp, channels_last=channels_last)
+                result, test_loader = _evaluate_keeping_rng(unwrap_model(model), make_loader, cfg=cfg,
+                                                            device=device, use_amp=use_amp,
+                                                            channels_last=channels_last)
                 last_metrics = dict(result.metrics)
                 logger.info(f"epoch {done} evaluation: {_format_metrics(last_metrics)}")
                 stats.write({"type": "eval", "epoch": done, "iter": global_iter, **last_metrics},
