@@ -23,12 +23,14 @@ import platform  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from _cli import run  # noqa: E402
 
 from videotl.engine.ablation import DEFAULT_VARIANTS, render_document, run_ablation  # noqa: E402
 from videotl.engine.demo import DEMO_DATASET, ensure_synthetic_charades  # noqa: E402
 from videotl.config import load_config  # noqa: E402
+from videotl.data.datasets.charades import load_charades  # noqa: E402
 from videotl.utils.fileio import atomic_write_text  # noqa: E402
 
 
@@ -44,19 +46,24 @@ def main(argv=None) -> int:
     def work():
         cfg = load_config(args.cfg_file, args.opts)
         ensure_synthetic_charades(cfg.DATA.PATH_TO_DATA_DIR, **DEMO_DATASET)
-        start = time.time()
-        rows = run_ablation(args.cfg_file, args.variants, output_root=args.output_root, overrides=args.opts)
-        from videotl.data.datasets.charades import load_charades
-
-        records, names = load_charades(cfg.DATA.PATH_TO_DATA_DIR, cfg.TEST.SPLIT)
+        records, names = load_charades(Path(cfg.DATA.PATH_TO_DATA_DIR), cfg.TEST.SPLIT)
         chance = sum(len(r.labels) for r in records) / (len(records) * len(names))
         command = "python tools/ablate.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-        conditions = (
-            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs "
-            f"(1-minute load average {os.getloadavg()[0]:.1f} at the end), {time.time() - start:.0f} s for the whole "
-            "ablation; clips/s depend on that load and compare variants only roughly."
-        )
-        atomic_write_text(args.out, render_document(rows, command=command, chance=chance, conditions=conditions))
+        start = time.time()
+
+        def write(rows):
+            # Rewritten after every variant: an ablation cut short still shows its finished rows.
+            conditions = (
+                f"{os.cpu_count()} CPU cores ({platform.machine()}) shared with other jobs "
+                f"(1-minute load average {os.getloadavg()[0]:.1f} when this was written), "
+                f"{time.time() - start:.0f} s for {len(rows)} of {len(args.variants)} variants; clips/s depend "
+                "on that load and compare variants only roughly."
+            )
+            text = render_document(rows, cfg=cfg, command=command, chance=chance, num_test_videos=len(records),
+                                   conditions=conditions)
+            atomic_write_text(args.out, text)
+
+        run_ablation(args.cfg_file, args.variants, output_root=args.output_root, overrides=args.opts, on_row=write)
         print(open(args.out).read())
 
     return run(work)

@@ -119,3 +119,18 @@ def test_render_table():
     table = render_table([row], chance=0.3).splitlines()
     assert table[2] == "| Conv2D + Conv1D | 45.7 | 0.072 | 249.4K | 0.59 | 12.3 |"
     assert table[3].startswith("| *chance (mean positive rate)* | 30.0 |")
+
+
+def test_ablate_tool_writes_the_markdown_table(tmp_path, monkeypatch, capsys):
+    import ablate as tool
+
+    monkeypatch.setattr(tool, "DEMO_DATASET", dict(TINY_DATASET))
+    data, doc = tmp_path / "data", tmp_path / "ablation.md"
+    args = ["--cfg", DEMO_CFG, "--variants", "conv2d_conv1d", "--output-root", str(tmp_path / "abl"),
+            "--out", str(doc), *TINY_RUN, "DATA.PATH_TO_DATA_DIR", str(data)]
+    assert tool.main(args) == 0
+    text = doc.read_text()
+    assert "python tools/ablate.py --cfg " in text and "--variants conv2d_conv1d" in text
+    assert "| res5 module | mAP (%) | module GFLOPs | module params | model GFLOPs | training clips/s |" in text
+    assert "| Conv2D + Conv1D (X(2+1)D) |" in text and "| *chance (mean positive rate)* |" in text
+    assert "on the 3 test videos, every 4-frame segment" in text

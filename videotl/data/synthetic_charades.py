@@ -5,7 +5,7 @@ The generator writes what :func:`videotl.data.datasets.charades.load_charades` r
     Charades_v1_train.csv      id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length
     Charades_v1_test.csv
     Charades_v1_classes.txt    c000 Square moving up
-    Charades_v1_480/<ID>.mp4   H.264, yuv420p, 24 / 25 / 30 / 29.97 fps, 96x72 .. 128x96
+    Charades_v1_480/<ID>.mp4   H.264, yuv420p, 24 / 25 / 30 / 29.97 fps, 112x84 .. 128x96
 
 and keeps its ground truth in memory (:class:`SyntheticCharades`) and on disk
 (``synthetic_charades.json``).
@@ -91,6 +91,8 @@ GENERATOR_VERSION = 1
 # rate and time base say exactly 30000/1001 rather than 29.97.
 SOURCE_FRAME_RATES: Tuple[Fraction, ...] = (Fraction(24), Fraction(25), Fraction(30), Fraction(30000, 1001))
 # 4:3 like Charades_v1_480 (480 x 360), small so that encoding and decoding take milliseconds.
+# Not 96 x 72: decord (decord2 3.4.0) fails on every frame of 96- and 144-pixel-wide H.264 files
+# ("Check failed: from_size == to_size (27648 vs. 20736)"), while PyAV reads them.
 FRAME_SIZES: Tuple[Tuple[int, int], ...] = ((112, 84), (120, 90), (128, 96))
 
 

@@ -17,7 +17,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import yaml
@@ -105,11 +105,13 @@ def measure_compute(cfg: CfgNode) -> Dict[str, float]:
 
 
 def run_ablation(cfg_file: str, variants: Sequence[str], *, output_root: str, overrides: Sequence[str] = (),
-                 directory: Path = ABLATION_DIR) -> List[AblationRow]:
+                 directory: Path = ABLATION_DIR,
+                 on_row: Optional[Callable[[List[AblationRow]], None]] = None) -> List[AblationRow]:
     """Train and test ``cfg_file`` once per variant, each in ``output_root/<variant>``.
 
     A variant whose ``ablation_row.json`` exists is not rerun (delete it to redo); an interrupted
-    variant resumes from its last checkpoint.
+    variant resumes from its last checkpoint. ``on_row(rows_so_far)`` is called after each variant
+    (e.g. to rewrite the table, so that a long ablation shows its finished rows).
     """
     rows = []
     for name in tqdm(variants, desc="ablation variants", unit="variant"):
@@ -118,6 +120,8 @@ def run_ablation(cfg_file: str, variants: Sequence[str], *, output_root: str, ov
         if saved.is_file():
             rows.append(AblationRow(**json.loads(saved.read_text())))
             logger.info(f"{name}: already done ({saved})")
+            if on_row is not None:
+                on_row(list(rows))
             continue
         cfg = load_config(cfg_file, [*overrides, *variant_overrides(name, directory=directory), "OUTPUT_DIR", str(out)])
         compute = measure_compute(cfg)
@@ -138,26 +142,34 @@ def run_ablation(cfg_file: str, variants: Sequence[str], *, output_root: str, ov
         )
         atomic_write_text(saved, json.dumps(asdict(row), indent=1) + "\n")
         rows.append(row)
+        if on_row is not None:
+            on_row(list(rows))
     return rows
 
 
-def render_document(rows: Sequence[AblationRow], *, command: str, chance: Optional[float], conditions: str) -> str:
-    """The Markdown page: what was run, the table, and how to read it."""
-    budget = sorted({(row.clips, round(row.train_seconds)) for row in rows})
+def render_document(rows: Sequence[AblationRow], *, cfg: CfgNode, command: str, chance: Optional[float],
+                    num_test_videos: int, conditions: str) -> str:
+    """The Markdown page: what was run (described from ``cfg``), the table, and how to read it."""
+    frames, crop = cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE
+    clips = sorted({row.clips for row in rows})
     return (
         "# Res5 ablation at small scale (synthetic Charades)\n\n"
         "The paper's Table 11 compares res5 modules of X(2+1)D-M on Charades. This is the same comparison on "
-        "the demo (`configs/demo/synthetic_charades.yaml`: narrow X(2+1)D, 16 frames at 12 fps, 80 x 80, "
-        "trained from scratch on the synthetic Charades set), every variant with the same data, schedule and "
-        "number of training clips. Variants are the `RES5` / `TOKENLEARNER` keys of `configs/ablations/<name>.yaml`.\n\n"
+        f"the demo (X(2+1)D with res5 width {round(cfg.X3D.STAGE_DIMS[-1] * cfg.X3D.BOTTLENECK_FACTOR)}, "
+        f"{frames} frames at {cfg.DATA.TARGET_FPS:g} fps, {crop} x {crop}, trained from scratch on the synthetic "
+        "Charades set), every variant with the same data, schedule and number of training clips. A variant is "
+        "the `RES5` / `TOKENLEARNER` keys of `configs/ablations/<name>.yaml`, applied to "
+        f"res5 blocks {list(cfg.RES5.CONVERTED_BLOCKS)}.\n\n"
         f"Made by:\n\n```bash\n{command}\n```\n\n"
         f"{render_table(rows, chance=chance)}\n"
-        "- mAP: official Charades mAP on the 60 test videos, every 16-frame segment scored and merged per video by max.\n"
+        f"- mAP: official Charades mAP on the {num_test_videos} test videos, every {frames}-frame segment scored and "
+        f"merged per video by {cfg.TEST.ENSEMBLE_METHOD}. Chance is the mean positive rate of the test labels.\n"
         "- GFLOPs: 2 x multiply-adds (the paper's convention), counted with `videotl.profiling.count_flops` on one "
-        "1 x 3 x 16 x 80 x 80 view. Module: the middle of one converted res5 block (what replaces Conv2D + Conv1D, "
-        "with its norm and activation); model: the whole network.\n"
-        "- Training clips/s: clips trained / wall time of `train(cfg)` (data loading, checkpoints included).\n"
-        f"- Budget per variant (clips, seconds): {', '.join(f'{c} clips in {s} s' for c, s in budget)}.\n"
+        f"1 x 3 x {frames} x {crop} x {crop} view. Module: the middle of one converted res5 block (what replaces "
+        "Conv2D + Conv1D, with its norm and activation); model: the whole network.\n"
+        "- Training clips/s: clips trained / wall time of `train(cfg)` (data loading and checkpoints included).\n"
+        f"- Budget: {' / '.join(map(str, clips))} training clips per variant "
+        f"({cfg.SOLVER.MAX_EPOCH} epochs of one clip per training video, batch {cfg.TRAIN.BATCH_SIZE_PER_DEVICE}).\n"
         f"- Conditions: {conditions}\n"
     )
 
