@@ -70,3 +70,11 @@ def test_cli_arguments_parse():
     mb.add_model_arguments(parser)
     args = parser.parse_args(["--cfg", "configs/charades_12fps.yaml", "--input", "8x64x64", "--device", "cpu", "MODEL.NUM_CLASSES", "10"])
     assert args.input == (8, 64, 64) and args.overrides == ["MODEL.NUM_CLASSES", "10"]
+
+
+def test_time_group_times_every_case_round_robin():
+    cases = [BenchmarkCase(f"Vector Transformer, {impl}", "vector_attention", (1, 8, 4), implementation=impl, chunk_size=4)
+             for impl in ("naive", "chunked")]  # fmt: skip
+    times = mb.time_group(cases, mode="fwbw", warmup=1, repeats=2)
+    assert set(times) == {case.name for case in cases}
+    assert all(len(values) == 2 and min(values) > 0 for values in times.values())

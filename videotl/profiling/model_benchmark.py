@@ -1,15 +1,18 @@
 """Speed and peak memory of models, res5 modules and the Vector Transformer, on CPU or CUDA.
 
-Each case is measured in a fresh Python process (``python -m videotl.profiling.model_benchmark
---worker SPEC``), once for the forward pass (eval, no autograd: inference) and once for forward +
-backward (train mode, ``out.sum().backward()``, gradients dropped after each step), so neither
-the allocator's caches nor one case's peak can leak into another's numbers.
+Two kinds of fresh Python process (``python -m videotl.profiling.model_benchmark --worker SPEC``):
 
-In each process the first pass measures peak memory, then ``warmup`` passes run untimed and
-``repeats`` passes are timed one by one; speed is ``batch / median time`` in clips/s.
+- memory: one per case and mode; its first pass measures peak memory, so neither the allocator's
+  caches nor another case's peak can leak into the number.
+- timing: one per comparison group (whole models, res5 modules, Vector Transformers) and mode; it
+  builds every case of the group and times them round-robin, one pass each per round
+  (``warmup`` untimed rounds, then ``repeats`` timed ones), so a change in the machine's load
+  hits every case of a comparison alike. Speed is ``batch / median time`` in clips/s.
 
-Peak memory is the memory the pass needs above what is allocated before it (model, gradients
-buffers not yet created, input):
+Modes: ``fw`` (eval, no autograd: inference) and ``fwbw`` (train mode, ``out.sum().backward()``,
+gradients dropped after each step as ``zero_grad(set_to_none=True)`` would).
+
+Peak memory is the memory the pass needs above what is allocated before it (model, input):
 
 - CUDA: ``torch.cuda.max_memory_allocated()`` minus ``memory_allocated()`` before the pass.
 - CPU: the process's peak resident set size during the pass minus its resident size before it.
@@ -45,6 +48,8 @@ __all__ = [
     "build_case",
     "run_case",
     "run_cases",
+    "time_group",
+    "measure_case_memory",
     "compare",
     "machine_info",
     "render_markdown_section",
@@ -228,13 +233,8 @@ def run_case(case: BenchmarkCase, *, mode: str, device: str = "cpu", warmup: int
     ``mode`` is ``"fw"`` (eval, no autograd) or ``"fwbw"`` (train mode, forward + backward).
     """
     torch_device = torch.device(device)
+    module, inputs = _prepare(case, mode=mode, device=torch_device)
     backward = mode == "fwbw"
-    if mode not in ("fw", "fwbw"):
-        raise ValueError(f"mode must be 'fw' or 'fwbw', got {mode!r}")
-    module, inputs = build_case(case, device=torch_device)
-    module.train(backward)
-    if backward:
-        inputs = tuple(x.requires_grad_(case.group == "vector_attention") for x in inputs)
     memory = measure_peak_memory(module, inputs, backward=backward, device=torch_device)
     times = time_passes(module, inputs, backward=backward, device=torch_device, warmup=warmup, repeats=repeats)
     median = statistics.median(times)
@@ -251,6 +251,49 @@ def run_case(case: BenchmarkCase, *, mode: str, device: str = "cpu", warmup: int
     }
 
 
+def measure_case_memory(case: BenchmarkCase, *, mode: str, device: str = "cpu") -> Dict[str, Any]:
+    """Peak memory of the first ``mode`` pass of ``case`` in this (fresh) process."""
+    torch_device = torch.device(device)
+    module, inputs = _prepare(case, mode=mode, device=torch_device)
+    return measure_peak_memory(module, inputs, backward=mode == "fwbw", device=torch_device)
+
+
+def _prepare(case: BenchmarkCase, *, mode: str, device: torch.device) -> Tuple[nn.Module, Tuple[torch.Tensor, ...]]:
+    if mode not in ("fw", "fwbw"):
+        raise ValueError(f"mode must be 'fw' or 'fwbw', got {mode!r}")
+    module, inputs = build_case(case, device=device)
+    backward = mode == "fwbw"
+    module.train(backward)
+    if backward:
+        inputs = tuple(x.requires_grad_(case.group == "vector_attention") for x in inputs)
+    return module, inputs
+
+
+def time_group(
+    cases: Sequence[BenchmarkCase], *, mode: str, device: str = "cpu", warmup: int = 1, repeats: int = 5
+) -> Dict[str, List[float]]:
+    """Seconds per pass of each case, timed round-robin (see the module docstring)."""
+    torch_device = torch.device(device)
+    prepared = [(case, *_prepare(case, mode=mode, device=torch_device)) for case in cases]
+    times: Dict[str, List[float]] = {case.name: [] for case in cases}
+    for round_index in range(warmup + repeats):
+        for case, module, inputs in prepared:
+            seconds = time_passes(module, inputs, backward=mode == "fwbw", device=torch_device, warmup=0, repeats=1)[0]
+            if round_index >= warmup:
+                times[case.name].append(seconds)
+    return times
+
+
+def _spawn(spec: Dict[str, Any], env: Dict[str, str]) -> Any:
+    process = subprocess.run(
+        [sys.executable, "-m", "videotl.profiling.model_benchmark", "--worker", json.dumps(spec)],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    if process.returncode != 0:
+        raise RuntimeError(f"benchmark worker {spec['task']} failed:\n{process.stderr[-4000:]}")
+    return json.loads(process.stdout.strip().splitlines()[-1])
+
+
 def run_cases(
     cases: Sequence[BenchmarkCase],
     *,
@@ -261,27 +304,41 @@ def run_cases(
     modes: Sequence[str] = ("fw", "fwbw"),
     log=print,
 ) -> List[Dict[str, Any]]:
-    """Run every case in every mode, each in a fresh process (see the module docstring)."""
-    results = []
+    """Memory of every case and mode in its own fresh process, then the timing of each group
+    (cases sharing ``group``) round-robin in one fresh process per group and mode."""
     env = dict(os.environ)
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    base = {"device": device, "threads": threads}
+    memory = {}
     for case in cases:
         for mode in modes:
-            spec = {"case": asdict(case), "mode": mode, "device": device, "warmup": warmup, "repeats": repeats, "threads": threads}
-            process = subprocess.run(
-                [sys.executable, "-m", "videotl.profiling.model_benchmark", "--worker", json.dumps(spec)],
-                env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-            )  # fmt: skip
-            if process.returncode != 0:
-                raise RuntimeError(f"benchmark of {case.name} ({mode}) failed:\n{process.stderr[-4000:]}")
-            result = json.loads(process.stdout.strip().splitlines()[-1])
-            results.append(result)
-            log(
-                f"{case.name:<45} {mode:<5} {result['clips_per_s']:9.3f} clips/s  median {result['median_s'] * 1e3:9.1f} ms  "
-                f"peak {result['peak_memory_bytes'] / 2**20:9.1f} MiB"
-            )
+            memory[case.name, mode] = _spawn({**base, "task": "memory", "case": asdict(case), "mode": mode}, env)
+            log(f"{case.name:<45} {mode:<5} peak {memory[case.name, mode]['peak_memory_bytes'] / 2**20:9.1f} MiB")
+    groups: Dict[str, List[BenchmarkCase]] = {}
+    for case in cases:
+        groups.setdefault(case.group, []).append(case)
+    results = []
+    for members in groups.values():
+        for mode in modes:
+            spec = {**base, "task": "time", "cases": [asdict(c) for c in members], "mode": mode, "warmup": warmup, "repeats": repeats}
+            times = _spawn(spec, env)
+            for case in members:
+                median = statistics.median(times[case.name])
+                result = {
+                    "case": asdict(case),
+                    "mode": mode,
+                    "device": device,
+                    "batch": case.batch,
+                    "median_s": median,
+                    "clips_per_s": case.batch / median,
+                    "times_s": times[case.name],
+                    "warmup": warmup,
+                    **memory[case.name, mode],
+                }
+                results.append(result)
+                log(f"{case.name:<45} {mode:<5} {result['clips_per_s']:9.3f} clips/s  median {median * 1e3:9.1f} ms")
     return results
 
 
@@ -356,9 +413,11 @@ def render_markdown_section(payload: Dict[str, Any]) -> str:
         f"{', '.join(f'{x:.1f}' for x in machine['load_average_at_start'])} "
         "(the cores are shared with other work: expect noise; medians are reported).",
         "",
-        f"Each case runs in a fresh process: one pass measures peak memory, then {payload['warmup']} untimed warm-up "
-        f"pass(es) and {payload['repeats']} timed ones; speed is batch / median time. fw = eval mode without autograd; "
-        "fw+bw = train mode, `out.sum().backward()`. Peak memory: " + (results[0]["memory_method"] if results else "") + ".",
+        "Peak memory: the first pass of each case and mode in a fresh process, "
+        + (results[0]["memory_method"] if results else "") + ". Speed: the cases of each block (whole models, res5 "
+        f"modules, Vector Transformers) are built in one fresh process and timed round-robin, one pass each per round, "
+        f"{payload['warmup']} untimed round(s) then {payload['repeats']} timed; clips/s = batch / median. fw = eval mode "
+        "without autograd; fw+bw = train mode, `out.sum().backward()`.",
         "",
         "| Case | Input (with batch) | fw clips/s | fw median ms | fw peak MiB | fw+bw clips/s | fw+bw median ms | fw+bw peak MiB |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -474,13 +533,20 @@ def _fix_malloc_mmap_threshold(threshold: int = 128 * 1024) -> None:
         pass
 
 
+def _case(data: Dict[str, Any]) -> BenchmarkCase:
+    return BenchmarkCase(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
 def _worker(spec: Dict[str, Any]) -> None:
     if spec["device"] == "cpu":
         _fix_malloc_mmap_threshold()
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    case = BenchmarkCase(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["case"].items()})
-    result = run_case(case, mode=spec["mode"], device=spec["device"], warmup=spec["warmup"], repeats=spec["repeats"])
+    if spec["task"] == "memory":
+        result = measure_case_memory(_case(spec["case"]), mode=spec["mode"], device=spec["device"])
+    else:
+        cases = [_case(data) for data in spec["cases"]]
+        result = time_group(cases, mode=spec["mode"], device=spec["device"], warmup=spec["warmup"], repeats=spec["repeats"])
     print(json.dumps(result))
 
 
