@@ -8,22 +8,6 @@ through ``register_rows`` in a ``ROW_PROVIDERS`` module). Without ``--only`` eve
 is measured, the ViT / ViViT ones too (hours on a CPU: ``tools/compute_vit_table.py`` writes those
 to their own page, faster). The whole-network X(2+1)D rows trace a 64 x 256 x 256 clip on the
 CPU: one to two minutes each on two cores.
-"""Measure every row of the paper's compute tables and write docs/compute.md.
-
-    python tools/compute_table.py --out docs/compute.md [--json compute.json] [--only "Table 11" "Table 12"]
-
-Rows, inputs and the paper's numbers live in ``videotl.profiling.paper_figures`` (add rows there or
-through ``register_rows``). The whole-network rows trace a 64 x 256 x 256 clip on the CPU: about a
-minute each on two cores.
-"""Measure every row of the paper's compute tables and write docs/compute.md.
-
-    python tools/compute_table.py --out docs/compute.md --only "Table 10" "Table 11" "Table 12" "Other res5" "Related"
-
-Rows, inputs and the paper's numbers live in ``videotl.profiling.paper_figures`` (add rows there or
-through ``register_rows`` in a ``ROW_PROVIDERS`` module). Without ``--only`` every registered row
-is measured, the ViT / ViViT ones too (hours on a CPU: ``tools/compute_vit_table.py`` writes those
-to their own page, faster). The whole-network X(2+1)D rows trace a 64 x 256 x 256 clip on the
-CPU: one to two minutes each on two cores.
 """
 
 import argparse
