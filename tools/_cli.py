@@ -25,12 +25,13 @@ def parse(description: str, argv: Optional[List[str]] = None):
 def run(main: Callable[[], None]) -> int:
     """Run ``main``; expected failures (bad config, missing file, unusable checkpoint, diverged loss)
     end with one line instead of a traceback."""
+    from videotl.data import DatasetError, VideoDecodeError
     from videotl.engine import distributed as du
     from videotl.engine.checkpoint import CheckpointError
 
     try:
         main()
-    except (ConfigError, FileNotFoundError, FloatingPointError, CheckpointError) as error:
+    except (ConfigError, DatasetError, VideoDecodeError, FileNotFoundError, FloatingPointError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:

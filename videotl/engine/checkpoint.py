@@ -163,3 +163,14 @@ def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], *, str
     skipped.extend(f"{key} (not in the file, left as initialised)" for key in own if key not in state)
     target.load_state_dict(usable, strict=False)
     return skipped
+
+
+def load_weights(model: nn.Module, path: PathLike) -> Dict[str, Any]:
+    """Load a checkpoint's (or a model-only file's) weights into ``model`` strictly and return the
+    file's contents; a file that does not fit the model raises :class:`CheckpointError`."""
+    state = load_checkpoint_file(path)
+    try:
+        load_model_state(model, model_state_from(state), strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path} does not fit the configured model: {error}") from error
+    return state

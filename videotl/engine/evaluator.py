@@ -4,7 +4,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from ..evaluation import (
 )
 from . import distributed as du
 
-__all__ = ["EvalResult", "evaluate", "head_activation", "save_results"]
+__all__ = ["EvalResult", "evaluate", "head_activation", "save_results", "score_batches"]
 
 logger = logging.getLogger("videotl")
 
@@ -82,7 +82,31 @@ def _autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
-@torch.no_grad()
+def score_batches(model: nn.Module, loader, *, cfg: CfgNode, device: torch.device, use_amp: bool = False,
+                  channels_last: bool = False,
+                  show_progress: bool = True) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Run the model over ``loader`` and yield, per batch, ``(video_index, view_index, valid, scores)``
+    as numpy arrays (scores float64 after ``MODEL.HEAD_ACT``). Evaluation and prediction both use it;
+    the model is in eval mode meanwhile and back in its former mode afterwards."""
+    was_training = model.training
+    model.eval()
+    bar = tqdm(loader, desc="eval", dynamic_ncols=True, disable=not (show_progress and du.is_main_process()),
+               unit="batch", mininterval=1.0)
+    try:
+        for batch in bar:
+            # Grad mode is entered per batch, not around the yield, so it never leaks to the caller.
+            with torch.no_grad(), _autocast(device, use_amp):
+                logits = model(_prepare_inputs(batch["inputs"], device, channels_last))
+            scores = head_activation(cfg.MODEL.HEAD_ACT, logits).cpu().numpy().astype(np.float64)
+            valid = torch.as_tensor(batch.get("valid", torch.ones(len(scores), dtype=torch.bool))).numpy()
+            yield (torch.as_tensor(batch["video_index"]).numpy().reshape(-1),
+                   torch.as_tensor(batch["view_index"]).numpy().reshape(-1),
+                   valid.astype(bool).reshape(-1), scores)
+    finally:
+        bar.close()
+        model.train(was_training)
+
+
 def evaluate(model: nn.Module, loader, *, cfg: CfgNode, device: torch.device, use_amp: bool = False,
              channels_last: bool = False, show_progress: bool = True) -> EvalResult:
     """Score every sample of ``loader`` (this rank's shard), gather all ranks, merge per video.
@@ -101,28 +125,16 @@ def evaluate(model: nn.Module, loader, *, cfg: CfgNode, device: torch.device, us
     # A view-count error on one rank is carried through the gather so that all ranks stop with it
     # instead of the others waiting for this one forever.
     error = ""
-    was_training = model.training
-    model.eval()
-    bar = tqdm(loader, desc="eval", dynamic_ncols=True, disable=not (show_progress and du.is_main_process()),
-               unit="batch", mininterval=1.0)
-    try:
-        for batch in bar:
-            inputs = _prepare_inputs(batch["inputs"], device, channels_last)
-            with _autocast(device, use_amp):
-                logits = model(inputs)
-            scores = head_activation(cfg.MODEL.HEAD_ACT, logits).cpu().numpy().astype(np.float64)
-            valid = torch.as_tensor(batch.get("valid", torch.ones(len(scores), dtype=torch.bool))).numpy()
-            valid = valid.astype(bool).reshape(-1)
-            nonfinite += int((~np.isfinite(scores[valid])).any(axis=1).sum())
-            try:
-                local.add(video_index=torch.as_tensor(batch["video_index"]).numpy(),
-                          view_index=torch.as_tensor(batch["view_index"]).numpy(), scores=scores, valid=valid)
-            except ViewCountError as raised:
-                error = f"rank {du.get_rank()}: {raised}"
-                break
-    finally:
-        bar.close()
-        model.train(was_training)
+    batches = score_batches(model, loader, cfg=cfg, device=device, use_amp=use_amp, channels_last=channels_last,
+                            show_progress=show_progress)
+    for video_index, view_index, valid, scores in batches:
+        nonfinite += int((~np.isfinite(scores[valid])).any(axis=1).sum())
+        try:
+            local.add(video_index=video_index, view_index=view_index, scores=scores, valid=valid)
+        except ViewCountError as raised:
+            error = f"rank {du.get_rank()}: {raised}"
+            batches.close()
+            break
 
     if du.is_distributed():
         parts = du.all_gather_objects((None if error else local.partial(), error, nonfinite))

@@ -19,9 +19,9 @@ from ..evaluation.results import json_safe
 from ..models import build_model
 from ..utils.fileio import atomic_write_text
 from ..visualization import plot_timeline
-from .checkpoint import CheckpointError, load_checkpoint_file, load_model_state, model_state_from
+from .checkpoint import load_weights
 from .distributed import resolve_device
-from .evaluator import score_samples
+from .evaluator import score_batches
 
 logger = logging.getLogger("videotl")
 
@@ -31,11 +31,7 @@ def load_trained_model(cfg: CfgNode, checkpoint: str, *, device: Optional[torch.
     return it in eval mode on ``device`` (default: ``cfg.DEVICE``)."""
     device = device or resolve_device(cfg.DEVICE)
     model = build_model(cfg)
-    state = load_checkpoint_file(checkpoint)
-    try:
-        load_model_state(model, model_state_from(state), strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(f"{checkpoint} does not fit the configured model: {error}") from error
+    load_weights(model, checkpoint)
     return model.to(device).eval()
 
 
@@ -75,8 +71,9 @@ def predict_videos(
     # Predictions need no labels; multi-label records accept the empty label set.
     dataset = dataset_from_records(cfg, records, class_names, mode="segments", multi_label=True)
     loader = build_loader(cfg, cfg.TEST.SPLIT, "segments", dataset=dataset)
-    video_index, view_index, valid, scores = score_samples(
-        model, loader, cfg=cfg, device=device, show_progress=show_progress
+    parts = list(score_batches(model, loader, cfg=cfg, device=device, show_progress=show_progress))
+    video_index, view_index, valid, scores = (
+        np.concatenate([part[i] for part in parts]) for i in range(4)
     )
     aggregator = ViewAggregator(
         expected_views=[dataset.num_views(i) for i in range(len(records))],

@@ -27,6 +27,7 @@ from .checkpoint import (
     capture_rng_state,
     checkpoint_path,
     last_checkpoint,
+    load_weights,
     load_checkpoint_file,
     load_model_state,
     model_state_from,
@@ -369,11 +370,7 @@ def test(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
     model = build_model_fn(cfg).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
-    state = load_checkpoint_file(weights)
-    try:
-        load_model_state(model, model_state_from(state), strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(f"{weights} does not fit the configured model: {error}") from error
+    state = load_weights(model, weights)
     logger.info(f"testing {weights} on split {cfg.TEST.SPLIT!r} ({cfg.TEST.MODE})")
     loader = build_loader_fn(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE, distributed=ctx.world_size > 1)
     result = evaluate(model, loader, cfg=cfg, device=device, use_amp=use_amp, channels_last=channels_last)
