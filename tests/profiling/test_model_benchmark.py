@@ -61,7 +61,7 @@ def test_markdown_section_replaces_only_the_model_section(tmp_path):
     text = path.read_text()
     assert "data table" in text and "kept" in text and "old" not in text
     assert "| X(2+1)D-M baseline | 1x3x4x8x8 | 0.500 | 2,000.0 | 1.0 | 0.250 | 4,000.0 | 2.0 |" in text
-    assert "| vector_attention_chunked_over_naive_time | — | 1.10 | <= 1.3 |" in text
+    assert "| vector_attention_chunked_over_naive_time | — | 1.10 | <= 1.3 | — / yes |" in text
     assert text.index("## Data pipeline") < text.index("## Model") < text.index("## Later")
 
 
