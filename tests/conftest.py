@@ -1,10 +1,9 @@
-import os
-
 import pytest
 import torch
 
-# Tests run on 2 CPU cores: keep torch from oversubscribing them.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Test tensors are tiny: one thread per process avoids threading overhead and leaves the second
+# core to the DataLoader workers and tool subprocesses the tests start.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

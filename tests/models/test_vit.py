@@ -33,14 +33,6 @@ TINY = [
 TINY_KW = dict(patch_size=8, dim=32, depth=4, num_heads=4, mlp_dim=64, num_classes=5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors gain nothing from a second thread, and on a shared 2-core machine every op
-    # waits for it: one thread runs these tests ~10x faster.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _input(cfg, batch=2, size=None):

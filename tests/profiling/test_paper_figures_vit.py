@@ -5,7 +5,6 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-import torch
 
 from videotl.profiling.paper_figures import all_rows, measure_row
 from videotl.profiling.paper_figures_vit import NOTES, ROWS, measure_row_by_layers
@@ -14,12 +13,6 @@ TINY = ("VIT.HIDDEN_SIZE", "32", "VIT.NUM_HEADS", "4", "VIT.MLP_DIM", "64", "VIT
         "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 32]")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_rows_are_registered_with_configs_and_notes():

@@ -24,7 +24,6 @@ import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 import av

@@ -21,4 +21,10 @@ __all__ = [
     "VectorAttention",
     "vector_attention_naive",
     "vector_attention_chunked",
+    "VisionTransformer",
+    "build_vit",
+    "build_vivit",
+    "create_vit",
+    "create_vivit",
+    "load_pretrained",
 ]

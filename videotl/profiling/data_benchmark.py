@@ -22,7 +22,6 @@ import platform
 import statistics
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 

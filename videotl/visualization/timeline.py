@@ -1,7 +1,7 @@
 """A prediction timeline: class scores over time for the top classes, with ground-truth intervals."""
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import matplotlib
 
