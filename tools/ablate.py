@@ -22,7 +22,6 @@ import argparse  # noqa: E402
 import platform  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from _cli import run  # noqa: E402
@@ -49,15 +48,15 @@ def main(argv=None) -> int:
         records, names = load_charades(Path(cfg.DATA.PATH_TO_DATA_DIR), cfg.TEST.SPLIT)
         chance = sum(len(r.labels) for r in records) / (len(records) * len(names))
         command = "python tools/ablate.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-        start = time.time()
 
         def write(rows):
             # Rewritten after every variant: an ablation cut short still shows its finished rows.
+            loads = [r.load_average for r in rows if r.load_average > 0]
+            load = f"1-minute load average {min(loads):.1f}-{max(loads):.1f} at the end of each training" if loads else "load not recorded"
             conditions = (
-                f"{os.cpu_count()} CPU cores ({platform.machine()}) shared with other jobs "
-                f"(1-minute load average {os.getloadavg()[0]:.1f} when this was written), "
-                f"{time.time() - start:.0f} s for {len(rows)} of {len(args.variants)} variants; clips/s depend "
-                "on that load and compare variants only roughly."
+                f"{os.cpu_count()} CPU cores ({platform.machine()}) shared with other jobs ({load}), "
+                f"{sum(r.train_seconds for r in rows):.0f} s of training for {len(rows)} of {len(args.variants)} "
+                "variants; clips/s depend on that load and compare variants only roughly."
             )
             text = render_document(rows, cfg=cfg, command=command, chance=chance, num_test_videos=len(records),
                                    conditions=conditions)

@@ -14,6 +14,7 @@ whatever replaces the block's Conv2D + Conv1D pair, with its norm and activation
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -82,6 +83,8 @@ class AblationRow:
     train_seconds: float
     clips: int
     output_dir: str
+    # 1-minute load average of the machine when this variant's training ended (0: not recorded).
+    load_average: float = 0.0
 
 
 def measure_compute(cfg: CfgNode) -> Dict[str, float]:
@@ -128,6 +131,7 @@ def run_ablation(cfg_file: str, variants: Sequence[str], *, output_root: str, ov
         start = time.perf_counter()
         summary = train(cfg)
         seconds = time.perf_counter() - start
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
         result = test(cfg)
         clips = int(summary["iterations"]) * cfg.TRAIN.BATCH_SIZE_PER_DEVICE
         row = AblationRow(
@@ -138,6 +142,7 @@ def run_ablation(cfg_file: str, variants: Sequence[str], *, output_root: str, ov
             train_seconds=seconds,
             clips=clips,
             output_dir=str(out),
+            load_average=load,
             **compute,
         )
         atomic_write_text(saved, json.dumps(asdict(row), indent=1) + "\n")
@@ -171,6 +176,10 @@ def render_document(rows: Sequence[AblationRow], *, cfg: CfgNode, command: str, 
         f"- Budget: {' / '.join(map(str, clips))} training clips per variant "
         f"({cfg.SOLVER.MAX_EPOCH} epochs of one clip per training video, batch {cfg.TRAIN.BATCH_SIZE_PER_DEVICE}).\n"
         f"- Conditions: {conditions}\n"
+        "- Reading it: the test set has "
+        f"{num_test_videos} videos, so differences of a few points are within the noise of one run. A short budget "
+        "measures how fast a variant starts to learn as much as where it ends: TokenFuser starts as the identity "
+        "(zero-initialised), so a TokenLearner block contributes only once it has trained.\n"
     )
 
 
