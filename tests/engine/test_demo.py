@@ -1,7 +1,6 @@
 """The demo (generate -> train -> test -> mAP vs chance) and the res5 ablation, at tiny size."""
 
 import csv
-import importlib
 import json
 import sys
 from pathlib import Path
