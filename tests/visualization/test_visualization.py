@@ -98,12 +98,13 @@ def _write_stats(path: Path) -> None:
     lines += [{"type": "eval", "epoch": 1, "iter": 5, "map": 0.3, "map_sklearn": 0.35}]
     lines += [{"type": "train", "epoch": 2, "iter": i, "loss": 1.0 / i, "lr": 0.5} for i in range(6, 11)]
     lines += [{"type": "eval", "epoch": 2, "iter": 10, "map": 0.5, "map_sklearn": 0.55}]
+    lines += [{"type": "test", "checkpoint": "c.pyth", "map": 0.6}]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
 def test_training_curves(tmp_path):
     _write_stats(tmp_path / "stats.jsonl")
-    assert len(read_stats(tmp_path / "stats.jsonl")) == 12
+    assert len(read_stats(tmp_path / "stats.jsonl")) == 13
     image = Image.open(plot_training_curves(tmp_path))
     assert image.size == (1500, 360)
     assert np.asarray(image.convert("L")).std() > 5
