@@ -224,3 +224,30 @@ def test_decord_frames_listed_past_the_decodable_end_are_dropped(videos, monkeyp
     monkeypatch.setattr(decord, "VideoReader", OverReporting)
     clip = read_clip(videos["30"], 1.8, num_frames=6, fps=12.0, backend="decord")
     assert frame_indices(clip) == [54, 56, 59, 59, 59, 59]
+
+
+def test_decord_falls_back_to_pyav_where_decord_fails(tmp_path, caplog):
+    # decord 3.4 fails on every frame of a 96-pixel-wide H.264 file; PyAV reads it.
+    from .conftest import write_video
+
+    from videotl.data.decoding import _decord_read
+
+    path = write_video(tmp_path / "w96.mp4", rate=30, num_frames=30, width=96, height=72)
+    try:
+        _decord_read(str(path), np.array([0.1]), None, 0)
+        decord_fails = False
+    except VideoDecodeError:
+        decord_fails = True
+    with caplog.at_level("WARNING", logger="videotl.data"):
+        a = read_clip(path, 0.1, num_frames=6, fps=12.0, backend="decord")
+        read_clip(path, 0.2, num_frames=6, fps=12.0, backend="decord")
+    b = read_clip(path, 0.1, num_frames=6, fps=12.0, backend="pyav")
+    assert torch.equal(a, b)
+    assert frame_indices(a) == [math.floor((Fraction(1, 10) + Fraction(k, 12)) * 30) for k in range(6)]
+    assert sum("read with PyAV instead" in r.getMessage() for r in caplog.records) == int(decord_fails)
+
+
+def test_a_file_neither_backend_reads_names_both_reasons(videos):
+    with pytest.raises(VideoDecodeError, match=r"decord.*PyAV") as info:
+        read_clip(videos["text"], 0.0, num_frames=4, fps=12.0, backend="decord")
+    assert info.value.path == str(videos["text"])

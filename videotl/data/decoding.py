@@ -20,6 +20,7 @@ accepts what ``get_batch`` returns.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ import numpy as np
 import torch
 
 from .sampling import clip_times, frame_indices_at, segment_count
+
+logger = logging.getLogger("videotl.data")
 
 __all__ = [
     "BACKENDS",
@@ -207,6 +210,10 @@ def output_size(height: int, width: int, size: Size) -> Tuple[int, int]:
     return int(out_h), int(out_w)
 
 
+# Files decord failed on and PyAV read, each logged once per process.
+_DECORD_FALLBACKS: set = set()
+
+
 def _check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"backend = {backend!r}: must be one of {BACKENDS}")
@@ -259,9 +266,21 @@ def _read_unique(path: PathLike, times, *, backend: str, size: Size, num_threads
     out_hw = None
     if size is not None:
         out_hw = output_size(*_coded_size_cached(*key), size)
-    if backend == "decord":
+    if backend == "pyav":
+        return _pyav_read(key[0], times, out_hw, num_threads)
+    try:
         return _decord_read(key[0], times, out_hw, num_threads)
-    return _pyav_read(key[0], times, out_hw, num_threads)
+    except VideoDecodeError as decord_error:
+        # decord fails on files PyAV reads (some frame widths, e.g. 96 or 144 pixels: "Check
+        # failed: from_size == to_size"); both follow the same timestamp contract, so fall back.
+        try:
+            result = _pyav_read(key[0], times, out_hw, num_threads)
+        except VideoDecodeError as pyav_error:
+            raise VideoDecodeError(key[0], f"{decord_error.reason}; PyAV: {pyav_error.reason}") from None
+        if key[0] not in _DECORD_FALLBACKS:
+            _DECORD_FALLBACKS.add(key[0])
+            logger.warning("decord cannot read %s (%s); read with PyAV instead", key[0], decord_error.reason)
+        return result
 
 
 def read_clip(
