@@ -11,12 +11,10 @@ CPU: one to two minutes each on two cores.
 """
 
 import argparse
-import json
 import sys
 import time
 
-from videotl.profiling.paper_figures import all_rows, measure_row, render_markdown
-from videotl.utils.fileio import atomic_write_text
+from videotl.profiling.paper_figures import all_rows, measure_row, write_figure_outputs
 
 
 def main() -> int:
@@ -38,20 +36,7 @@ def main() -> int:
     command = f"python tools/compute_table.py --out {args.out}"
     if args.only:
         command += " --only " + " ".join(f'"{text}"' for text in args.only)
-    atomic_write_text(args.out, render_markdown(results, command=command))
-    if args.json:
-        payload = [
-            {"table": r.row.table, "label": r.row.label, "paper_gflops": r.row.paper_gflops, "paper_params_m": r.row.paper_params_m,
-             **(r.report.to_dict() if r.report else {})}
-            for r in results
-        ]
-        atomic_write_text(args.json, json.dumps(payload, indent=1))
-    unexplained = [r.row.label for r in results if r.off and not r.row.notes]
-    if unexplained:
-        print(f"differences over 5% without an explanation: {unexplained}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.out}")
-    return 0
+    return write_figure_outputs(results, out=args.out, command=command, json_path=args.json)
 
 
 if __name__ == "__main__":

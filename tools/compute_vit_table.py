@@ -11,13 +11,11 @@ kind, and the repeated layers are added from their per-layer counts: the same nu
 """
 
 import argparse
-import json
 import sys
 import time
 
-from videotl.profiling.paper_figures import render_markdown
+from videotl.profiling.paper_figures import write_figure_outputs
 from videotl.profiling.paper_figures_vit import ROWS, measure_row_by_layers
-from videotl.utils.fileio import atomic_write_text
 
 
 def main() -> int:
@@ -35,16 +33,7 @@ def main() -> int:
         print(f"{row.table.split(':')[0]:<8} {row.label:<58} {result.gflops:9.2f} GFLOPs ({result.gflops_ratio:.3f} of the paper), "
               f"{result.params_m:8.3f}M  ({time.perf_counter() - start:.0f} s)", flush=True)
     command = "python tools/compute_vit_table.py --out " + args.out + (f' --only "{args.only}"' if args.only else "")
-    atomic_write_text(args.out, render_markdown(results, command=command))
-    if args.json:
-        payload = [{"table": r.row.table, "label": r.row.label, "paper_gflops": r.row.paper_gflops, **r.report.to_dict()} for r in results]
-        atomic_write_text(args.json, json.dumps(payload, indent=1))
-    unexplained = [r.row.label for r in results if r.off and not r.row.notes]
-    if unexplained:
-        print(f"differences over 5% without an explanation: {unexplained}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.out}")
-    return 0
+    return write_figure_outputs(results, out=args.out, command=command, json_path=args.json)
 
 
 if __name__ == "__main__":

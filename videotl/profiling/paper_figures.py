@@ -14,12 +14,15 @@ A module-level row ("T x H x W x C = 64 x 8 x 8 x 432") measures the middle of t
 """
 
 import importlib
-from dataclasses import dataclass, field
+import json
+import sys
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from ..utils.fileio import atomic_write_text
 from .flops import CONVENTION, FlopReport, count_flops
 
 __all__ = [
@@ -320,3 +323,25 @@ def render_markdown(results: Sequence[RowResult], *, command: str, notes: Option
     if unexplained:
         lines += ["## Unexplained differences", "", *(f"- {label}" for label in unexplained), ""]
     return "\n".join(lines).replace("—M", "—")
+
+
+def write_figure_outputs(results: Sequence[RowResult], *, out: str, command: str, json_path: Optional[str] = None) -> int:
+    """Write the markdown table (and optionally the raw counts as JSON) for ``results``.
+
+    Returns a process exit status: 1 when a row differs from the paper by more than 5% without a
+    note explaining it (the tables must explain every such gap), else 0.
+    """
+    atomic_write_text(out, render_markdown(results, command=command))
+    if json_path:
+        payload = [
+            {"table": r.row.table, "label": r.row.label, "paper_gflops": r.row.paper_gflops,
+             "paper_params_m": r.row.paper_params_m, **(r.report.to_dict() if r.report else {})}
+            for r in results
+        ]
+        atomic_write_text(json_path, json.dumps(payload, indent=1))
+    unexplained = [r.row.label for r in results if r.off and not r.row.notes]
+    if unexplained:
+        print(f"differences over 5% without an explanation: {unexplained}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0
