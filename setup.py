@@ -6,6 +6,8 @@ setup(
     description="TokenLearner video recognition: X(2+1)D Bottleneck Transformer and ViViT, on real video files",
     python_requires=">=3.9",
     packages=find_packages(include=["videotl", "videotl.*"]),
+    # The Vector Transformer's CPU kernels are compiled from source on first use.
+    package_data={"videotl.models": ["csrc/*.c"]},
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from videotl.models import (
@@ -48,7 +49,13 @@ def test_tokenlearner_four_conv_alpha_is_frame_local(volume):
     module = TokenLearner(dim=C, num_tokens=S, alpha_layers=4, alpha_kernel=3, pooling="sum", use_layernorm=True).double()
     assert sum(isinstance(m, nn.Conv2d) for m in module.alpha) == 4
     assert sum(isinstance(m, nn.GELU) for m in module.alpha) == 3
-    tokens, _ = module(volume)
+    tokens, maps = module(volume)
+    # The maps equal the 2D convs (nn.Conv2d's own forward) applied to each LayerNorm-ed frame.
+    batch, channels, frames, height, width = volume.shape
+    per_frame = volume.transpose(1, 2).reshape(batch * frames, channels, height, width)
+    normed = F.layer_norm(per_frame.permute(0, 2, 3, 1), (channels,), module.norm.weight, module.norm.bias, 1e-6)
+    expected = torch.sigmoid(module.alpha(normed.permute(0, 3, 1, 2)))
+    torch.testing.assert_close(maps, expected.reshape(batch, frames, S, height, width))
     # Changing frame 0 must leave the tokens of frames 1.. untouched: alpha is per frame.
     changed = volume.clone()
     changed[:, :, 0] += 1.0

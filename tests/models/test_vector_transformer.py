@@ -31,7 +31,8 @@ def test_one_head_per_channel_equals_mhsa_with_d_heads():
 
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 64])
-def test_chunked_equals_naive_outputs_and_gradients(chunk_size):
+@pytest.mark.parametrize("cpu_kernels", [False, True], ids=["pytorch_ops", "cpu_kernels"])
+def test_chunked_equals_naive_outputs_and_gradients(chunk_size, cpu_kernels):
     # The tolerance (1e-5) at a size where float32 rounding is realistic.
     torch.manual_seed(1)
     shape = (2, 40, 24)
@@ -39,7 +40,7 @@ def test_chunked_equals_naive_outputs_and_gradients(chunk_size):
     grad = torch.randn(*shape)
     naive = vector_attention_naive(q, k, v)
     naive_grads = torch.autograd.grad(naive, (q, k, v), grad)
-    chunked = vector_attention_chunked(q, k, v, chunk_size=chunk_size)
+    chunked = vector_attention_chunked(q, k, v, chunk_size=chunk_size, cpu_kernels=cpu_kernels)
     chunked_grads = torch.autograd.grad(chunked, (q, k, v), grad)
     torch.testing.assert_close(chunked, naive, atol=1e-5, rtol=1e-5)
     for a, b in zip(chunked_grads, naive_grads):
@@ -69,10 +70,12 @@ def test_chunked_saves_no_pairwise_tensor():
         return total[0]
 
     saved["naive"] = bytes_saved(vector_attention_naive)
-    saved["chunked"] = bytes_saved(lambda q, k, v: vector_attention_chunked(q, k, v, chunk_size=8))
+    saved["chunked"] = bytes_saved(lambda q, k, v: vector_attention_chunked(q, k, v, chunk_size=8, cpu_kernels=False))
+    saved["cpu_kernels"] = bytes_saved(lambda q, k, v: vector_attention_chunked(q, k, v, cpu_kernels=True))
     pairwise = n * n * d * 4
     assert saved["naive"] >= pairwise
     assert saved["chunked"] <= 5 * n * d * 4  # q, k, v, out, logsumexp
+    assert saved["cpu_kernels"] <= 5 * n * d * 4
 
 
 def test_vector_attention_module_projection_only_when_widths_differ():

@@ -51,7 +51,7 @@ class TokenFuser(nn.Module):
         y = self.mixed_norm(y).reshape(b, t, self.num_tokens, c)
         weights = torch.sigmoid(self.beta(x))  # (B, S, T, H, W)
         fused = torch.einsum("bsthw,btsc->bcthw", weights, y)
-        return fused + x
+        return x + fused  # x first: the sum takes x's contiguous layout, not the einsum's permuted one
 
 
 class BroadcastFuser(nn.Module):

@@ -9,11 +9,17 @@ N = 512 tokens and d = 432 it is 113M floats (450 MB) per clip, and autograd kee
 copy of it. ``vector_attention_chunked`` never holds more than ``chunk_size`` query rows of it, in
 the forward or the backward pass, by saving only the per-(query, channel) log-sum-exp and
 recomputing the probabilities chunk by chunk in backward.
+
+On CPU in float32 the same function runs the fused C kernels of ``vector_attention_cpu`` (one
+pass over the keys per block of queries, nothing of the attention tensor stored), about 10x
+faster than the PyTorch ops, which remain the path on CUDA, for other dtypes, and where no C
+compiler is available.
 """
 
 import torch
 from torch import nn
 
+from . import vector_attention_cpu
 from .attention import Mlp
 
 
@@ -25,7 +31,13 @@ def vector_attention_naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) ->
 
 class _ChunkedVectorAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, chunk_size: int):
+    def forward(ctx, q, k, v, chunk_size: int, cpu_kernels: bool):
+        ctx.chunk_size = chunk_size
+        ctx.cpu_kernels = cpu_kernels and vector_attention_cpu.kernels_apply(q, k, v)
+        if ctx.cpu_kernels:
+            out, lse = vector_attention_cpu.fused_forward(q, k, v)
+            ctx.save_for_backward(q, k, v, out, lse)
+            return out
         out = torch.empty_like(q)
         lse = torch.empty_like(q)
         for start in range(0, q.shape[1], chunk_size):
@@ -39,12 +51,13 @@ class _ChunkedVectorAttention(torch.autograd.Function):
             out[:, rows] = weights.mul_(v.unsqueeze(1)).sum(dim=2) / norm
             lse[:, rows] = peak.squeeze(2) + norm.log()
         ctx.save_for_backward(q, k, v, out, lse)
-        ctx.chunk_size = chunk_size
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         q, k, v, out, lse = ctx.saved_tensors
+        if ctx.cpu_kernels and vector_attention_cpu.kernels_apply(grad_out):
+            return (*vector_attention_cpu.fused_backward(q, k, v, out, lse, grad_out), None, None)
         grad_q = torch.empty_like(q)
         grad_k = torch.zeros_like(k)
         grad_v = torch.zeros_like(v)
@@ -57,18 +70,21 @@ class _ChunkedVectorAttention(torch.autograd.Function):
             grad_logits = weights.mul_(g_c.unsqueeze(2)).mul_(v.unsqueeze(1) - out[:, rows].unsqueeze(2))
             grad_q[:, rows] = (grad_logits * k.unsqueeze(1)).sum(dim=2)
             grad_k += grad_logits.mul_(q_c.unsqueeze(2)).sum(dim=1)
-        return grad_q, grad_k, grad_v, None
+        return grad_q, grad_k, grad_v, None, None
 
 
-def vector_attention_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, chunk_size: int = 64) -> torch.Tensor:
+def vector_attention_chunked(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, chunk_size: int = 64, cpu_kernels: bool = True
+) -> torch.Tensor:
     """Eq. 3, exactly as ``vector_attention_naive``, at a fraction of its memory (see module doc).
 
+    ``cpu_kernels=False`` keeps to PyTorch ops on CPU too (the fused kernels are the default there).
     Under CUDA autocast it computes in float32: the softmax over N products needs the range.
     """
     if q.is_cuda and torch.is_autocast_enabled("cuda"):
         with torch.autocast("cuda", enabled=False):
-            return _ChunkedVectorAttention.apply(q.float(), k.float(), v.float(), chunk_size)
-    return _ChunkedVectorAttention.apply(q, k, v, chunk_size)
+            return _ChunkedVectorAttention.apply(q.float(), k.float(), v.float(), chunk_size, cpu_kernels)
+    return _ChunkedVectorAttention.apply(q, k, v, chunk_size, cpu_kernels)
 
 
 class VectorAttention(nn.Module):

@@ -42,6 +42,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..models.vector_attention_cpu import load_kernels
+
 __all__ = [
     "BenchmarkCase",
     "default_cases",
@@ -67,7 +69,8 @@ class BenchmarkCase:
 
     ``group`` is ``"model"`` (a whole network on clips), ``"module"`` (``submodule`` of the built
     network on its own input) or ``"vector_attention"`` (eq. 3 alone on q, k, v of
-    ``input_shape`` = (B, N, d), ``implementation`` ``"naive"`` or ``"chunked"``).
+    ``input_shape`` = (B, N, d), ``implementation`` ``"naive"``, ``"chunked"`` (the default path:
+    fused C kernels on CPU) or ``"chunked_pytorch"`` (the same algorithm in PyTorch ops)).
     ``input_shape`` includes the batch.
     """
 
@@ -90,8 +93,8 @@ class _VectorAttentionOnly(nn.Module):
 
     def __init__(self, *, implementation: str, chunk_size: int) -> None:
         super().__init__()
-        if implementation not in ("naive", "chunked"):
-            raise ValueError(f"implementation must be 'naive' or 'chunked', got {implementation!r}")
+        if implementation not in ("naive", "chunked", "chunked_pytorch"):
+            raise ValueError(f"implementation must be 'naive', 'chunked' or 'chunked_pytorch', got {implementation!r}")
         self.implementation = implementation
         self.chunk_size = chunk_size
 
@@ -100,7 +103,17 @@ class _VectorAttentionOnly(nn.Module):
 
         if self.implementation == "naive":
             return vector_attention_naive(q, k, v)
-        return vector_attention_chunked(q, k, v, chunk_size=self.chunk_size)
+        return vector_attention_chunked(
+            q, k, v, chunk_size=self.chunk_size, cpu_kernels=self.implementation == "chunked"
+        )
+
+
+# On CUDA, or without a C compiler, "chunked" runs the PyTorch ops too.
+VECTOR_ATTENTION_CASES = {
+    "Vector Transformer, naive": "naive",
+    "Vector Transformer, chunked": "chunked",
+    "Vector Transformer, chunked (PyTorch ops)": "chunked_pytorch",
+}
 
 
 def default_cases(
@@ -137,8 +150,8 @@ def default_cases(
         for name, config in modules
     ]
     cases += [
-        BenchmarkCase(f"Vector Transformer, {impl}", "vector_attention", vector_attention_input, implementation=impl)
-        for impl in ("naive", "chunked")
+        BenchmarkCase(name, "vector_attention", vector_attention_input, implementation=impl)
+        for name, impl in VECTOR_ATTENTION_CASES.items()
     ]
     return cases
 
@@ -364,11 +377,18 @@ def compare(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
             if a and b:
                 out[f"{key}_{mode}"] = a["clips_per_s"] / b["clips_per_s"]
     for mode in ("fw", "fwbw"):
-        naive, chunked = _find(results, "Vector Transformer, naive", mode), _find(results, "Vector Transformer, chunked", mode)
-        if naive and chunked:
-            out[f"vector_attention_chunked_over_naive_time_{mode}"] = chunked["median_s"] / naive["median_s"]
-            if naive["peak_memory_bytes"]:
-                out[f"vector_attention_chunked_over_naive_peak_memory_{mode}"] = chunked["peak_memory_bytes"] / naive["peak_memory_bytes"]
+        naive = _find(results, "Vector Transformer, naive", mode)
+        for key, name in (
+            ("chunked", "Vector Transformer, chunked"),
+            ("chunked_pytorch", "Vector Transformer, chunked (PyTorch ops)"),
+        ):
+            chunked = _find(results, name, mode)
+            if naive and chunked:
+                out[f"vector_attention_{key}_over_naive_time_{mode}"] = chunked["median_s"] / naive["median_s"]
+                if naive["peak_memory_bytes"]:
+                    out[f"vector_attention_{key}_over_naive_peak_memory_{mode}"] = (
+                        chunked["peak_memory_bytes"] / naive["peak_memory_bytes"]
+                    )
     return out
 
 
@@ -380,6 +400,7 @@ def machine_info(*, device: str, threads: Optional[int]) -> Dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "threads": threads or torch.get_num_threads(),
         "load_average_at_start": os.getloadavg(),
+        "vector_attention_cpu_kernels": load_kernels() is not None,
     }
     try:
         with open("/proc/cpuinfo") as handle:
