@@ -38,12 +38,15 @@ def test_compare_gives_the_issue_ratios():
         _fake("Joint space-time MHSA", "fwbw", 0.8, 80),
         _fake("Vector Transformer, naive", "fwbw", 1.0, 400),
         _fake("Vector Transformer, chunked", "fwbw", 1.2, 80, batch=2),
+        _fake("Vector Transformer, chunked (PyTorch ops)", "fwbw", 0.9, 100, batch=2),
     ]
     ratios = compare(results)
     assert ratios["avid_tl_model_vs_baseline_speed_fw"] == pytest.approx(1.25)
     assert ratios["tl_module_vs_joint_mhsa_module_speed_fwbw"] == pytest.approx(8.0)
     assert ratios["vector_attention_chunked_over_naive_time_fwbw"] == pytest.approx(1.2)
     assert ratios["vector_attention_chunked_over_naive_peak_memory_fwbw"] == pytest.approx(0.2)
+    assert ratios["vector_attention_chunked_pytorch_over_naive_time_fwbw"] == pytest.approx(0.9)
+    assert ratios["vector_attention_chunked_pytorch_over_naive_peak_memory_fwbw"] == pytest.approx(0.25)
 
 
 def test_markdown_section_replaces_only_the_model_section(tmp_path):
@@ -78,3 +81,13 @@ def test_time_group_times_every_case_round_robin():
     times = mb.time_group(cases, mode="fwbw", warmup=1, repeats=2)
     assert set(times) == {case.name for case in cases}
     assert all(len(values) == 2 and min(values) > 0 for values in times.values())
+
+
+def test_time_group_rotates_the_order_every_round(monkeypatch):
+    order = []
+    monkeypatch.setattr(mb, "_prepare", lambda case, mode, device: (case.name, ()))
+    monkeypatch.setattr(mb, "time_passes", lambda module, inputs, **kw: order.append(module) or [1.0])
+    cases = [BenchmarkCase(name, "vector_attention", (1, 4, 2), implementation="naive") for name in "abc"]
+    times = mb.time_group(cases, mode="fw", warmup=1, repeats=2)
+    assert order == list("abc") + list("bca") + list("cab")
+    assert times == {"a": [1.0, 1.0], "b": [1.0, 1.0], "c": [1.0, 1.0]}

@@ -133,6 +133,10 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="videotl-vector-attention")
 
 
+# A forked child inherits the pools but not their threads; it must make its own.
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 def _split_rows(total: int, parts: int) -> List[Tuple[int, int]]:
     bounds = [total * p // parts for p in range(parts + 1)]
     return [(bounds[p], bounds[p + 1]) for p in range(parts) if bounds[p] < bounds[p + 1]]

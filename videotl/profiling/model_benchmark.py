@@ -125,8 +125,9 @@ def default_cases(
     """The comparison of issue 6: baseline, TokenLearner and joint-MHSA models and res5 modules,
     and the naive against the chunked Vector Transformer.
 
-    The whole networks run at ``model_input`` (a 64 x 256 x 256 view is too slow for a CPU run);
-    the token-axis layers are built for its clip length. The modules run at the paper's res5 input
+    The whole networks run at ``model_input`` (docs/benchmarks.md uses the paper's 64 x 256 x 256
+    test view, where res5 is 64 x 8 x 8 as in the paper; at small inputs the res5 modules are a
+    negligible share of the time); the token-axis layers are built for its clip length. The modules run at the paper's res5 input
     (T x H x W x C = 64 x 8 x 8 x 432).
     """
     frames = ("DATA.NUM_FRAMES", str(model_input[2]))
@@ -285,12 +286,14 @@ def _prepare(case: BenchmarkCase, *, mode: str, device: torch.device) -> Tuple[n
 def time_group(
     cases: Sequence[BenchmarkCase], *, mode: str, device: str = "cpu", warmup: int = 1, repeats: int = 5
 ) -> Dict[str, List[float]]:
-    """Seconds per pass of each case, timed round-robin (see the module docstring)."""
+    """Seconds per pass of each case, timed round-robin (see the module docstring); the order
+    rotates every round, so that no case always runs right after the same other one."""
     torch_device = torch.device(device)
     prepared = [(case, *_prepare(case, mode=mode, device=torch_device)) for case in cases]
     times: Dict[str, List[float]] = {case.name: [] for case in cases}
     for round_index in range(warmup + repeats):
-        for case, module, inputs in prepared:
+        shift = round_index % len(prepared)
+        for case, module, inputs in prepared[shift:] + prepared[:shift]:
             seconds = time_passes(module, inputs, backward=mode == "fwbw", device=torch_device, warmup=0, repeats=1)[0]
             if round_index >= warmup:
                 times[case.name].append(seconds)
@@ -369,6 +372,7 @@ def compare(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         "tl_module_vs_joint_mhsa_module_speed": ("TokenLearner", "Joint space-time MHSA"),
         "conv2d_tl_module_vs_conv2d_joint_mhsa_module_speed": ("Conv2D + TokenLearner", "Conv2D + joint space-time MHSA"),
         "tl_module_vs_conv2d_conv1d_module_speed": ("TokenLearner", "Conv2D + Conv1D (baseline block)"),
+        "conv2d_tl_module_vs_conv2d_conv1d_module_speed": ("Conv2D + TokenLearner", "Conv2D + Conv1D (baseline block)"),
     }
     out: Dict[str, Any] = {}
     for key, (fast, slow) in pairs.items():
@@ -444,9 +448,18 @@ def render_markdown_section(payload: Dict[str, Any]) -> str:
         f"{', '.join(f'{x:.1f}' for x in machine['load_average_at_start'])} "
         "(the cores are shared with other work: expect noise; medians are reported).",
         "",
+        "Vector Transformer on CPU: "
+        + (
+            "the fused C kernels (`videotl/models/csrc/vector_attention.c`) in every TokenLearner case and in "
+            "`Vector Transformer, chunked`; `chunked (PyTorch ops)` is the same algorithm without them."
+            if machine.get("vector_attention_cpu_kernels")
+            else "PyTorch ops (the fused C kernels were not available: no C compiler, or turned off)."
+        ),
+        "",
         "Peak memory: the first pass of each case and mode in a fresh process, "
         + (results[0]["memory_method"] if results else "") + ". Speed: the cases of each block (whole models, res5 "
-        f"modules, Vector Transformers) are built in one fresh process and timed round-robin, one pass each per round, "
+        f"modules, Vector Transformers) are built in one fresh process and timed round-robin, one pass each per round "
+        "(the order rotating each round), "
         f"{payload['warmup']} untimed round(s) then {payload['repeats']} timed; clips/s = batch / median. fw = eval mode "
         "without autograd; fw+bw = train mode, `out.sum().backward()`.",
         "",
