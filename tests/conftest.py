@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 import torch
 
@@ -9,3 +11,17 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _restore_videotl_logger():
+    """``setup_logging`` points the "videotl" logger at the sys.stdout of the moment, which under
+    pytest is the test's capture stream, closed once the test ends: undo it after each test."""
+    logger = logging.getLogger("videotl")
+    handlers, propagate, level = list(logger.handlers), logger.propagate, logger.level
+    yield
+    for handler in list(logger.handlers):
+        if handler not in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+    logger.propagate, logger.level = propagate, level
