@@ -84,3 +84,12 @@ def test_vector_attention_module_projection_only_when_widths_differ():
     other = VectorAttention(dim=8, attention_dim=12, chunk_size=4)
     assert other(torch.randn(2, 10, 8)).shape == (2, 10, 8)
     assert other.gamma.weight.shape == (8, 12)
+
+
+def test_softmax_peak_equals_amax_of_all_products_exactly():
+    from videotl.models.vector_transformer import softmax_peak
+
+    q, k = torch.randn(3, 17, 11) * 7, torch.randn(3, 23, 11) * 7
+    q[0, 0] = 0.0  # a zero query: peak 0 whichever extreme of k it takes
+    expected = (q.unsqueeze(2) * k.unsqueeze(1)).amax(dim=2)
+    assert torch.equal(softmax_peak(q, k), expected)

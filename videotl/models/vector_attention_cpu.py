@@ -158,16 +158,16 @@ def _workers(rows: int) -> int:
     return max(1, min(torch.get_num_threads(), rows // 8))
 
 
-def fused_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 3 for (B, N, d) float32 CPU tensors: returns the output and the per-(query, channel)
+def fused_forward(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, peak: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 3 for (B, N, d) float32 CPU tensors, given ``peak`` = max_j q_ic k_jc
+    (``vector_transformer.softmax_peak``): returns the output and the per-(query, channel)
     log-sum-exp that ``fused_backward`` needs."""
     library = load_kernels()
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    q, k, v, peak = q.contiguous(), k.contiguous(), v.contiguous(), peak.contiguous()
     batch, n_q, dim = q.shape
     n_k = k.shape[1]
-    # The exact softmax peak: q_ic * k_jc is linear in k_jc, so its max over j sits at max_j k_jc
-    # when q_ic >= 0 and at min_j k_jc otherwise.
-    peak = torch.where(q >= 0, q * k.amax(dim=1, keepdim=True), q * k.amin(dim=1, keepdim=True))
     out, lse = torch.empty_like(q), torch.empty_like(q)
     args = [t.data_ptr() for t in (q, k, v, peak, out, lse)]
     _run_split(

@@ -29,27 +29,33 @@ def vector_attention_naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) ->
     return (weights * v.unsqueeze(1)).sum(dim=2)
 
 
+def softmax_peak(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``max_j q_ic * k_jc`` for every (query, channel), without forming the N x N x d products:
+    for fixed q_ic the product is linear (and its rounding monotone) in k_jc, so the max sits at
+    ``max_j k_jc`` when q_ic >= 0 and at ``min_j k_jc`` otherwise. Exactly what ``amax`` would give."""
+    return torch.where(q >= 0, q * k.amax(dim=1, keepdim=True), q * k.amin(dim=1, keepdim=True))
+
+
 class _ChunkedVectorAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, chunk_size: int, cpu_kernels: bool):
         ctx.chunk_size = chunk_size
         ctx.cpu_kernels = cpu_kernels and vector_attention_cpu.kernels_apply(q, k, v)
+        peak = softmax_peak(q, k)
         if ctx.cpu_kernels:
-            out, lse = vector_attention_cpu.fused_forward(q, k, v)
-            ctx.save_for_backward(q, k, v, out, lse)
-            return out
-        out = torch.empty_like(q)
-        lse = torch.empty_like(q)
-        for start in range(0, q.shape[1], chunk_size):
-            rows = slice(start, start + chunk_size)
-            logits = q[:, rows].unsqueeze(2) * k.unsqueeze(1)  # (B, c, N, d)
-            peak = logits.amax(dim=2, keepdim=True)
-            weights = (logits - peak).exp_()
-            norm = weights.sum(dim=2)
-            # sum_j p_ij * v_j as multiply-then-sum, in place: on CPU einsum turns this (and the
-            # three contractions in backward) into d-batched matrix-vector products, 3-5x slower.
-            out[:, rows] = weights.mul_(v.unsqueeze(1)).sum(dim=2) / norm
-            lse[:, rows] = peak.squeeze(2) + norm.log()
+            out, lse = vector_attention_cpu.fused_forward(q, k, v, peak)
+        else:
+            out = torch.empty_like(q)
+            norm = torch.empty_like(q)
+            for start in range(0, q.shape[1], chunk_size):
+                rows = slice(start, start + chunk_size)
+                logits = q[:, rows].unsqueeze(2) * k.unsqueeze(1)  # (B, c, N, d)
+                weights = logits.sub_(peak[:, rows].unsqueeze(2)).exp_()
+                norm[:, rows] = weights.sum(dim=2)
+                # sum_j p_ij * v_j as multiply-then-sum, in place: on CPU einsum turns this (and the
+                # three contractions in backward) into d-batched matrix-vector products, 3-5x slower.
+                out[:, rows] = weights.mul_(v.unsqueeze(1)).sum(dim=2) / norm[:, rows]
+            lse = peak + norm.log()
         ctx.save_for_backward(q, k, v, out, lse)
         return out
 

@@ -251,6 +251,13 @@ def run_case(case: BenchmarkCase, *, mode: str, device: str = "cpu", warmup: int
     backward = mode == "fwbw"
     memory = measure_peak_memory(module, inputs, backward=backward, device=torch_device)
     times = time_passes(module, inputs, backward=backward, device=torch_device, warmup=warmup, repeats=repeats)
+    return _result(case, mode=mode, device=device, times=times, warmup=warmup, memory=memory)
+
+
+def _result(
+    case: BenchmarkCase, *, mode: str, device: str, times: List[float], warmup: int, memory: Dict[str, Any]
+) -> Dict[str, Any]:
+    """One case and mode's record: timings, their median as clips/s, and the memory measurement."""
     median = statistics.median(times)
     return {
         "case": asdict(case),
@@ -341,20 +348,14 @@ def run_cases(
             spec = {**base, "task": "time", "cases": [asdict(c) for c in members], "mode": mode, "warmup": warmup, "repeats": repeats}
             times = _spawn(spec, env)
             for case in members:
-                median = statistics.median(times[case.name])
-                result = {
-                    "case": asdict(case),
-                    "mode": mode,
-                    "device": device,
-                    "batch": case.batch,
-                    "median_s": median,
-                    "clips_per_s": case.batch / median,
-                    "times_s": times[case.name],
-                    "warmup": warmup,
-                    **memory[case.name, mode],
-                }
+                result = _result(
+                    case, mode=mode, device=device, times=times[case.name], warmup=warmup, memory=memory[case.name, mode]
+                )
                 results.append(result)
-                log(f"{case.name:<45} {mode:<5} {result['clips_per_s']:9.3f} clips/s  median {median * 1e3:9.1f} ms")
+                log(
+                    f"{case.name:<45} {mode:<5} {result['clips_per_s']:9.3f} clips/s  "
+                    f"median {result['median_s'] * 1e3:9.1f} ms"
+                )
     return results
 
 
