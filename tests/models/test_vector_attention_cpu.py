@@ -13,6 +13,24 @@ needs_compiler = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="module")
+def portable_kernels(tmp_path_factory):
+    """The kernels built without -march=native: the plain C path that machines without AVX-512 run."""
+    compiler = vector_attention_cpu._find_compiler()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VIDEOTL_CACHE_DIR", str(tmp_path_factory.mktemp("portable")))
+        return vector_attention_cpu.open_kernels(vector_attention_cpu.build_kernels(compiler, flag_sets=((),)))
+
+
+@pytest.fixture(params=["native", "portable"])
+def kernel_build(request, monkeypatch):
+    """Runs a test with the machine's own build and again with the portable one."""
+    if request.param == "portable":
+        library = request.getfixturevalue("portable_kernels")
+        monkeypatch.setattr(vector_attention_cpu, "load_kernels", lambda: library)
+    return request.param
+
+
 def _naive_float64(q, k, v, grad):
     leaves = [t.detach().double().requires_grad_() for t in (q, k, v)]
     out = vector_attention_naive(*leaves)
@@ -26,15 +44,16 @@ def _fused(q, k, v, grad):
 
 
 @needs_compiler
-@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize(
     "shape",
-    # Query counts that do not fill the kernels' 8-row blocks, a block that would cross into the
-    # next clip, widths that are not a multiple of the vector width, and more keys than queries.
+    # Query counts that do not fill the kernels' row blocks (8 rows in plain C, 3-4 with AVX-512),
+    # blocks and thread ranges that would cross into the next clip, widths that are not a multiple
+    # of the vector width (16 channels), and more keys than queries.
     [(3, 13, 21, 21), (2, 8, 16, 16), (1, 40, 7, 40)],
     ids=["ragged", "aligned", "more_keys"],
 )
-def test_kernels_match_naive_float64(shape, threads, monkeypatch):
+def test_kernels_match_naive_float64(shape, threads, kernel_build, monkeypatch):
     batch, n_q, dim, n_k = shape
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
     torch.manual_seed(0)
@@ -49,7 +68,7 @@ def test_kernels_match_naive_float64(shape, threads, monkeypatch):
 
 
 @needs_compiler
-def test_kernels_keep_peaked_softmaxes_exact():
+def test_kernels_keep_peaked_softmaxes_exact(kernel_build):
     # Logits of several hundred: exp overflows without the peak, and most weights underflow.
     torch.manual_seed(1)
     q, k, v, grad = (torch.randn(2, 24, 10) * scale for scale in (20.0, 20.0, 1.0, 1.0))

@@ -69,13 +69,14 @@ def _compiler_version(compiler: str) -> str:
     return result.stdout
 
 
-def build_kernels(compiler: str) -> Path:
+def build_kernels(compiler: str, flag_sets: Sequence[Tuple[str, ...]] = _FLAG_SETS) -> Path:
     """Compile ``csrc/vector_attention.c`` into the cache (atomically) and return the library path.
 
-    Raises ``RuntimeError`` with the compiler's messages if no flag set compiles.
+    ``flag_sets`` are tried in order. Raises ``RuntimeError`` with the compiler's messages if none
+    compiles.
     """
     source = SOURCE.read_bytes()
-    flags = repr((_BASE_FLAGS, _FLAG_SETS)).encode()
+    flags = repr((_BASE_FLAGS, tuple(flag_sets))).encode()
     identity = [source, flags, compiler.encode(), _compiler_version(compiler).encode(), _cpu_identity().encode()]
     key = hashlib.sha256(b"\0".join(identity)).hexdigest()[:16]
     target = _cache_dir() / f"vector_attention_{key}.so"
@@ -83,7 +84,7 @@ def build_kernels(compiler: str) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     errors: List[str] = []
-    for flags in _FLAG_SETS:
+    for flags in flag_sets:
         with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".so.tmp", delete=False) as handle:
             scratch = Path(handle.name)
         command = [compiler, *_BASE_FLAGS, *flags, "-o", str(scratch), str(SOURCE), "-lm"]
@@ -109,12 +110,17 @@ def load_kernels() -> Optional[ctypes.CDLL]:
         )
         return None
     try:
-        library = ctypes.CDLL(str(build_kernels(compiler)))
+        return open_kernels(build_kernels(compiler))
     except (RuntimeError, OSError) as err:
         logger.warning("%s\nThe Vector Transformer runs on PyTorch ops, exact but about 10x slower on CPU.", err)
         return None
+
+
+def open_kernels(path: Path) -> ctypes.CDLL:
+    """Load a built library and declare its functions' signatures."""
+    library = ctypes.CDLL(str(path))
     pointer, size = ctypes.c_void_p, ctypes.c_int64
-    library.vector_attention_forward.argtypes = [pointer] * 6 + [size] * 5
+    library.vector_attention_forward.argtypes = [pointer] * 7 + [size] * 5
     library.vector_attention_forward.restype = ctypes.c_int
     library.vector_attention_backward.argtypes = [pointer] * 9 + [size] * 5
     library.vector_attention_backward.restype = ctypes.c_int
@@ -154,22 +160,21 @@ def _run_split(call: Callable[[int, int, int], int], total_rows: int, workers: i
 
 
 def _workers(rows: int) -> int:
-    # At least 8 query rows per thread: the kernels process rows in blocks of 8.
+    # At least 8 query rows per thread: the kernels process rows in blocks of up to 8.
     return max(1, min(torch.get_num_threads(), rows // 8))
 
 
-def fused_forward(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, peak: torch.Tensor
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 3 for (B, N, d) float32 CPU tensors, given ``peak`` = max_j q_ic k_jc
-    (``vector_transformer.softmax_peak``): returns the output and the per-(query, channel)
-    log-sum-exp that ``fused_backward`` needs."""
+def fused_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 3 for (B, N, d) float32 CPU tensors: returns the output and the per-(query, channel)
+    log-sum-exp that ``fused_backward`` needs. The kernel takes each softmax's peak from the
+    keys' per-channel extremes, as ``vector_transformer.softmax_peak`` explains."""
     library = load_kernels()
-    q, k, v, peak = q.contiguous(), k.contiguous(), v.contiguous(), peak.contiguous()
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    k_max, k_min = k.amax(dim=1).contiguous(), k.amin(dim=1).contiguous()
     batch, n_q, dim = q.shape
     n_k = k.shape[1]
     out, lse = torch.empty_like(q), torch.empty_like(q)
-    args = [t.data_ptr() for t in (q, k, v, peak, out, lse)]
+    args = [t.data_ptr() for t in (q, k, v, k_max, k_min, out, lse)]
     _run_split(
         lambda part, begin, end: library.vector_attention_forward(*args, n_q, n_k, dim, begin, end),
         batch * n_q,

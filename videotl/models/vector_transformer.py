@@ -41,10 +41,10 @@ class _ChunkedVectorAttention(torch.autograd.Function):
     def forward(ctx, q, k, v, chunk_size: int, cpu_kernels: bool):
         ctx.chunk_size = chunk_size
         ctx.cpu_kernels = cpu_kernels and vector_attention_cpu.kernels_apply(q, k, v)
-        peak = softmax_peak(q, k)
         if ctx.cpu_kernels:
-            out, lse = vector_attention_cpu.fused_forward(q, k, v, peak)
+            out, lse = vector_attention_cpu.fused_forward(q, k, v)
         else:
+            peak = softmax_peak(q, k)
             out = torch.empty_like(q)
             norm = torch.empty_like(q)
             for start in range(0, q.shape[1], chunk_size):
