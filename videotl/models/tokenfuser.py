@@ -10,6 +10,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .tokenlearner import pointwise_conv
+
 
 class TokenFuser(nn.Module):
     """TokenFuser (eq. 2)::
@@ -49,7 +51,7 @@ class TokenFuser(nn.Module):
         else:
             y = self.token_mix(y.reshape(b, t, self.num_tokens, c).transpose(2, 3)).transpose(2, 3)
         y = self.mixed_norm(y).reshape(b, t, self.num_tokens, c)
-        weights = torch.sigmoid(self.beta(x))  # (B, S, T, H, W)
+        weights = torch.sigmoid(pointwise_conv(x, self.beta.weight, self.beta.bias))  # (B, S, T, H, W)
         fused = torch.einsum("bsthw,btsc->bcthw", weights, y)
         return x + fused  # x first: the sum takes x's contiguous layout, not the einsum's permuted one
 
