@@ -67,6 +67,24 @@ def test_faster_rounds_compares_the_cases_round_by_round():
     assert "charades_tl_model_vs_baseline_speed_fwbw" not in rounds
 
 
+def test_whole_network_targets_must_beat_the_control():
+    # The second baseline instance ran 3% faster than the first (fw) or 2% slower (fw+bw): a TL model
+    # 1.02x faster is within that in fw and beyond it in fw+bw (1.025 - 0.02 > 1).
+    ratios = {
+        "baseline_second_instance_vs_baseline_speed_fw": 1.03,
+        "baseline_second_instance_vs_baseline_speed_fwbw": 0.98,
+        "charades_tl_model_vs_baseline_speed_fw": 1.02,
+        "charades_tl_model_vs_baseline_speed_fwbw": 1.025,
+        "tl_module_vs_joint_mhsa_module_speed_fw": 5.01,
+    }
+    assert mb.target_met(ratios, "charades_tl_model_vs_baseline_speed", "fw") is False
+    assert mb.target_met(ratios, "charades_tl_model_vs_baseline_speed", "fwbw") is True
+    # Module targets do not take the control: the modules are not timed beside it.
+    assert mb.target_met(ratios, "tl_module_vs_joint_mhsa_module_speed", "fw") is True
+    assert mb.target_met(ratios, "tl_module_vs_joint_mhsa_module_speed", "fwbw") is None
+    assert mb.target_met(ratios, "baseline_second_instance_vs_baseline_speed", "fw") is None
+
+
 def test_markdown_section_replaces_only_the_model_section(tmp_path):
     path = tmp_path / "benchmarks.md"
     path.write_text("# Benchmarks\n\n## Data pipeline\n\ndata table\n\n## Model\n\nold\n\n## Later\n\nkept\n")
