@@ -20,10 +20,15 @@ Peak memory is the memory the pass needs above what is allocated before it (mode
   pass's own high-water mark, not the build's. glibc's mmap threshold is fixed at 128 KiB in the
   memory worker (``mallopt``) so that every freed tensor goes back to the OS and the resident size
   follows the live tensors instead of malloc's caches (glibc would otherwise raise the threshold up
-  to 32 MiB after the first frees). Timing workers keep glibc's defaults and so reuse freed memory
-  as a training job does: with the fixed threshold, page faults made a 64 x 256 x 256 fw+bw pass of
-  X(2+1)D-M take 51 s instead of 36 s. Where clear_refs cannot be written the method is
-  ``ru_maxrss`` over the whole fresh process, an upper bound, and the result says so.
+  to 32 MiB after the first frees). Where clear_refs cannot be written the method is ``ru_maxrss``
+  over the whole fresh process, an upper bound, and the result says so.
+
+Timing workers fix glibc's thresholds the other way: allocations up to 32 MiB (glibc's maximum)
+come from the heap and the heap is never trimmed, so after the warm-up round a pass reuses memory
+instead of page-faulting, whatever the allocation history. With the 128 KiB threshold a 64 x 256 x
+256 fw+bw pass of X(2+1)D-M took 51 s instead of 36 s; with glibc's adaptive default, two instances
+of that same network timed side by side differed by 12% in fw+bw (the second one faster in 5 of 5
+rounds), and with the fixed thresholds by 1% (control case in ``default_cases``).
 
 Each comparison is reported twice: the ratio of the two cases' medians, and in how many rounds the
 first case was the faster one (both ran in the same round, minutes apart at most, so a slow spell of
@@ -616,14 +621,14 @@ def run_model(args: argparse.Namespace) -> Dict[str, Any]:
     return payload
 
 
-def _fix_malloc_mmap_threshold(threshold: int = 128 * 1024) -> None:
-    """glibc only: allocations above ``threshold`` are mmapped and unmapped on free (see module doc)."""
+def _fix_malloc(*, mmap_threshold: int, trim_threshold: int) -> None:
+    """glibc only: fixed thresholds instead of glibc's adaptive ones (see module doc)."""
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, threshold)  # M_TRIM_THRESHOLD: give the heap's free top back as well
+        libc.mallopt(-3, mmap_threshold)  # M_MMAP_THRESHOLD: larger allocations are mmapped, unmapped on free
+        libc.mallopt(-1, trim_threshold)  # M_TRIM_THRESHOLD: free heap top above this goes back to the OS
     except (OSError, AttributeError):
         pass
 
@@ -634,7 +639,9 @@ def _case(data: Dict[str, Any]) -> BenchmarkCase:
 
 def _worker(spec: Dict[str, Any]) -> None:
     if spec["device"] == "cpu" and spec["task"] == "memory":
-        _fix_malloc_mmap_threshold()
+        _fix_malloc(mmap_threshold=128 * 1024, trim_threshold=128 * 1024)
+    elif spec["device"] == "cpu":
+        _fix_malloc(mmap_threshold=32 * 2**20, trim_threshold=2**31 - 1)  # glibc's largest mmap threshold
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     if spec["task"] == "memory":
