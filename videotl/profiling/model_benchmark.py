@@ -28,7 +28,8 @@ come from the heap and the heap is never trimmed, so after the warm-up round a p
 instead of page-faulting, whatever the allocation history. With the 128 KiB threshold a 64 x 256 x
 256 fw+bw pass of X(2+1)D-M took 51 s instead of 36 s; with glibc's adaptive default, two instances
 of that same network timed side by side differed by 12% in fw+bw (the second one faster in 5 of 5
-rounds), and with the fixed thresholds by 1% (control case in ``default_cases``).
+rounds), with the fixed thresholds by 3-4.5% (the control case in ``default_cases``), and the
+forward pass went from 13.7 to 10.5 s.
 
 Each comparison is reported twice: the ratio of the two cases' medians, and in how many rounds the
 first case was the faster one (both ran in the same round, minutes apart at most, so a slow spell of
