@@ -129,4 +129,3 @@ def test_failed_build_warns_and_falls_back_to_pytorch_ops(tmp_path, monkeypatch)
         logger.removeHandler(handler)
         vector_attention_cpu.load_kernels.cache_clear()
     assert not list((tmp_path / "cache" / "kernels").glob("*.tmp"))
-

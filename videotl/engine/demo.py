@@ -75,9 +75,9 @@ def headline_map(result: EvalResult) -> Tuple[float, str, float, int]:
     """(mAP, what it is, chance, classes counted) of a multi-label evaluation.
 
     The official Charades mAP when every class has a test positive. Otherwise the official mean
-    is NaN (as ``Charades_v1_classify.m`` prints it) and the mean of the same official per-class APs
-    over the classes that have one is given instead. Chance is the positive rate over the same classes: labels are multi-hot per
-    video, so uninformed scores reach that mAP in expectation.
+    is NaN (as ``Charades_v1_classify.m`` prints it) and the mean of the same official per-class
+    APs over the classes that have one is given instead. Chance is the positive rate over the same
+    classes: labels are multi-hot per video, so uninformed scores reach that mAP in expectation.
     """
     labels = np.asarray(result.labels, dtype=np.float64)
     evaluated = labels.sum(axis=0) > 0

@@ -139,8 +139,8 @@ def default_cases(
 
     The whole networks run at ``model_input`` (docs/benchmarks.md uses the paper's 64 x 256 x 256
     test view, where res5 is 64 x 8 x 8 as in the paper; at small inputs the res5 modules are a
-    negligible share of the time); the token-axis layers are built for its clip length. The modules run at the paper's res5 input
-    (T x H x W x C = 64 x 8 x 8 x 432).
+    negligible share of the time); the token-axis layers are built for its clip length. The
+    modules run at the paper's res5 input (T x H x W x C = 64 x 8 x 8 x 432).
     """
     frames = ("DATA.NUM_FRAMES", str(model_input[2]))
     middle = "stages.3.6.middle"
@@ -391,15 +391,19 @@ SPEED_PAIRS = {
 }
 
 
+def _speed_pairs(results: Sequence[Dict[str, Any]]):
+    """``(key_mode, first, second)`` for each speed comparison whose two cases ran in that mode."""
+    for key, (first, second) in SPEED_PAIRS.items():
+        for mode in ("fw", "fwbw"):
+            a, b = _find(results, first, mode), _find(results, second, mode)
+            if a and b:
+                yield f"{key}_{mode}", a, b
+
+
 def compare(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """The issue's targets from a run of ``default_cases``: speed ratios (> 1: faster) and the
     chunked / naive Vector Transformer time and peak-memory ratios."""
-    out: Dict[str, Any] = {}
-    for key, (fast, slow) in SPEED_PAIRS.items():
-        for mode in ("fw", "fwbw"):
-            a, b = _find(results, fast, mode), _find(results, slow, mode)
-            if a and b:
-                out[f"{key}_{mode}"] = a["clips_per_s"] / b["clips_per_s"]
+    out: Dict[str, Any] = {key: a["clips_per_s"] / b["clips_per_s"] for key, a, b in _speed_pairs(results)}
     for mode in ("fw", "fwbw"):
         naive = _find(results, "Vector Transformer, naive", mode)
         for key, name in (
@@ -422,12 +426,10 @@ def faster_rounds(results: Sequence[Dict[str, Any]]) -> Dict[str, Tuple[int, int
     Round r of both cases is ``times_s[r]``: the cases of a group are timed one pass each per round.
     """
     out: Dict[str, Tuple[int, int]] = {}
-    for key, (fast, slow) in SPEED_PAIRS.items():
-        for mode in ("fw", "fwbw"):
-            a, b = _find(results, fast, mode), _find(results, slow, mode)
-            if a and b and a.get("times_s") and len(a["times_s"]) == len(b.get("times_s", ())):
-                wins = sum(ta / a["batch"] < tb / b["batch"] for ta, tb in zip(a["times_s"], b["times_s"]))
-                out[f"{key}_{mode}"] = (wins, len(a["times_s"]))
+    for key, a, b in _speed_pairs(results):
+        if a.get("times_s") and len(a["times_s"]) == len(b.get("times_s", ())):
+            wins = sum(ta / a["batch"] < tb / b["batch"] for ta, tb in zip(a["times_s"], b["times_s"]))
+            out[key] = (wins, len(a["times_s"]))
     return out
 
 
@@ -639,10 +641,11 @@ def _case(data: Dict[str, Any]) -> BenchmarkCase:
 
 
 def _worker(spec: Dict[str, Any]) -> None:
-    if spec["device"] == "cpu" and spec["task"] == "memory":
-        _fix_malloc(mmap_threshold=128 * 1024, trim_threshold=128 * 1024)
-    elif spec["device"] == "cpu":
-        _fix_malloc(mmap_threshold=32 * 2**20, trim_threshold=2**31 - 1)  # glibc's largest mmap threshold
+    if spec["device"] == "cpu":
+        if spec["task"] == "memory":
+            _fix_malloc(mmap_threshold=128 * 1024, trim_threshold=128 * 1024)
+        else:
+            _fix_malloc(mmap_threshold=32 * 2**20, trim_threshold=2**31 - 1)  # glibc's largest mmap threshold
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     if spec["task"] == "memory":
