@@ -1,13 +1,47 @@
-from setuptools import find_packages, setup
+from setuptools import setup
+
+# Console scripts: the tools of tools/, installed as the package videotl_tools.
+TOOLS = {
+    "videotl-train": "train_net",
+    "videotl-test": "test_net",
+    "videotl-predict": "predict",
+    "videotl-eval-charades": "eval_charades",
+    "videotl-check-videos": "check_videos",
+    "videotl-visualize-tokens": "visualize_tokens",
+    "videotl-plot-training": "plot_training",
+    "videotl-model-info": "model_info",
+    "videotl-profile-flops": "profile_flops",
+    "videotl-benchmark": "benchmark",
+    "videotl-demo": "run_demo",
+    "videotl-ablate": "ablate",
+}
 
 setup(
     name="videotl",
     version="0.1.0",
     description="TokenLearner video recognition: X(2+1)D Bottleneck Transformer and ViViT, on real video files",
     python_requires=">=3.9",
-    packages=find_packages(include=["videotl", "videotl.*"]),
+    packages=[
+        "videotl",
+        "videotl.config",
+        "videotl.configs",
+        "videotl.data",
+        "videotl.data.datasets",
+        "videotl.engine",
+        "videotl.evaluation",
+        "videotl.models",
+        "videotl.profiling",
+        "videotl.utils",
+        "videotl.visualization",
+        "videotl_tools",
+        "videotl_tools.harness",
+    ],
+    # The configs live in configs/ at the top of the checkout and ship inside the wheel as
+    # videotl.configs (found by name: --cfg charades_12fps.yaml); the tools likewise.
+    package_dir={"videotl.configs": "configs", "videotl_tools": "tools"},
     # The Vector Transformer's CPU kernels are compiled from source on first use.
-    package_data={"videotl.models": ["csrc/*.c"]},
+    package_data={"videotl.models": ["csrc/*.c"], "videotl.configs": ["*.yaml", "**/*.yaml"]},
+    entry_points={"console_scripts": [f"{name} = videotl_tools.{module}:main" for name, module in TOOLS.items()]},
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
@@ -26,5 +60,5 @@ setup(
         "matplotlib",
         "pillow",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout"]},
+    extras_require={"test": ["pytest>=7", "pytest-timeout", "ruff"]},
 )

@@ -7,13 +7,9 @@ Then train on it with ``DATA.PATH_TO_DATA_DIR data/synthetic_charades MODEL.NUM_
 """
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from videotl.data.synthetic_charades import generate_synthetic_charades  # noqa: E402
+from videotl.data.synthetic_charades import generate_synthetic_charades
 
 
 def main(argv=None) -> None:

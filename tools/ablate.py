@@ -13,53 +13,55 @@ KEY VALUE pairs override the config for every variant (e.g. SOLVER.MAX_EPOCH 10)
 
 import os
 
-# Set before torch loads OpenMP: idle threads sleep instead of spinning. On 2 cores shared with the
-# loader workers (or other jobs) spinning threads took 4x the CPU time and 5x the wall time per
-# training step (measured: 16 s -> 3 s per step under load).
+# Set before torch loads OpenMP: idle threads sleep instead of spinning, which matters on two cores
+# shared with the DataLoader workers (docs/synthetic_charades.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
 import platform  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from _cli import run  # noqa: E402
-
-from videotl.engine.ablation import DEFAULT_VARIANTS, render_document, run_ablation  # noqa: E402
-from videotl.engine.demo import DEMO_DATASET, ensure_synthetic_charades  # noqa: E402
-from videotl.config import load_config  # noqa: E402
 from videotl.data.datasets.charades import load_charades  # noqa: E402
 from videotl.utils.fileio import atomic_write_text  # noqa: E402
+from videotl_tools._cli import add_config_arguments, config_from, make_parser, parse_args, run  # noqa: E402
+from videotl_tools.harness.ablation import DEFAULT_VARIANTS, render_document, run_ablation  # noqa: E402
+from videotl_tools.harness.demo import DEMO_CONFIG, DEMO_DATASET, ensure_synthetic_charades  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", dest="cfg_file", default="configs/demo/synthetic_charades.yaml")
+    parser = make_parser(__doc__)
+    add_config_arguments(parser, default=DEMO_CONFIG)
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), help="names in configs/ablations/")
     parser.add_argument("--output-root", default="runs/ablation_synthetic", help="one run folder per variant")
     parser.add_argument("--out", default="docs/ablation_synthetic.md", help="the Markdown table")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every variant")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
 
     def work():
-        cfg = load_config(args.cfg_file, args.opts)
+        cfg = config_from(args)
         ensure_synthetic_charades(cfg.DATA.PATH_TO_DATA_DIR, **DEMO_DATASET)
         records, names = load_charades(Path(cfg.DATA.PATH_TO_DATA_DIR), cfg.TEST.SPLIT)
         chance = sum(len(r.labels) for r in records) / (len(records) * len(names))
-        command = "python tools/ablate.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+        command = "python tools/ablate.py " + " ".join(
+            shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+        )
 
         def write(rows):
             # Rewritten after every variant: an ablation cut short still shows its finished rows.
             loads = [r.load_average for r in rows if r.load_average > 0]
-            load = f"1-minute load average {min(loads):.1f}-{max(loads):.1f} at the end of each training" if loads else "load not recorded"
+            load = (
+                f"1-minute load average {min(loads):.1f}-{max(loads):.1f} at the end of each training"
+                if loads
+                else "load not recorded"
+            )
             conditions = (
                 f"{os.cpu_count()} CPU cores ({platform.machine()}) shared with other jobs ({load}), "
                 f"{sum(r.train_seconds for r in rows):.0f} s of training for {len(rows)} of {len(args.variants)} "
                 "variants; clips/s depend on that load and compare variants only roughly."
             )
-            text = render_document(rows, cfg=cfg, command=command, chance=chance, num_test_videos=len(records),
-                                   conditions=conditions)
+            text = render_document(
+                rows, cfg=cfg, command=command, chance=chance, num_test_videos=len(records), conditions=conditions
+            )
             atomic_write_text(args.out, text)
 
         run_ablation(args.cfg_file, args.variants, output_root=args.output_root, overrides=args.opts, on_row=write)

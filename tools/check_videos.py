@@ -9,26 +9,28 @@ and last frames are decoded with DATA.DECODING_BACKEND; --full decodes every fra
 writes 'path<TAB>reason' lines. Exit status: 0 when every video reads, 1 otherwise.
 """
 
-import argparse
 import sys
 
-from videotl.config import load_config
 from videotl.data import load_records
 from videotl.data.check import check_videos
 from videotl.utils.fileio import atomic_write_text
+from videotl_tools._cli import add_config_arguments, config_from, make_parser, parse_args, run
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", default="", help="config file")
+    parser = make_parser(__doc__)
+    add_config_arguments(parser)
     parser.add_argument("--split", default="", help="check only this split (of TEST.DATASET, or --dataset)")
     parser.add_argument("--dataset", default="", help="dataset name for --split (default TEST.DATASET)")
     parser.add_argument("--full", action="store_true", help="decode every frame, not only the first and last")
     parser.add_argument("--backend", default="", help="decoder (default DATA.DECODING_BACKEND)")
     parser.add_argument("--output", default="", help="write the unreadable videos here, 'path<TAB>reason' per line")
-    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    args = parser.parse_args(argv)
-    cfg = load_config(args.cfg, args.overrides)
+    args = parse_args(parser, argv)
+    return run(lambda: _check(args))
+
+
+def _check(args) -> int:
+    cfg = config_from(args)
 
     if args.split:
         jobs = [(args.dataset or cfg.TEST.DATASET, args.split)]

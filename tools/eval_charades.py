@@ -9,24 +9,26 @@ as the last line.
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from videotl.evaluation import evaluate_submission  # noqa: E402
+from videotl.evaluation import evaluate_submission
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("submission", help="lines of 'id s0 s1 ... s156'")
     parser.add_argument("ground_truth", help="Charades_v1_test.csv (or any CSV with id and actions columns)")
-    parser.add_argument("--sklearn", action="store_true",
-                        help="PySlowFast's variant: sklearn AP over the classes that have a positive")
+    parser.add_argument(
+        "--sklearn", action="store_true", help="PySlowFast's variant: sklearn AP over the classes that have a positive"
+    )
     parser.add_argument("--num-classes", type=int, default=157)
     args = parser.parse_args(argv)
     try:
-        result, missing = evaluate_submission(args.submission, args.ground_truth, num_classes=args.num_classes,
-                                              variant="sklearn" if args.sklearn else "official")
+        result, missing = evaluate_submission(
+            args.submission,
+            args.ground_truth,
+            num_classes=args.num_classes,
+            variant="sklearn" if args.sklearn else "official",
+        )
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -38,7 +40,7 @@ def main(argv=None) -> int:
     if not args.sklearn and result.classes_without_positives:
         # The official mean is NaN then; this is the mean the official APs give over the others.
         print(f"mean AP over the classes with a positive {result.map_over_evaluated:.6f}")
-    print(f"mAP {result.map:.6f}")
+    print(f"mAP {result.mean_ap:.6f}")
     return 0
 
 

@@ -1,30 +1,27 @@
 #!/usr/bin/env python
 """Predict whole videos segment by segment (the evaluation code path) and draw their timelines.
 
-    python tools/predict.py --cfg configs/demo/synthetic_charades.yaml \
-        --checkpoint runs/demo/checkpoints/checkpoint_epoch_00010.pyth VIDEO [VIDEO ...] \
-        [--top-k 5] [--annotations test] [--out DIR] [--opts KEY VALUE ...]
+    python tools/predict.py --cfg configs/demo/synthetic_charades.yaml \\
+        --checkpoint runs/demo/checkpoints/checkpoint_epoch_00010.pyth --video VIDEO [VIDEO ...] \\
+        [--top-k 5] [--annotations test] [--out DIR] [KEY VALUE ...]
 
 Prints the top-k classes of each video, writes DIR/predictions.json and DIR/<video>_timeline.png.
 --annotations SPLIT draws the ground-truth intervals of the configured dataset's SPLIT (e.g. test)
 for the videos it lists. A file that cannot be read is reported in one line; the others still run.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
-from _cli import run
-
-from videotl.config import load_config
 from videotl.data import load_records
 from videotl.data.datasets import DatasetError
 from videotl.engine.distributed import resolve_device
 from videotl.engine.inference import load_trained_model, predict_videos, save_predictions
+from videotl_tools._cli import add_config_arguments, config_from, make_parser, parse_args, run
 
 
 def predict(args) -> int:
-    cfg = load_config(args.cfg, args.opts)
+    cfg = config_from(args)
     try:
         records, class_names = load_records(cfg, args.annotations or cfg.TEST.SPLIT, cfg.TEST.DATASET)
     except DatasetError as error:
@@ -35,14 +32,15 @@ def predict(args) -> int:
     ground_truth = {}
     if args.annotations:
         by_path = {r.path.resolve(): r.intervals for r in records}
-        ground_truth = {v: by_path[Path(v).resolve()] for v in args.videos if Path(v).resolve() in by_path}
+        ground_truth = {v: by_path[Path(v).resolve()] for v in args.video if Path(v).resolve() in by_path}
 
     device = resolve_device(cfg.DEVICE)
     model = load_trained_model(cfg, args.checkpoint, device=device)
-    predictions = predict_videos(model, args.videos, cfg=cfg, class_names=class_names, device=device)
+    predictions = predict_videos(model, args.video, cfg=cfg, class_names=class_names, device=device)
     out = args.out or str(Path(cfg.OUTPUT_DIR) / "predictions")
-    written = save_predictions(predictions, class_names=class_names, out_dir=out, top_k=args.top_k,
-                               ground_truth=ground_truth)
+    written = save_predictions(
+        predictions, class_names=class_names, out_dir=out, top_k=args.top_k, ground_truth=ground_truth
+    )
     failed = 0
     for prediction in predictions:
         if prediction.error:
@@ -57,18 +55,15 @@ def predict(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", required=True)
+    parser = make_parser(__doc__)
+    add_config_arguments(parser, required=True)
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("videos", nargs="+")
+    parser.add_argument("--video", nargs="+", required=True, help="video files to predict")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--annotations", default="", help="split of the configured dataset with ground truth")
     parser.add_argument("--out", default="", help="output folder (default OUTPUT_DIR/predictions)")
-    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE config overrides")
-    args = parser.parse_args(argv)
-    status = []
-    code = run(lambda: status.append(predict(args)))
-    return code or status[0]
+    args = parse_args(parser, argv)
+    return run(lambda: predict(args))
 
 
 if __name__ == "__main__":

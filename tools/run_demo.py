@@ -11,31 +11,26 @@ the dataset goes to DATA.PATH_TO_DATA_DIR (default data/synthetic_charades). Rer
 
 import os
 
-# Set before torch loads OpenMP: idle threads sleep instead of spinning. On 2 cores shared with the
-# loader workers (or other jobs) spinning threads took 4x the CPU time and 5x the wall time per
-# training step (measured: 16 s -> 3 s per step under load).
+# Set before torch loads OpenMP: idle threads sleep instead of spinning, which matters on two cores
+# shared with the DataLoader workers (docs/synthetic_charades.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
 import sys  # noqa: E402
 
-from _cli import run  # noqa: E402
-
-from videotl.config import load_config  # noqa: E402
-from videotl.engine.demo import DEMO_DATASET, run_demo  # noqa: E402
+from videotl_tools._cli import add_config_arguments, config_from, make_parser, parse_args, run  # noqa: E402
+from videotl_tools.harness.demo import DEMO_CONFIG, DEMO_DATASET, run_demo  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", dest="cfg_file", default="configs/demo/synthetic_charades.yaml")
+    parser = make_parser(__doc__)
+    add_config_arguments(parser, default=DEMO_CONFIG)
     parser.add_argument("--seed", type=int, default=DEMO_DATASET["seed"], help="dataset seed")
     parser.add_argument("--num-train", type=int, default=DEMO_DATASET["num_train"], help="training videos")
     parser.add_argument("--num-test", type=int, default=DEMO_DATASET["num_test"], help="test videos")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
 
     def work():
-        cfg = load_config(args.cfg_file, args.opts)
+        cfg = config_from(args)
         dataset = {**DEMO_DATASET, "seed": args.seed, "num_train": args.num_train, "num_test": args.num_test}
         result = run_demo(cfg, dataset=dataset)
         times = ", ".join(f"{name} {value:.0f} s" for name, value in result.seconds.items())

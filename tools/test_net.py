@@ -1,15 +1,14 @@
 #!/usr/bin/env python
 """Evaluate a trained model on the test views or segments and write the result files.
 
-    python tools/test_net.py --cfg configs/charades_12fps.yaml DATA.PATH_TO_DATA_DIR /data/charades OUTPUT_DIR runs/c12
-    (TEST.CHECKPOINT_FILE_PATH FILE picks the weights; by default the run's newest checkpoint)
+python tools/test_net.py --cfg configs/charades_12fps.yaml DATA.PATH_TO_DATA_DIR /data/charades OUTPUT_DIR runs/c12
+(TEST.CHECKPOINT_FILE_PATH FILE picks the weights; by default the run's newest checkpoint)
 """
 
 import sys
 
-from _cli import parse, run
-
 from videotl.engine import test
+from videotl_tools._cli import parse, run
 
 
 def main(argv=None) -> int:

@@ -1,15 +1,14 @@
 #!/usr/bin/env python
 """Train (then test, when TEST.ENABLE) a video model.
 
-    python tools/train_net.py --cfg configs/charades_12fps.yaml DATA.PATH_TO_DATA_DIR /data/charades OUTPUT_DIR runs/c12
-    torchrun --nproc_per_node 8 tools/train_net.py --cfg ...   # one process per GPU
+python tools/train_net.py --cfg configs/charades_12fps.yaml DATA.PATH_TO_DATA_DIR /data/charades OUTPUT_DIR runs/c12
+torchrun --nproc_per_node 8 tools/train_net.py --cfg ...   # one process per GPU
 """
 
 import sys
 
-from _cli import parse, run
-
 from videotl.engine import test, train
+from videotl_tools._cli import parse, run
 
 
 def main(argv=None) -> int:

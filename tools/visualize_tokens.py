@@ -8,21 +8,18 @@
 Writes DIR/tokens_grid.png (frames in the first row, one row per token) and DIR/tokens.gif.
 """
 
-import argparse
 import sys
 
-from _cli import run
-
-from videotl.config import load_config
 from videotl.data import read_clip
 from videotl.data.build import build_transforms
 from videotl.engine.inference import load_trained_model
 from videotl.visualization import render_token_attention
+from videotl_tools._cli import add_config_arguments, config_from, make_parser, parse_args, run
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", required=True)
+    parser = make_parser(__doc__)
+    add_config_arguments(parser, required=True)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--video", required=True)
     parser.add_argument("--tokens", default="0,1,2,3", help="comma-separated token indices (default 0,1,2,3)")
@@ -30,19 +27,31 @@ def main(argv=None) -> int:
     parser.add_argument("--module", type=int, default=0, help="which TokenLearner module, in execution order")
     parser.add_argument("--columns", type=int, default=8, help="frames shown in the grid")
     parser.add_argument("--out", required=True)
-    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
 
     def work():
-        cfg = load_config(args.cfg, args.overrides)
+        cfg = config_from(args)
         tokens = [int(t) for t in args.tokens.split(",") if t.strip()]
         model = load_trained_model(cfg, args.checkpoint)
-        clip = read_clip(args.video, args.start, num_frames=cfg.DATA.NUM_FRAMES, fps=cfg.DATA.TARGET_FPS,
-                         backend=cfg.DATA.DECODING_BACKEND)
+        clip = read_clip(
+            args.video,
+            args.start,
+            num_frames=cfg.DATA.NUM_FRAMES,
+            fps=cfg.DATA.TARGET_FPS,
+            backend=cfg.DATA.DECODING_BACKEND,
+        )
         _, test_transform = build_transforms(cfg)
         written = render_token_attention(
-            model, test_transform(clip), out_dir=args.out, tokens=tokens, mean=cfg.DATA.MEAN, std=cfg.DATA.STD,
-            fps=cfg.DATA.TARGET_FPS, start_sec=args.start, module_index=args.module, num_columns=args.columns,
+            model,
+            test_transform(clip),
+            out_dir=args.out,
+            tokens=tokens,
+            mean=cfg.DATA.MEAN,
+            std=cfg.DATA.STD,
+            fps=cfg.DATA.TARGET_FPS,
+            start_sec=args.start,
+            module_index=args.module,
+            num_columns=args.columns,
         )
         print(f"module {written['module']} ({args.module} of {written['num_modules']} TokenLearner modules)")
         print(f"wrote {written['grid']}\nwrote {written['animation']}")

@@ -5,7 +5,9 @@ from videotl.config import ConfigError, dump_config, load_config
 
 
 def test_overrides_are_typed_and_int_becomes_float():
-    cfg = load_config("", ["MODEL.NUM_CLASSES", "10", "SOLVER.BASE_LR_PER_DEVICE", "1", "RES5.CONVERTED_BLOCKS", "[0, 2]"])
+    cfg = load_config(
+        "", ["MODEL.NUM_CLASSES", "10", "SOLVER.BASE_LR_PER_DEVICE", "1", "RES5.CONVERTED_BLOCKS", "[0, 2]"]
+    )
     assert cfg.MODEL.NUM_CLASSES == 10
     assert isinstance(cfg.SOLVER.BASE_LR_PER_DEVICE, float) and cfg.SOLVER.BASE_LR_PER_DEVICE == 1.0
     assert cfg.RES5.CONVERTED_BLOCKS == [0, 2]

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from videotl.data import encoding
+
 WIDTH, HEIGHT = 64, 48
 BANDS = 8
 
@@ -53,22 +55,15 @@ def write_video(
     faststart: bool = False,
 ) -> Path:
     """H.264 mp4 (with B-frames, so decode order differs from display order)."""
-    container = av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {})
-    stream = container.add_stream("libx264", rate=rate)
-    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-    stream.options = {"crf": "8", "g": "12", "bf": "2"}
-    if pts_ms is not None:
-        stream.codec_context.time_base = Fraction(1, 1000)
-    for i in range(num_frames):
-        frame = av.VideoFrame.from_ndarray(frame_image(i, width, height), format="rgb24")
-        if pts_ms is not None:
-            frame.pts, frame.time_base = pts_ms[i], Fraction(1, 1000)
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
-    return path
+    return encoding.write_video(
+        path,
+        (frame_image(i, width, height) for i in range(num_frames)),
+        rate=rate,
+        pts=pts_ms,
+        time_base=Fraction(1, 1000) if pts_ms is not None else None,
+        options={"crf": "8", "g": "12", "bf": "2"},
+        container_options={"movflags": "faststart"} if faststart else None,
+    )
 
 
 RATES = {"30": Fraction(30), "29.97": Fraction(30000, 1001), "25": Fraction(25), "8": Fraction(8)}

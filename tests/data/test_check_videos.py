@@ -7,10 +7,9 @@ TOOL = Path(__file__).resolve().parents[2] / "tools" / "check_videos.py"
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("check_videos_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from videotl_tools import check_videos
+
+    return check_videos
 
 
 def test_check_video_reasons(videos):

@@ -6,7 +6,7 @@ from PIL import Image
 
 from videotl.config import load_config
 from videotl.data.image_folder import ImageFolderDataset, InceptionCrop, build_image_folder
-from videotl.data.transforms import TestTransform as ClipTestTransform
+from videotl.data.transforms import EvalTransform as ClipEvalTransform
 
 
 def _tree(root, classes=("cat", "ant", "bee"), per_class=2, size=(40, 30)):
@@ -59,7 +59,7 @@ def test_inception_crop_keeps_size_and_unreadable_test_images_are_invalid(tmp_pa
     assert crop(clip, generator=torch.Generator().manual_seed(0)).shape == (3, 1, 24, 24)
     views = ImageFolderDataset(
         root / "train", mode="views", train_transform=crop,
-        test_transform=ClipTestTransform(crop_size=16, num_crops=1, mean=(0.5,) * 3, std=(0.5,) * 3),
+        test_transform=ClipEvalTransform(crop_size=16, num_crops=1, mean=(0.5,) * 3, std=(0.5,) * 3),
     )
     broken = [i for i, (path, _) in enumerate(views.samples) if path.endswith("broken.png")][0]
     sample = views[broken]

@@ -11,7 +11,7 @@ from videotl.data.sampling import (
     uniform_clip_starts,
 )
 from videotl.data.transforms import (
-    TestTransform,
+    EvalTransform,
     TrainTransform,
     horizontal_flip,
     normalize,
@@ -83,7 +83,7 @@ def test_train_and_test_transforms_shapes():
     side = train.short_side()
     assert 40 <= side <= 48
     assert train(clip, short_side=side).shape == (3, 4, 32, 32)
-    test = TestTransform(crop_size=32, num_crops=3, mean=[0.45] * 3, std=[0.225] * 3)
+    test = EvalTransform(crop_size=32, num_crops=3, mean=[0.45] * 3, std=[0.225] * 3)
     crops = [test(clip, crop_index=i) for i in range(3)]
     assert all(c.shape == (3, 4, 32, 32) for c in crops)
     assert not torch.equal(crops[0], crops[2])
@@ -91,8 +91,8 @@ def test_train_and_test_transforms_shapes():
 
 def test_test_transform_defaults_to_the_centre_crop():
     clip = torch.randint(0, 256, (2, 32, 64, 3), dtype=torch.uint8)
-    three = TestTransform(crop_size=32, num_crops=3, mean=[0.45] * 3, std=[0.225] * 3)
-    one = TestTransform(crop_size=32, num_crops=1, mean=[0.45] * 3, std=[0.225] * 3)
+    three = EvalTransform(crop_size=32, num_crops=3, mean=[0.45] * 3, std=[0.225] * 3)
+    one = EvalTransform(crop_size=32, num_crops=1, mean=[0.45] * 3, std=[0.225] * 3)
     centre = normalize(clip[:, :, 16:48], mean=[0.45] * 3, std=[0.225] * 3)
     assert torch.equal(three(clip), centre) and torch.equal(one(clip, crop_index=0), centre)
     assert torch.equal(three(clip, crop_index=2), normalize(clip[:, :, 32:], mean=[0.45] * 3, std=[0.225] * 3))

@@ -16,8 +16,7 @@ NUM_VIDEOS = {"train": 12, "test": 7}
 
 
 class FakeVideoDataset(Dataset):
-    def __init__(self, *, split, mode, num_classes, num_frames, size, multi_label, views=1, crops=1,
-                 failed=()):
+    def __init__(self, *, split, mode, num_classes, num_frames, size, multi_label, views=1, crops=1, failed=()):
         self.split, self.mode = split, mode
         self.num_classes, self.num_frames, self.size = num_classes, num_frames, size
         self.multi_label = multi_label
@@ -95,20 +94,32 @@ FAILED_VIDEOS = []
 
 def build_loader(cfg, split, mode, *, distributed=False):
     dataset = FakeVideoDataset(
-        split=split, mode=mode, num_classes=cfg.MODEL.NUM_CLASSES, num_frames=cfg.DATA.NUM_FRAMES,
+        split=split,
+        mode=mode,
+        num_classes=cfg.MODEL.NUM_CLASSES,
+        num_frames=cfg.DATA.NUM_FRAMES,
         size=cfg.DATA.TRAIN_CROP_SIZE if mode == "train" else cfg.DATA.TEST_CROP_SIZE,
-        multi_label=cfg.DATA.MULTI_LABEL, views=cfg.TEST.NUM_ENSEMBLE_VIEWS, crops=cfg.TEST.NUM_SPATIAL_CROPS,
+        multi_label=cfg.DATA.MULTI_LABEL,
+        views=cfg.TEST.NUM_ENSEMBLE_VIEWS,
+        crops=cfg.TEST.NUM_SPATIAL_CROPS,
         failed=FAILED_VIDEOS if mode != "train" else (),
     )
     workers = cfg.DATA_LOADER.NUM_WORKERS
     if mode == "train":
-        sampler = DistributedSampler(dataset, shuffle=True, seed=cfg.RNG_SEED) if distributed else RandomSampler(dataset)
-        return DataLoader(dataset, batch_size=cfg.TRAIN.BATCH_SIZE_PER_DEVICE, sampler=sampler, drop_last=True,
-                          num_workers=workers)
+        sampler = (
+            DistributedSampler(dataset, shuffle=True, seed=cfg.RNG_SEED) if distributed else RandomSampler(dataset)
+        )
+        return DataLoader(
+            dataset, batch_size=cfg.TRAIN.BATCH_SIZE_PER_DEVICE, sampler=sampler, drop_last=True, num_workers=workers
+        )
     rank = torch.distributed.get_rank() if distributed else 0
     world = torch.distributed.get_world_size() if distributed else 1
-    return DataLoader(dataset, batch_size=cfg.TEST.BATCH_SIZE_PER_DEVICE, sampler=ShardSampler(len(dataset), rank, world),
-                      num_workers=workers)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.TEST.BATCH_SIZE_PER_DEVICE,
+        sampler=ShardSampler(len(dataset), rank, world),
+        num_workers=workers,
+    )
 
 
 class TinyVideoNet(nn.Module):
@@ -131,9 +142,34 @@ def build_model(cfg):
 
 # Overrides that make the default config tiny and CPU-only.
 TINY = [
-    "DEVICE", "cpu", "MODEL.NUM_CLASSES", "5", "DATA.NUM_FRAMES", "4", "DATA.TRAIN_JITTER_SCALES", "[8, 8]",
-    "DATA.TRAIN_CROP_SIZE", "8", "DATA.TEST_CROP_SIZE", "8", "DATA_LOADER.NUM_WORKERS", "0",
-    "TRAIN.BATCH_SIZE_PER_DEVICE", "2", "TEST.BATCH_SIZE_PER_DEVICE", "3", "SOLVER.BASE_LR_PER_DEVICE", "0.1",
-    "SOLVER.MAX_EPOCH", "2", "SOLVER.WARMUP_EPOCHS", "0.5", "TRAIN.DETERMINISTIC", "True",
-    "TENSORBOARD.ENABLE", "False", "LOG_PERIOD", "2",
+    "DEVICE",
+    "cpu",
+    "MODEL.NUM_CLASSES",
+    "5",
+    "DATA.NUM_FRAMES",
+    "4",
+    "DATA.TRAIN_JITTER_SCALES",
+    "[8, 8]",
+    "DATA.TRAIN_CROP_SIZE",
+    "8",
+    "DATA.TEST_CROP_SIZE",
+    "8",
+    "DATA_LOADER.NUM_WORKERS",
+    "0",
+    "TRAIN.BATCH_SIZE_PER_DEVICE",
+    "2",
+    "TEST.BATCH_SIZE_PER_DEVICE",
+    "3",
+    "SOLVER.BASE_LR_PER_DEVICE",
+    "0.1",
+    "SOLVER.MAX_EPOCH",
+    "2",
+    "SOLVER.WARMUP_EPOCHS",
+    "0.5",
+    "TRAIN.DETERMINISTIC",
+    "True",
+    "TENSORBOARD.ENABLE",
+    "False",
+    "LOG_PERIOD",
+    "2",
 ]

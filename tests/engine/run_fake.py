@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import fakes  # noqa: E402
+
 from videotl.config import load_config  # noqa: E402
 from videotl.engine import distributed as du  # noqa: E402
 from videotl.engine import test, train  # noqa: E402

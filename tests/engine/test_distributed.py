@@ -20,8 +20,15 @@ def _run(args, nproc, tmp_path):
     if nproc == 1:
         command = [sys.executable, str(HERE / "run_fake.py"), *args]
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                   str(HERE / "run_fake.py"), *args]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            str(HERE / "run_fake.py"),
+            *args,
+        ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
@@ -32,8 +39,9 @@ def test_two_process_training_and_evaluation_match_one_process(tmp_path):
     # in the same processes on all segments of 7 videos (13 samples: shards of 7 and 6, no padding).
     run = tmp_path / "run"
     common = ["TEST.MODE", "segments", "TEST.BATCH_SIZE_PER_DEVICE", "1"]
-    out = _run(["train_test", "OUTPUT_DIR", str(run), "SOLVER.MAX_EPOCH", "1", "TRAIN.EVAL_PERIOD", "1", *common],
-               2, tmp_path)
+    out = _run(
+        ["train_test", "OUTPUT_DIR", str(run), "SOLVER.MAX_EPOCH", "1", "TRAIN.EVAL_PERIOD", "1", *common], 2, tmp_path
+    )
     assert "on 2 x cpu" in out.stdout and "3 iterations per epoch" in out.stdout
     assert "base lr 0.2" in out.stdout  # 0.1 per device x 2 devices
 

@@ -1,15 +1,15 @@
 import json
 import math
 
+import fakes
 import numpy as np
 import pytest
 import torch
 
-import fakes
-from videotl.config import load_config
 from videotl import engine
+from videotl.config import load_config
 from videotl.engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint_file, remove_stale_temporaries
-from videotl.engine.logging import StatsWriter
+from videotl.engine.run_log import StatsWriter
 from videotl.engine.solver import LRSchedule, build_schedule
 from videotl.evaluation import ViewCountError, charades_map, read_submission
 
@@ -56,8 +56,9 @@ def test_train_then_test_multilabel_segments(tmp_path):
     for record in steps:
         assert {"loss", "lr", "data_time", "iter_time", "memory_mb"} <= record.keys()
     # Warm-up over half an epoch (3 iterations) then cosine to 0 over 12.
-    assert steps[0]["lr"] == pytest.approx(LRSchedule(base_lr=0.1, end_lr=0, warmup_start_lr=0, warmup_iters=3,
-                                                      total_iters=12).lr_at(1))
+    assert steps[0]["lr"] == pytest.approx(
+        LRSchedule(base_lr=0.1, end_lr=0, warmup_start_lr=0, warmup_iters=3, total_iters=12).lr_at(1)
+    )
     assert len([r for r in records if r["type"] == "eval"]) == 2
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert names == ["checkpoint_epoch_00001.pyth", "checkpoint_epoch_00002.pyth"]
@@ -70,7 +71,7 @@ def test_train_then_test_multilabel_segments(tmp_path):
     np.testing.assert_allclose(result.scores, expected, rtol=1e-6)
     labels = fakes.build_loader(cfg, "test", "segments").dataset.video_labels().numpy()
     metrics = json.loads((out / "test_metrics.json").read_text())
-    assert metrics["map"] == pytest.approx(charades_map(expected, labels).map, rel=1e-6)
+    assert metrics["map"] == pytest.approx(charades_map(expected, labels).mean_ap, rel=1e-6)
     assert metrics["num_classes_evaluated"] == 5 and metrics["num_views"] == 13
     # The score file holds exactly what was evaluated.
     submission = read_submission(out / "charades_submission.txt", num_classes=5)
@@ -82,10 +83,33 @@ def test_train_then_test_multilabel_segments(tmp_path):
 
 
 def test_single_label_views_mean(tmp_path):
-    cfg = _cfg(tmp_path, "TRAIN.DATASET", "avid", "TEST.DATASET", "avid", "MODEL.LOSS_FUNC", "cross_entropy", "DATA.MULTI_LABEL", "False", "MODEL.HEAD_ACT",
-               "softmax", "SOLVER.LABEL_SMOOTHING", "0.2", "TEST.MODE", "views", "TEST.NUM_ENSEMBLE_VIEWS", "2",
-               "TEST.NUM_SPATIAL_CROPS", "3", "TEST.ENSEMBLE_METHOD", "mean", "SOLVER.MAX_EPOCH", "1",
-               "TEST.SUBMISSION_FILE", "scores.txt")
+    cfg = _cfg(
+        tmp_path,
+        "TRAIN.DATASET",
+        "avid",
+        "TEST.DATASET",
+        "avid",
+        "MODEL.LOSS_FUNC",
+        "cross_entropy",
+        "DATA.MULTI_LABEL",
+        "False",
+        "MODEL.HEAD_ACT",
+        "softmax",
+        "SOLVER.LABEL_SMOOTHING",
+        "0.2",
+        "TEST.MODE",
+        "views",
+        "TEST.NUM_ENSEMBLE_VIEWS",
+        "2",
+        "TEST.NUM_SPATIAL_CROPS",
+        "3",
+        "TEST.ENSEMBLE_METHOD",
+        "mean",
+        "SOLVER.MAX_EPOCH",
+        "1",
+        "TEST.SUBMISSION_FILE",
+        "scores.txt",
+    )
     _run_train(cfg)
     result = _run_test(cfg)
     out = tmp_path / "run"
@@ -130,6 +154,7 @@ def test_undecodable_videos_are_listed_and_ranked_last(tmp_path):
 def test_wrong_view_count_fails_loudly(tmp_path):
     cfg = _cfg(tmp_path, "SOLVER.MAX_EPOCH", "1", "TRAIN.EVAL_PERIOD", "0", "TEST.MODE", "segments")
     _run_train(cfg)
+
     def lying_loader(cfg, split, mode, **kwargs):
         # The dataset announces one segment more for video 4 than it yields.
         loader = fakes.build_loader(cfg, split, mode, **kwargs)
@@ -152,8 +177,19 @@ def test_model_only_file_with_ddp_prefix_and_finetuning(tmp_path):
     np.testing.assert_array_equal(_run_test(other).scores, _run_test(cfg).scores)
 
     # Fine-tuning on 3 classes from the 5-class file: the classifier is skipped, the rest loaded.
-    tune = _cfg(tmp_path, "OUTPUT_DIR", str(tmp_path / "tune"), "MODEL.NUM_CLASSES", "3", "SOLVER.MAX_ITER", "1",
-                "TRAIN.EVAL_PERIOD", "0", "TRAIN.CHECKPOINT_FILE_PATH", str(model_only))
+    tune = _cfg(
+        tmp_path,
+        "OUTPUT_DIR",
+        str(tmp_path / "tune"),
+        "MODEL.NUM_CLASSES",
+        "3",
+        "SOLVER.MAX_ITER",
+        "1",
+        "TRAIN.EVAL_PERIOD",
+        "0",
+        "TRAIN.CHECKPOINT_FILE_PATH",
+        str(model_only),
+    )
     _run_train(tune)
     tuned = torch.load(last_checkpoint(tmp_path / "tune"), weights_only=True)
     assert tuned["model"]["fc.weight"].shape == (3, 4)

@@ -13,8 +13,16 @@ HERE = Path(__file__).resolve().parent
 RUN = [sys.executable, str(HERE / "run_fake.py"), "train"]
 # 4 epochs of 6 iterations, a checkpoint and an evaluation after each, one loader worker:
 # resuming must restore the loader's seeds, the sampler order, dropout and the optimizer.
-ARGS = ["SOLVER.MAX_EPOCH", "4", "TRAIN.CHECKPOINT_PERIOD", "1", "TRAIN.EVAL_PERIOD", "1",
-        "DATA_LOADER.NUM_WORKERS", "1"]
+ARGS = [
+    "SOLVER.MAX_EPOCH",
+    "4",
+    "TRAIN.CHECKPOINT_PERIOD",
+    "1",
+    "TRAIN.EVAL_PERIOD",
+    "1",
+    "DATA_LOADER.NUM_WORKERS",
+    "1",
+]
 
 
 def _env(sleep):

@@ -49,8 +49,9 @@ def test_repeated_or_out_of_range_view_raises():
 
 def test_undecodable_views_count_but_add_no_score():
     agg = ViewAggregator(expected_views=[2, 1], num_classes=1, method="mean")
-    agg.add(video_index=[0, 0, 1], view_index=[0, 1, 0], scores=np.array([[0.4], [0.0], [0.0]]),
-            valid=[True, False, False])
+    agg.add(
+        video_index=[0, 0, 1], view_index=[0, 1, 0], scores=np.array([[0.4], [0.0], [0.0]]), valid=[True, False, False]
+    )
     out = agg.finalize()
     assert out[0, 0] == 0.4  # the mean over the one valid view
     assert out[1, 0] == -np.inf  # nothing decoded: ranked last
@@ -77,8 +78,12 @@ def test_partials_merge_like_one_aggregator():
         merged = ViewAggregator(expected_views=[3] * 4, num_classes=3, method=method)
         for rank in (0, 1):
             part = ViewAggregator(expected_views=[3] * 4, num_classes=3, method=method)
-            part.add(video_index=videos[rank::2], view_index=views[rank::2], scores=scores[rank::2],
-                     valid=np.arange(rank, 12, 2) != 5)
+            part.add(
+                video_index=videos[rank::2],
+                view_index=views[rank::2],
+                scores=scores[rank::2],
+                valid=np.arange(rank, 12, 2) != 5,
+            )
             merged.merge(part.partial())
         np.testing.assert_allclose(merged.finalize()[[0, 2, 3]], whole.finalize()[[0, 2, 3]], rtol=1e-15)
         assert merged.failed_videos() == [1]

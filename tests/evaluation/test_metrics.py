@@ -34,8 +34,8 @@ def test_matches_sklearn_without_ties():
     official = charades_map(scores, labels)
     expected = average_precision_score(labels, scores, average=None)
     np.testing.assert_allclose(official.per_class_ap, expected, rtol=1e-12)
-    assert official.map == pytest.approx(float(np.mean(expected)), rel=1e-12)
-    assert sklearn_map(scores, labels).map == pytest.approx(official.map, rel=1e-12)
+    assert official.mean_ap == pytest.approx(float(np.mean(expected)), rel=1e-12)
+    assert sklearn_map(scores, labels).mean_ap == pytest.approx(official.mean_ap, rel=1e-12)
     assert official.num_classes_evaluated == 7
 
 
@@ -43,11 +43,11 @@ def test_missing_video_ranks_last():
     # Video 2 (a positive) has no prediction: after video 0 (negative, 0.1).
     scores = np.array([[0.1], [0.9], [-np.inf]])
     labels = np.array([[0.0], [1.0], [1.0]])
-    assert charades_map(scores, labels).map == pytest.approx((1 + 2 / 3) / 2)
+    assert charades_map(scores, labels).mean_ap == pytest.approx((1 + 2 / 3) / 2)
     # Among unscored videos the file order decides: a missing negative before a missing positive.
     scores = np.array([[0.3], [-np.inf], [-np.inf]])
     labels = np.array([[1.0], [0.0], [1.0]])
-    assert charades_map(scores, labels).map == pytest.approx((1 + 2 / 3) / 2)
+    assert charades_map(scores, labels).mean_ap == pytest.approx((1 + 2 / 3) / 2)
 
 
 def test_video_without_actions_is_a_negative_whose_scores_are_ignored():
@@ -59,25 +59,25 @@ def test_video_without_actions_is_a_negative_whose_scores_are_ignored():
     # It stays in the ranking as an unscored negative: a missing positive listed after it loses.
     scores = np.array([[0.99], [0.5], [-np.inf]])
     labels = np.array([[0.0], [1.0], [1.0]])
-    assert charades_map(scores, labels).map == pytest.approx((1 + 2 / 3) / 2)
+    assert charades_map(scores, labels).mean_ap == pytest.approx((1 + 2 / 3) / 2)
 
 
 def test_class_without_positives_official_nan_sklearn_dropped():
     scores = np.array([[0.9, 0.1, 0.3], [0.2, 0.8, 0.6]])
     labels = np.array([[1, 0, 0], [0, 1, 0]], dtype=float)
     official = charades_map(scores, labels)
-    assert math.isnan(official.map) and math.isnan(official.per_class_ap[2])
+    assert math.isnan(official.mean_ap) and math.isnan(official.per_class_ap[2])
     assert official.num_classes_evaluated == 2 and official.classes_without_positives == [2]
     assert official.map_over_evaluated == pytest.approx(1.0)
     variant = sklearn_map(scores, labels)
-    assert variant.map == pytest.approx(1.0) and variant.num_classes_evaluated == 2
+    assert variant.mean_ap == pytest.approx(1.0) and variant.num_classes_evaluated == 2
     assert math.isnan(variant.per_class_ap[2])
 
 
 def test_sklearn_variant_accepts_missing_videos():
     scores = np.array([[0.1], [0.9], [-np.inf]])
     labels = np.array([[0.0], [1.0], [1.0]])
-    assert sklearn_map(scores, labels).map == pytest.approx((1 + 2 / 3) / 2)
+    assert sklearn_map(scores, labels).mean_ap == pytest.approx((1 + 2 / 3) / 2)
 
 
 def test_accuracy_hand_computed():

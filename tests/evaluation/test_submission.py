@@ -5,8 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from videotl.evaluation import charades_map, evaluate_submission, read_charades_csv, read_submission, sklearn_map
-from videotl.evaluation import write_submission
+from videotl.evaluation import (
+    charades_map,
+    evaluate_submission,
+    read_charades_csv,
+    read_submission,
+    sklearn_map,
+    write_submission,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,25 +67,33 @@ def test_file_evaluation_matches_in_memory(tmp_path):
     assert missing == 1
     expected_scores = scores.copy()
     expected_scores[3] = -np.inf
-    assert result.map == pytest.approx(charades_map(expected_scores, labels).map)
+    assert result.mean_ap == pytest.approx(charades_map(expected_scores, labels).mean_ap)
     # By hand (B has no action: an unscored negative, before D in file order). c0 order: A, C, B, D -> positives at 1 and 4: (1 + 2/4) / 2 = 0.75
     # c1 order: C(+), A, B, D -> 1.0 ; c2 order: C, A(+), B, D(+) -> (1/2 + 2/4) / 2 = 0.5
     assert result.per_class_ap == pytest.approx([0.75, 1.0, 0.5])
     variant, _ = evaluate_submission(tmp_path / "sub.txt", csv_path, num_classes=3, variant="sklearn")
-    assert variant.map == pytest.approx(sklearn_map(expected_scores, labels).map)
+    assert variant.mean_ap == pytest.approx(sklearn_map(expected_scores, labels).mean_ap)
 
 
 def test_eval_charades_tool_prints_map_last(tmp_path):
     csv_path = _write_csv(tmp_path)
-    write_submission(tmp_path / "sub.txt", video_ids=["AAAAA", "CCCCC", "DDDDD"],
-                     scores=np.array([[0.9, 0.1, 0.2], [0.3, 0.6, 0.5], [0.2, 0.4, 0.1]]))
+    write_submission(
+        tmp_path / "sub.txt",
+        video_ids=["AAAAA", "CCCCC", "DDDDD"],
+        scores=np.array([[0.9, 0.1, 0.2], [0.3, 0.6, 0.5], [0.2, 0.4, 0.1]]),
+    )
     tool = ROOT / "tools" / "eval_charades.py"
-    out = subprocess.run([sys.executable, str(tool), str(tmp_path / "sub.txt"), str(csv_path), "--num-classes", "3"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(tool), str(tmp_path / "sub.txt"), str(csv_path), "--num-classes", "3"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     # c0: A(+), C, D(+) -> (1 + 2/3) / 2; c1: C(+) first -> 1.0; c2: C, A(+), D(+) -> (1/2 + 2/3) / 2.
     expected = ((1 + 2 / 3) / 2 + 1.0 + (1 / 2 + 2 / 3) / 2) / 3
     last = out.strip().splitlines()[-1].split()
     assert last[0] == "mAP" and float(last[1]) == pytest.approx(expected, abs=1e-6)
-    missing = subprocess.run([sys.executable, str(tool), str(tmp_path / "none.txt"), str(csv_path)],
-                             capture_output=True, text=True)
+    missing = subprocess.run(
+        [sys.executable, str(tool), str(tmp_path / "none.txt"), str(csv_path)], capture_output=True, text=True
+    )
     assert missing.returncode != 0 and "none.txt" in missing.stderr

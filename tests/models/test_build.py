@@ -74,7 +74,9 @@ def test_charades_and_avid_res5_conversion():
     avid = build_model(load_config(str(CONFIG_DIR / "avid.yaml")))
     for model, keeps_conv2d in ((charades, True), (avid, False)):
         res5 = model.stages[3]
-        converted = [i for i, block in enumerate(res5) if any(isinstance(m, TokenLearnerModule) for m in block.modules())]
+        converted = [
+            i for i, block in enumerate(res5) if any(isinstance(m, TokenLearnerModule) for m in block.modules())
+        ]
         assert converted == [4, 5, 6]
         middle = res5[6].middle
         assert ("spatial" in middle._modules) == keeps_conv2d
@@ -98,7 +100,10 @@ def test_full_size_forward_on_meta_device():
 
 
 def test_stride_moves_to_conv_a_when_a_converted_block_has_no_spatial_op(tiny_x3d_overrides):
-    cfg = load_config("", tiny_x3d_overrides + ["RES5.SPATIAL", "none", "RES5.TEMPORAL", "tokenlearner", "RES5.CONVERTED_BLOCKS", "[0]"])
+    cfg = load_config(
+        "",
+        tiny_x3d_overrides + ["RES5.SPATIAL", "none", "RES5.TEMPORAL", "tokenlearner", "RES5.CONVERTED_BLOCKS", "[0]"],
+    )
     block = build_model(cfg).stages[3][0]
     assert block.conv_a.conv.stride == (1, 2, 2)
     assert "spatial" not in block.middle._modules
@@ -126,7 +131,9 @@ def test_x3d_output_matches_pytorchvideo_with_copied_weights():
         input_clip_length=frames, input_crop_size=crop, model_num_class=classes, head_activation=None
     ).eval()
     ours = build_model(
-        load_config(str(CONFIG_DIR / "baselines/x3d_m.yaml"), ["MODEL.NUM_CLASSES", str(classes), "DATA.NUM_FRAMES", "4"])
+        load_config(
+            str(CONFIG_DIR / "baselines/x3d_m.yaml"), ["MODEL.NUM_CLASSES", str(classes), "DATA.NUM_FRAMES", "4"]
+        )
     ).eval()
     their_state, our_state = theirs.state_dict(), ours.state_dict()
     assert len(their_state) == len(our_state)

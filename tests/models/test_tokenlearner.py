@@ -46,7 +46,9 @@ def test_tokenlearner_matches_eq1_loop(volume, pooling):
 
 
 def test_tokenlearner_four_conv_alpha_is_frame_local(volume):
-    module = TokenLearner(dim=C, num_tokens=S, alpha_layers=4, alpha_kernel=3, pooling="sum", use_layernorm=True).double()
+    module = TokenLearner(
+        dim=C, num_tokens=S, alpha_layers=4, alpha_kernel=3, pooling="sum", use_layernorm=True
+    ).double()
     assert sum(isinstance(m, nn.Conv2d) for m in module.alpha) == 4
     assert sum(isinstance(m, nn.GELU) for m in module.alpha) == 3
     tokens, maps = module(volume)
@@ -87,14 +89,14 @@ def _tokenfuser_loop(module: TokenFuser, tokens, x):
                 mixed[:, c] = m @ y[:, c]
             else:
                 for t in range(t_):
-                    mixed[t * S:(t + 1) * S, c] = m @ y[t * S:(t + 1) * S, c]
+                    mixed[t * S : (t + 1) * S, c] = m @ y[t * S : (t + 1) * S, c]
         mixed = module.mixed_norm(mixed)
         for t in range(t_):
             for yy in range(h_):
                 for xx in range(w_):
                     pixel = x[b, :, t, yy, xx]
                     beta = torch.sigmoid(module.beta.weight[:, :, 0, 0, 0] @ pixel + module.beta.bias)  # (S,)
-                    out[b, :, t, yy, xx] = pixel + beta @ mixed[t * S:(t + 1) * S]
+                    out[b, :, t, yy, xx] = pixel + beta @ mixed[t * S : (t + 1) * S]
     return out
 
 
@@ -130,16 +132,16 @@ def test_dense_and_pool_mlp_tokenizers_shapes_and_frame_locality(volume):
     tokens, _ = pooled(volume)
     assert tokens.shape == (B, T * S, C)
     expected = pooled.mlp(volume[1, :, 2].mean(dim=(1, 2))).reshape(S, C)
-    torch.testing.assert_close(tokens[1, 2 * S:3 * S], expected)
+    torch.testing.assert_close(tokens[1, 2 * S : 3 * S], expected)
 
 
 def test_broadcast_and_unpool_fusers(volume):
     tokens = torch.randn(B, T * S, C, dtype=torch.float64)
     out = BroadcastFuser(num_tokens=S)(tokens, volume)
-    torch.testing.assert_close(out[1, :, 2, 3, 4], volume[1, :, 2, 3, 4] + tokens[1, 2 * S:3 * S].mean(0))
+    torch.testing.assert_close(out[1, :, 2, 3, 4], volume[1, :, 2, 3, 4] + tokens[1, 2 * S : 3 * S].mean(0))
     maps = torch.rand(B, T, S, H, W, dtype=torch.float64)
     out = MaskUnpoolFuser(num_tokens=S)(tokens, volume, maps)
-    expected = volume[0, :, 1, 2, 0] + maps[0, 1, :, 2, 0] @ tokens[0, S:2 * S]
+    expected = volume[0, :, 1, 2, 0] + maps[0, 1, :, 2, 0] @ tokens[0, S : 2 * S]
     torch.testing.assert_close(out[0, :, 1, 2, 0], expected)
     with pytest.raises(ValueError, match="attention maps"):
         MaskUnpoolFuser(num_tokens=S)(tokens, volume, None)

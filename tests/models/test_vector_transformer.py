@@ -25,7 +25,10 @@ def test_naive_matches_eq3_loop():
 def test_one_head_per_channel_equals_mhsa_with_d_heads():
     # "MHSA with the number of heads identical to the number of channels" (section 6.1), unscaled.
     q, k, v = (torch.randn(2, 6, 4, dtype=torch.float64) for _ in range(3))
-    heads = lambda x: x.transpose(1, 2).unsqueeze(-1)  # (B, d, N, 1): one head of width 1 per channel
+
+    def heads(x):  # (B, d, N, 1): one head of width 1 per channel
+        return x.transpose(1, 2).unsqueeze(-1)
+
     mhsa = torch.softmax(heads(q) @ heads(k).transpose(-1, -2), dim=-1) @ heads(v)
     torch.testing.assert_close(vector_attention_naive(q, k, v), mhsa.squeeze(-1).transpose(1, 2))
 

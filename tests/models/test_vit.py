@@ -20,19 +20,26 @@ VIT_CONFIGS = sorted(str(p.relative_to(CONFIG_DIR)) for d in ("vit", "vivit") fo
 # Tiny widths on the configs' own depths and TokenLearner placements: 4 x 4 patches per frame,
 # two tubelet time steps for ViViT.
 TINY = [
-    "VIT.HIDDEN_SIZE", "32",
-    "VIT.NUM_HEADS", "4",
-    "VIT.MLP_DIM", "64",
-    "VIT.PATCH_SIZE", "8",
-    "MODEL.NUM_CLASSES", "5",
-    "DATA.TRAIN_JITTER_SCALES", "[32, 32]",
-    "DATA.TRAIN_CROP_SIZE", "32",
-    "DATA.TEST_CROP_SIZE", "32",
-    "DATA.NUM_FRAMES", "4",
+    "VIT.HIDDEN_SIZE",
+    "32",
+    "VIT.NUM_HEADS",
+    "4",
+    "VIT.MLP_DIM",
+    "64",
+    "VIT.PATCH_SIZE",
+    "8",
+    "MODEL.NUM_CLASSES",
+    "5",
+    "DATA.TRAIN_JITTER_SCALES",
+    "[32, 32]",
+    "DATA.TRAIN_CROP_SIZE",
+    "32",
+    "DATA.TEST_CROP_SIZE",
+    "32",
+    "DATA.NUM_FRAMES",
+    "4",
 ]
 TINY_KW = dict(patch_size=8, dim=32, depth=4, num_heads=4, mlp_dim=64, num_classes=5)
-
-
 
 
 def _input(cfg, batch=2, size=None):
@@ -84,7 +91,9 @@ def test_full_size_parameter_counts_match_the_reference_vits():
     # timm's vit_base_patch16_224 / vit_large_patch16_224 (class token, 1000 classes).
     expected = {"vit/vit_b16.yaml": 86_567_656, "vit/vit_l16.yaml": 304_326_632}
     for name, count in expected.items():
-        cfg = load_config(str(CONFIG_DIR / name), ["DATA.TRAIN_CROP_SIZE", "224", "DATA.TRAIN_JITTER_SCALES", "[224, 224]"])
+        cfg = load_config(
+            str(CONFIG_DIR / name), ["DATA.TRAIN_CROP_SIZE", "224", "DATA.TRAIN_JITTER_SCALES", "[224, 224]"]
+        )
         with torch.device("meta"):
             model = build_model(cfg)
         assert sum(p.numel() for p in model.parameters()) == count, name
@@ -122,8 +131,10 @@ def _eq1_loop(tokenlearner: TokenLearner, x: torch.Tensor, grid) -> torch.Tensor
 @pytest.mark.parametrize("family", ["vit", "vivit"])
 def test_tokenlearner_at_k_keeps_the_first_k_layers_and_learns_s_tokens_per_step(family):
     k, s = 2, 3
-    make = (lambda **kw: create_vit(image_size=32, **kw)) if family == "vit" else (
-        lambda **kw: create_vivit(num_frames=6, image_size=32, tubelet_size=2, **kw)
+    make = (
+        (lambda **kw: create_vit(image_size=32, **kw))
+        if family == "vit"
+        else (lambda **kw: create_vivit(num_frames=6, image_size=32, tubelet_size=2, **kw))
     )
     plain = make(**TINY_KW).eval()
     learned = make(**TINY_KW, tokenlearner_layer=k, num_tokens=s, extra_layers=1).eval()
@@ -159,8 +170,14 @@ def test_class_token_is_kept_beside_the_learned_tokens():
 def test_tokenfuser_layers_start_as_identity_and_restore_the_token_count(v11):
     k = 2
     model = create_vivit(
-        num_frames=4, image_size=32, tubelet_size=2, **TINY_KW, tokenlearner_layer=k, num_tokens=3,
-        tokenfuser=True, tokenlearner_v11=v11,
+        num_frames=4,
+        image_size=32,
+        tubelet_size=2,
+        **TINY_KW,
+        tokenlearner_layer=k,
+        num_tokens=3,
+        tokenfuser=True,
+        tokenlearner_v11=v11,
     ).eval()
     assert len(model.tokenlearners) == len(model.fusers) == 2
     inputs, outputs = _block_io(model)
@@ -173,9 +190,18 @@ def test_tokenfuser_layers_start_as_identity_and_restore_the_token_count(v11):
 
 
 def test_fuser_mixes_per_step_or_across_all_tokens():
-    per_step = create_vivit(num_frames=4, image_size=32, tubelet_size=2, **TINY_KW, tokenlearner_layer=2, num_tokens=3, tokenfuser=True)
+    per_step = create_vivit(
+        num_frames=4, image_size=32, tubelet_size=2, **TINY_KW, tokenlearner_layer=2, num_tokens=3, tokenfuser=True
+    )
     across = create_vivit(
-        num_frames=4, image_size=32, tubelet_size=2, **TINY_KW, tokenlearner_layer=2, num_tokens=3, tokenfuser=True, fuser_mix="all"
+        num_frames=4,
+        image_size=32,
+        tubelet_size=2,
+        **TINY_KW,
+        tokenlearner_layer=2,
+        num_tokens=3,
+        tokenfuser=True,
+        fuser_mix="all",
     )
     assert per_step.fusers[0].token_mix.weight.shape == (3, 3)
     assert across.fusers[0].token_mix.weight.shape == (6, 6)
@@ -206,7 +232,9 @@ def test_position_embedding_is_resampled_bilinearly_for_a_new_resolution():
     report = load_pretrained(large, small.state_dict())
     assert "pos_embed" in report["adapted"] and report["kept_init"] == ["head.weight", "head.bias"]
     grid = small.pos_embed[:, 1:].reshape(1, 4, 4, 32).permute(0, 3, 1, 2)
-    expected = F.interpolate(grid, size=(6, 6), mode="bilinear", align_corners=False).permute(0, 2, 3, 1).reshape(1, 36, 32)
+    expected = (
+        F.interpolate(grid, size=(6, 6), mode="bilinear", align_corners=False).permute(0, 2, 3, 1).reshape(1, 36, 32)
+    )
     torch.testing.assert_close(large.pos_embed[:, 1:].detach(), expected.detach())
     torch.testing.assert_close(large.pos_embed[:, :1], small.pos_embed[:, :1])
     torch.testing.assert_close(large.blocks[3].mlp.fc2.weight, small.blocks[3].mlp.fc2.weight)
@@ -215,7 +243,11 @@ def test_position_embedding_is_resampled_bilinearly_for_a_new_resolution():
 VARIANTS = {
     "plain": {},
     "tokenlearner": {"VIT.TOKENLEARNER.LAYER": "2"},
-    "tokenlearner_v11_fuser": {"VIT.TOKENLEARNER.LAYER": "2", "VIT.TOKENLEARNER.V11": "True", "VIT.TOKENLEARNER.FUSER": "True"},
+    "tokenlearner_v11_fuser": {
+        "VIT.TOKENLEARNER.LAYER": "2",
+        "VIT.TOKENLEARNER.V11": "True",
+        "VIT.TOKENLEARNER.FUSER": "True",
+    },
 }
 
 
@@ -225,8 +257,13 @@ def test_inflated_vivit_reproduces_the_vit_on_a_clip_of_identical_frames(tmp_pat
     options = VARIANTS[variant]
     layer = int(options.get("VIT.TOKENLEARNER.LAYER", "-1"))
     image_model = create_vit(
-        image_size=32, **TINY_KW, classifier="gap", tokenlearner_layer=layer, num_tokens=4,
-        tokenlearner_v11=options.get("VIT.TOKENLEARNER.V11") == "True", tokenfuser=options.get("VIT.TOKENLEARNER.FUSER") == "True",
+        image_size=32,
+        **TINY_KW,
+        classifier="gap",
+        tokenlearner_layer=layer,
+        num_tokens=4,
+        tokenlearner_v11=options.get("VIT.TOKENLEARNER.V11") == "True",
+        tokenfuser=options.get("VIT.TOKENLEARNER.FUSER") == "True",
     ).eval()
     # Random weights everywhere, the fuser's zero token map included, so nothing is trivially zero.
     with torch.no_grad():
@@ -235,8 +272,19 @@ def test_inflated_vivit_reproduces_the_vit_on_a_clip_of_identical_frames(tmp_pat
     checkpoint = tmp_path / "vit.pyth"
     torch.save({"model": image_model.state_dict()}, checkpoint)
 
-    overrides = [*TINY, "VIT.DEPTH", "4", "VIT.CLASSIFIER", "gap", "VIT.TOKENLEARNER.NUM_TOKENS", "4",
-                 "VIT.INIT.CHECKPOINT", str(checkpoint), "VIT.INIT.INFLATION", inflation]
+    overrides = [
+        *TINY,
+        "VIT.DEPTH",
+        "4",
+        "VIT.CLASSIFIER",
+        "gap",
+        "VIT.TOKENLEARNER.NUM_TOKENS",
+        "4",
+        "VIT.INIT.CHECKPOINT",
+        str(checkpoint),
+        "VIT.INIT.INFLATION",
+        inflation,
+    ]
     for key, value in options.items():
         overrides += [key, value]
     cfg = load_config(str(CONFIG_DIR / "vivit/vivit_b16.yaml"), overrides)
@@ -260,15 +308,26 @@ def test_inflated_vivit_reproduces_the_vit_on_a_clip_of_identical_frames(tmp_pat
 
 
 def test_vivit_fuser_over_all_tokens_inflates_an_image_fuser_block_diagonally():
-    image_model = create_vit(image_size=32, **TINY_KW, tokenlearner_layer=2, num_tokens=3, tokenfuser=True, fuser_mix="all")
+    image_model = create_vit(
+        image_size=32, **TINY_KW, tokenlearner_layer=2, num_tokens=3, tokenfuser=True, fuser_mix="all"
+    )
     video_model = create_vivit(
-        num_frames=4, image_size=32, tubelet_size=2, **TINY_KW, tokenlearner_layer=2, num_tokens=3, tokenfuser=True, fuser_mix="all"
+        num_frames=4,
+        image_size=32,
+        tubelet_size=2,
+        **TINY_KW,
+        tokenlearner_layer=2,
+        num_tokens=3,
+        tokenfuser=True,
+        fuser_mix="all",
     )
     nn.init.normal_(image_model.fusers[0].token_mix.weight)
     report = load_pretrained(video_model, image_model.state_dict())
     assert "fusers.0.token_mix.weight" in report["adapted"]
     mix = video_model.fusers[0].token_mix.weight
-    torch.testing.assert_close(mix, torch.block_diag(image_model.fusers[0].token_mix.weight, image_model.fusers[0].token_mix.weight))
+    torch.testing.assert_close(
+        mix, torch.block_diag(image_model.fusers[0].token_mix.weight, image_model.fusers[0].token_mix.weight)
+    )
 
 
 def test_checkpoint_of_another_width_is_refused_with_the_key():
@@ -307,9 +366,29 @@ def test_vit_config_trains_and_evaluates_on_an_image_folder(tmp_path):
                 Image.new("RGB", (40, 36), (80 * c, 20 * i, 100)).save(folder / f"{i}.png")
     cfg = load_config(
         str(CONFIG_DIR / "vit/vit_b16_tl8at6_fuser.yaml"),
-        [*TINY, "MODEL.NUM_CLASSES", "3", "DATA.PATH_TO_DATA_DIR", str(tmp_path / "data"), "OUTPUT_DIR", str(tmp_path / "out"),
-         "DEVICE", "cpu", "TRAIN.BATCH_SIZE_PER_DEVICE", "4", "TEST.BATCH_SIZE_PER_DEVICE", "4", "SOLVER.MAX_ITER", "0", "SOLVER.MAX_EPOCH", "1",
-         "DATA_LOADER.NUM_WORKERS", "0", "TENSORBOARD.ENABLE", "False"],
+        [
+            *TINY,
+            "MODEL.NUM_CLASSES",
+            "3",
+            "DATA.PATH_TO_DATA_DIR",
+            str(tmp_path / "data"),
+            "OUTPUT_DIR",
+            str(tmp_path / "out"),
+            "DEVICE",
+            "cpu",
+            "TRAIN.BATCH_SIZE_PER_DEVICE",
+            "4",
+            "TEST.BATCH_SIZE_PER_DEVICE",
+            "4",
+            "SOLVER.MAX_ITER",
+            "0",
+            "SOLVER.MAX_EPOCH",
+            "1",
+            "DATA_LOADER.NUM_WORKERS",
+            "0",
+            "TENSORBOARD.ENABLE",
+            "False",
+        ],
     )
     train(cfg)
     assert (tmp_path / "out" / "checkpoints" / "checkpoint_epoch_00001.pyth").is_file()

@@ -45,7 +45,10 @@ def test_capture_records_every_tokenlearner_in_execution_order_and_removes_hooks
         model(clip)
     for probe in probes:
         probe.remove()
-    assert [c.name for c in captured] == ["stages.3.1.middle.temporal.op.tokenizer", "stages.3.2.middle.temporal.op.tokenizer"]
+    assert [c.name for c in captured] == [
+        "stages.3.1.middle.temporal.op.tokenizer",
+        "stages.3.2.middle.temporal.op.tokenizer",
+    ]
     assert captured[0].maps.shape == (1, 4, 8, 2, 2)
     for module, x, record in zip(modules, seen_inputs, captured):
         torch.testing.assert_close(record.maps, module(x)[1])
@@ -80,12 +83,13 @@ def test_attention_grid_layout_and_token_rows_differ():
 def test_render_token_attention_files(tmp_path):
     cfg, model = _tiny_model()
     inputs = torch.randn(3, cfg.DATA.NUM_FRAMES, 64, 64).clamp(-1.5, 1.5)
-    written = render_token_attention(model, inputs, out_dir=tmp_path, tokens=[0, 1, 2], mean=cfg.DATA.MEAN,
-                                     std=cfg.DATA.STD, fps=12.0, num_columns=4)
+    written = render_token_attention(
+        model, inputs, out_dir=tmp_path, tokens=[0, 1, 2], mean=cfg.DATA.MEAN, std=cfg.DATA.STD, fps=12.0, num_columns=4
+    )
     grid = Image.open(written["grid"])
     assert grid.size == (4 * 64, 4 * 64)
     pixels = np.asarray(grid.convert("RGB")).astype(int)
-    rows = [pixels[r * 64:(r + 1) * 64] for r in range(4)]
+    rows = [pixels[r * 64 : (r + 1) * 64] for r in range(4)]
     assert pixels.std() > 10
     assert np.abs(rows[1] - rows[2]).mean() > 1 and np.abs(rows[2] - rows[3]).mean() > 1
     animation = Image.open(written["animation"])
@@ -117,8 +121,14 @@ def test_training_curves(tmp_path):
 
 def test_timeline_with_ground_truth(tmp_path):
     scores = np.array([[0.1, 0.9, 0.2], [0.8, 0.1, 0.3]])
-    path = plot_timeline(tmp_path / "t.png", segment_ranges=[(0, 5.3), (5.3, 10.6)], segment_scores=scores,
-                         class_names=["a", "b", "c"], classes=[1, 0], ground_truth=[(0, 6.0, 9.0), (2, 0, 1)])
+    path = plot_timeline(
+        tmp_path / "t.png",
+        segment_ranges=[(0, 5.3), (5.3, 10.6)],
+        segment_scores=scores,
+        class_names=["a", "b", "c"],
+        classes=[1, 0],
+        ground_truth=[(0, 6.0, 9.0), (2, 0, 1)],
+    )
     image = Image.open(path)
     assert image.size == (1000, 480)
     assert np.asarray(image.convert("L")).std() > 5
@@ -131,8 +141,20 @@ def test_timeline_with_ground_truth(tmp_path):
 def tiny_run(tmp_path_factory):
     root = write_charades(tmp_path_factory.mktemp("charades"))
     out = tmp_path_factory.mktemp("run")
-    overrides = TINY_TL + ["DATA.PATH_TO_DATA_DIR", str(root), "DATA.NUM_FRAMES", "8", "DATA.TEST_CROP_SIZE", "64",
-                           "DATA_LOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(out), "TEST.BATCH_SIZE_PER_DEVICE", "2"]
+    overrides = TINY_TL + [
+        "DATA.PATH_TO_DATA_DIR",
+        str(root),
+        "DATA.NUM_FRAMES",
+        "8",
+        "DATA.TEST_CROP_SIZE",
+        "64",
+        "DATA_LOADER.NUM_WORKERS",
+        "0",
+        "OUTPUT_DIR",
+        str(out),
+        "TEST.BATCH_SIZE_PER_DEVICE",
+        "2",
+    ]
     cfg = load_config("", overrides)
     torch.manual_seed(0)
     checkpoint = out / "model_only.pyth"
@@ -146,9 +168,24 @@ def _run(*args):
 
 def test_visualize_tokens_tool(tiny_run, tmp_path):
     root, _, checkpoint, overrides = tiny_run
-    result = _run("tools/visualize_tokens.py", "--cfg", "", "--checkpoint", checkpoint, "--video",
-                  root / "Charades_v1_480/AAA01.mp4", "--tokens", "0,3", "--start", "0.5", "--columns", "4",
-                  "--out", tmp_path, *overrides)
+    result = _run(
+        "tools/visualize_tokens.py",
+        "--cfg",
+        "",
+        "--checkpoint",
+        checkpoint,
+        "--video",
+        root / "Charades_v1_480/AAA01.mp4",
+        "--tokens",
+        "0,3",
+        "--start",
+        "0.5",
+        "--columns",
+        "4",
+        "--out",
+        tmp_path,
+        *overrides,
+    )
     assert result.returncode == 0, result.stderr
     grid = Image.open(tmp_path / "tokens_grid.png")
     assert grid.size == (4 * 64, 3 * 64)
@@ -160,9 +197,24 @@ def test_visualize_tokens_tool(tiny_run, tmp_path):
 def test_predict_tool_reports_broken_files_and_draws_timelines(tiny_run, tmp_path):
     root, _, checkpoint, overrides = tiny_run
     videos = root / "Charades_v1_480"
-    result = _run("tools/predict.py", "--cfg", "", "--checkpoint", checkpoint, videos / "AAA01.mp4",
-                  videos / "BROKE.mp4", videos / "CCC03.mp4", "--top-k", "3", "--annotations", "test",
-                  "--out", tmp_path, "--opts", *overrides)
+    result = _run(
+        "tools/predict.py",
+        "--cfg",
+        "",
+        "--checkpoint",
+        checkpoint,
+        "--video",
+        videos / "AAA01.mp4",
+        videos / "BROKE.mp4",
+        videos / "CCC03.mp4",
+        "--top-k",
+        "3",
+        "--annotations",
+        "test",
+        "--out",
+        tmp_path,
+        *overrides,
+    )
     assert result.returncode == 0, result.stderr
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "BROKE.mp4" in error_lines[0]
@@ -173,8 +225,13 @@ def test_predict_tool_reports_broken_files_and_draws_timelines(tiny_run, tmp_pat
     assert len(first["segments"]) == 5
     segment_scores = np.array([s["scores"] for s in first["segments"]])
     np.testing.assert_allclose(first["scores"], segment_scores.max(axis=0))
-    assert first["ground_truth"] == [{"class": 1, "start_sec": 0.0, "end_sec": 1.0}, {"class": 3, "start_sec": 1.5, "end_sec": 3.0}]
-    assert [t["name"] for t in first["top_k"]] == [CHARADES_CLASSES[int(np.argsort(-segment_scores.max(0), kind="stable")[k])] for k in range(3)]
+    assert first["ground_truth"] == [
+        {"class": 1, "start_sec": 0.0, "end_sec": 1.0},
+        {"class": 3, "start_sec": 1.5, "end_sec": 3.0},
+    ]
+    assert [t["name"] for t in first["top_k"]] == [
+        CHARADES_CLASSES[int(np.argsort(-segment_scores.max(0), kind="stable")[k])] for k in range(3)
+    ]
     assert payload[1]["error"]
     image = Image.open(tmp_path / "AAA01_timeline.png")
     assert image.size[0] == 1000 and np.asarray(image.convert("L")).std() > 5

@@ -1,16 +1,24 @@
 """Configuration: PySlowFast-style keys in an fvcore ``CfgNode``, defaults split by concern.
 
 ``load_config(path, overrides)`` reads a YAML file (following ``_BASE_`` links), applies
-``KEY VALUE`` overrides and validates the result in one step; every error names its key.
+``KEY VALUE`` overrides and validates the result in one step; every error names its key or file.
+
+``path`` is a file, or the name of a config shipped with videotl (``charades_12fps.yaml``,
+``configs/demo/synthetic_charades.yaml``; see :func:`list_configs`), found when no such file
+exists. ``_BASE_`` is resolved relative to the file that names it, in either place.
 """
 
 import difflib
+import importlib.resources
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, List, Sequence, Tuple
 
 import yaml
 from fvcore.common.config import CfgNode
 
+from ..registry import Registry
 from ..utils.fileio import atomic_write_text
 from ._checks import ConfigError
 from .data import add_data_defaults, validate_data
@@ -19,32 +27,144 @@ from .run import add_run_defaults, validate_run
 from .solver import add_solver_defaults, validate_solver
 from .vit import add_vit_defaults, validate_vit
 
-__all__ = ["ConfigError", "get_default_config", "load_config", "merge_overrides", "validate_config", "dump_config"]
-
-# One (defaults, validator) pair per concern. A new concern (a model family, a dataset)
-# adds its own module and registers it here.
-CONCERNS: List[Tuple[Callable[[CfgNode], None], Callable[[CfgNode, list], None]]] = [
-    (add_run_defaults, validate_run),
-    (add_model_defaults, validate_model),
-    (add_data_defaults, validate_data),
-    (add_solver_defaults, validate_solver),
-    (add_vit_defaults, validate_vit),
+__all__ = [
+    "CONFIG_CONCERNS",
+    "ConfigConcern",
+    "ConfigError",
+    "dump_config",
+    "find_config",
+    "get_default_config",
+    "list_configs",
+    "load_config",
+    "merge_overrides",
+    "validate_config",
 ]
+
+
+@dataclass(frozen=True)
+class ConfigConcern:
+    """One part of the config: a function adding its keys with defaults, one checking them (it
+    appends a message per problem to the list it is given)."""
+
+    add_defaults: Callable[[CfgNode], None]
+    validate: Callable[[CfgNode, list], None]
+
+
+# A new concern (a model family, a dataset) registers its own pair; defaults are added in
+# registration order.
+CONFIG_CONCERNS: Registry[ConfigConcern] = Registry("config concern")
+CONFIG_CONCERNS.register("run", ConfigConcern(add_run_defaults, validate_run))
+CONFIG_CONCERNS.register("model", ConfigConcern(add_model_defaults, validate_model))
+CONFIG_CONCERNS.register("data", ConfigConcern(add_data_defaults, validate_data))
+CONFIG_CONCERNS.register("solver", ConfigConcern(add_solver_defaults, validate_solver))
+CONFIG_CONCERNS.register("vit", ConfigConcern(add_vit_defaults, validate_vit))
+
+_PACKAGED = "videotl.configs"
+_BASE_KEY = "_BASE_"
 
 
 def get_default_config() -> CfgNode:
     cfg = CfgNode()
-    for add_defaults, _ in CONCERNS:
-        add_defaults(cfg)
+    for _, concern in CONFIG_CONCERNS.items():
+        concern.add_defaults(cfg)
     return cfg
 
 
+def _packaged_root() -> Path:
+    # Installed configs are plain files next to the package (a wheel is unpacked, an editable
+    # install maps the checkout's configs/), so _BASE_ paths resolve like any file's.
+    return Path(str(importlib.resources.files(_PACKAGED)))
+
+
+def list_configs(pattern: str = "*") -> List[str]:
+    """Names of the configs shipped with videotl (``ablations/joint_mhsa.yaml``, ...) matching
+    the shell-style ``pattern`` (``"ablations/*"``), sorted."""
+    root = _packaged_root()
+    names = (p.relative_to(root).as_posix() for p in root.rglob("*.yaml"))
+    return sorted(n for n in names if Path(n).match(pattern) or Path(n).with_suffix("").match(pattern))
+
+
+def find_config(path: str) -> Path:
+    """``path`` if it is a file, else the packaged config of that name (with or without a leading
+    ``configs/`` and the ``.yaml`` suffix). Raises :class:`ConfigError` naming what was tried."""
+    file = Path(path).expanduser()
+    if file.is_file():
+        return file
+    name = Path(path).as_posix()
+    if not file.is_absolute():
+        root = _packaged_root()
+        candidates = [name, name.removeprefix("configs/")]
+        candidates += [c + ".yaml" for c in candidates if not c.endswith((".yaml", ".yml"))]
+        for candidate in candidates:
+            if (root / candidate).is_file():
+                return root / candidate
+    close = difflib.get_close_matches(name.removeprefix("configs/"), list_configs(), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ConfigError(f"config file not found: {path} is neither a file nor a config shipped with videotl{hint}")
+
+
+def _yaml_error(path: Path, error: yaml.YAMLError) -> ConfigError:
+    mark = getattr(error, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return ConfigError(f"{path} is not valid YAML{where}: {problem}")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror or error}") from None
+    try:
+        # safe_load: a config file never executes code (a !!python tag is an error).
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise _yaml_error(path, error) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def config_chain(path: str) -> List[Tuple[Path, dict]]:
+    """The files of ``path``'s ``_BASE_`` chain with their keys, base first.
+
+    Raises :class:`ConfigError` for a missing base or a cycle (naming the chain of files).
+    """
+    chain: List[Tuple[Path, dict]] = []
+    file = find_config(path)
+    while True:
+        resolved = file.resolve()
+        seen = [p for p, _ in chain]
+        if resolved in seen:
+            names = " -> ".join(str(p) for p in seen) + f" -> {resolved}"
+            raise ConfigError(f"_BASE_ cycle: {names}")
+        data = _read_yaml(file)
+        base = data.pop(_BASE_KEY, None)
+        chain.append((resolved, data))
+        if base is None:
+            break
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"{file}: _BASE_ must be a file name, got {base!r}")
+        base_file = Path(base).expanduser()
+        if not base_file.is_absolute():
+            base_file = file.parent / base_file
+        if not base_file.is_file():
+            raise ConfigError(f"{file}: _BASE_ file not found: {base_file}")
+        file = base_file
+    return list(reversed(chain))
+
+
 def _coerce(key: str, default: Any, value: Any, source: str) -> Any:
-    """Check ``value`` against the default's type; allow int -> float and tuple <-> list."""
+    """Check ``value`` against the default's type; allow int -> float and tuple <-> list.
+    Floats must be finite: no key takes NaN or infinity."""
     if isinstance(default, bool) or isinstance(value, bool):
         if isinstance(default, bool) and isinstance(value, bool):
             return value
     elif isinstance(default, float) and isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: {source} gives {value!r}; expected a finite number")
         return float(value)
     elif isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
         if default and value:
@@ -65,7 +185,7 @@ def _merge(cfg: CfgNode, updates: dict, source: str, prefix: str = "") -> None:
     for name, value in updates.items():
         key = f"{prefix}{name}"
         if name not in cfg:
-            close = difflib.get_close_matches(name, list(cfg.keys()), n=1)
+            close = difflib.get_close_matches(str(name), list(cfg.keys()), n=1)
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
             raise ConfigError(f"unknown config key {key} in {source}{hint}")
         if isinstance(cfg[name], CfgNode):
@@ -78,10 +198,17 @@ def _merge(cfg: CfgNode, updates: dict, source: str, prefix: str = "") -> None:
 
 def merge_overrides(cfg: CfgNode, overrides: Sequence[str]) -> None:
     """Apply ``KEY VALUE`` pairs (values parsed as YAML: ``0.1``, ``True``, ``[1, 2]``, ``runs/x``)."""
+    overrides = list(overrides)
     if len(overrides) % 2:
-        raise ConfigError(f"overrides must come as KEY VALUE pairs, got an odd count: {list(overrides)}")
+        raise ConfigError(f"overrides must come as KEY VALUE pairs, got an odd count: {overrides}")
     for key, text in zip(overrides[0::2], overrides[1::2]):
-        value = yaml.safe_load(text) if text != "" else ""
+        if key.startswith("-"):
+            raise ConfigError(f"unknown config key {key}: options go before the KEY VALUE overrides")
+        try:
+            value = yaml.safe_load(text) if text != "" else ""
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ConfigError(f"{key}: the command line value {text!r} is not valid YAML: {problem}") from None
         nested: dict = {}
         node = nested
         parts = key.split(".")
@@ -93,28 +220,19 @@ def merge_overrides(cfg: CfgNode, overrides: Sequence[str]) -> None:
 
 def validate_config(cfg: CfgNode) -> None:
     errors: List[str] = []
-    for _, validate in CONCERNS:
-        validate(cfg, errors)
+    for _, concern in CONFIG_CONCERNS.items():
+        concern.validate(cfg, errors)
     if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+        raise ConfigError("invalid config: " + "; ".join(errors))
 
 
 def load_config(path: str = "", overrides: Sequence[str] = ()) -> CfgNode:
     """Defaults <- YAML file (with its ``_BASE_`` chain) <- overrides, then validate and freeze."""
     cfg = get_default_config()
     if path:
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"config file not found: {file}")
-        try:
-            # safe_load underneath: a config file never executes code.
-            updates = CfgNode.load_yaml_with_base(str(file), allow_unsafe=False)
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{file} is not valid YAML: {error}") from error
-        except FileNotFoundError as error:
-            raise ConfigError(f"{file}: _BASE_ file not found: {error.filename or error}") from error
-        _merge(cfg, updates or {}, str(file))
-    merge_overrides(cfg, list(overrides))
+        for file, updates in config_chain(str(path)):
+            _merge(cfg, updates, str(file))
+    merge_overrides(cfg, overrides)
     validate_config(cfg)
     cfg.freeze()
     return cfg

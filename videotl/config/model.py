@@ -75,7 +75,9 @@ def validate_model(cfg: CfgNode, errors: list) -> None:
     require_choice(errors, cfg, "MODEL.HEAD_ACT", ("sigmoid", "softmax", "none"))
     require_range(errors, cfg, "MODEL.DROPOUT_RATE", 0.0, 1.0)
     if cfg.MODEL.LOSS_FUNC == "bce_logits" and cfg.MODEL.HEAD_ACT == "softmax":
-        errors.append("MODEL.HEAD_ACT = 'softmax' with MODEL.LOSS_FUNC = 'bce_logits': multi-label scores need 'sigmoid'")
+        errors.append(
+            "MODEL.HEAD_ACT = 'softmax' with MODEL.LOSS_FUNC = 'bce_logits': multi-label scores need 'sigmoid'"
+        )
 
     require_positive(errors, cfg, "X3D.STEM_DIM")
     require_positive(errors, cfg, "X3D.STAGE_DEPTHS")
@@ -123,7 +125,10 @@ def validate_model(cfg: CfgNode, errors: list) -> None:
             f"TOKENLEARNER.DIM = {cfg.TOKENLEARNER.DIM} is not divisible by TOKENLEARNER.NUM_HEADS = "
             f"{cfg.TOKENLEARNER.NUM_HEADS}"
         )
-    if cfg.TOKENLEARNER.FUSER == "unpool_masks" and cfg.TOKENLEARNER.TOKENIZER not in ("tokenlearner", "tokenlearner_v11"):
+    if cfg.TOKENLEARNER.FUSER == "unpool_masks" and cfg.TOKENLEARNER.TOKENIZER not in (
+        "tokenlearner",
+        "tokenlearner_v11",
+    ):
         errors.append(
             "TOKENLEARNER.FUSER = 'unpool_masks' needs the TokenLearner's attention masks, but "
             f"TOKENLEARNER.TOKENIZER = {cfg.TOKENLEARNER.TOKENIZER!r} has none"

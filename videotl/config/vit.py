@@ -95,7 +95,9 @@ def validate_vit(cfg: CfgNode, errors: list) -> None:
             f"DATA.NUM_FRAMES = {cfg.DATA.NUM_FRAMES} is shorter than one tubelet (VIT.TUBELET_SIZE = {vit.TUBELET_SIZE})"
         )
     if cfg.DATA.TRAIN_CROP_SIZE < vit.PATCH_SIZE:
-        errors.append(f"DATA.TRAIN_CROP_SIZE = {cfg.DATA.TRAIN_CROP_SIZE} is smaller than one patch (VIT.PATCH_SIZE = {vit.PATCH_SIZE})")
+        errors.append(
+            f"DATA.TRAIN_CROP_SIZE = {cfg.DATA.TRAIN_CROP_SIZE} is smaller than one patch (VIT.PATCH_SIZE = {vit.PATCH_SIZE})"
+        )
     if vit.INIT.CHECKPOINT and not Path(vit.INIT.CHECKPOINT).is_file():
         errors.append(f"VIT.INIT.CHECKPOINT = {vit.INIT.CHECKPOINT!r}: file not found")
     if vit.TOKENLEARNER.FUSER and layer == -1:

@@ -9,9 +9,9 @@ from typing import List, Optional, Sequence, Tuple
 from .datasets.avid import load_avid
 from .datasets.base import MODES, DatasetError, VideoDataset, VideoRecord
 from .datasets.charades import load_charades
-from .datasets.csv import load_csv
+from .datasets.video_list import load_csv
 from .image_folder import build_image_folder
-from .transforms import TestTransform, TrainTransform
+from .transforms import EvalTransform, TrainTransform
 
 __all__ = ["build_dataset", "build_transforms", "dataset_from_records", "load_records"]
 
@@ -84,7 +84,7 @@ def build_dataset(cfg, split: str, mode: str) -> VideoDataset:
     return built
 
 
-def build_transforms(cfg) -> Tuple[TrainTransform, TestTransform]:
+def build_transforms(cfg) -> Tuple[TrainTransform, EvalTransform]:
     """The training and test clip transforms the config describes."""
     data = cfg.DATA
     train_transform = TrainTransform(
@@ -94,7 +94,7 @@ def build_transforms(cfg) -> Tuple[TrainTransform, TestTransform]:
         mean=data.MEAN,
         std=data.STD,
     )
-    test_transform = TestTransform(
+    test_transform = EvalTransform(
         crop_size=data.TEST_CROP_SIZE, num_crops=cfg.TEST.NUM_SPATIAL_CROPS, mean=data.MEAN, std=data.STD
     )
     return train_transform, test_transform

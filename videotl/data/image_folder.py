@@ -7,7 +7,7 @@
       -> train: Inception-style random resized crop (area 8-100 %, aspect 3/4-4/3) to
                 TRAIN_CROP_SIZE, random flip       (ViT's fine-tuning augmentation)
          views: short side = TEST_CROP_SIZE, 1 centre crop or 3 crops along the long side
-                (the video datasets' TestTransform)
+                (the video datasets' EvalTransform)
       -> normalised float 3 x 1 x H x W
 
 Samples follow the video datasets' dict (``videotl.data.datasets.base``): ``"inputs"``,
@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.transforms.v2 import functional as F
 
-from .transforms import TestTransform, horizontal_flip, normalize
+from .transforms import EvalTransform, horizontal_flip, normalize
 
 __all__ = ["ImageFolderDataset", "InceptionCrop", "build_image_folder"]
 
@@ -108,7 +108,7 @@ class ImageFolderDataset(Dataset):
         *,
         mode: str,
         train_transform: InceptionCrop,
-        test_transform: TestTransform,
+        test_transform: EvalTransform,
         num_classes: Optional[int] = None,
     ) -> None:
         if mode not in MODES:
@@ -204,7 +204,7 @@ def build_image_folder(cfg, split: str, mode: str) -> ImageFolderDataset:
         Path(data.PATH_TO_DATA_DIR) / split,
         mode=mode,
         train_transform=InceptionCrop(crop_size=data.TRAIN_CROP_SIZE, random_flip=data.RANDOM_FLIP, mean=data.MEAN, std=data.STD),
-        test_transform=TestTransform(
+        test_transform=EvalTransform(
             crop_size=data.TEST_CROP_SIZE, num_crops=cfg.TEST.NUM_SPATIAL_CROPS, mean=data.MEAN, std=data.STD
         ),
         num_classes=cfg.MODEL.NUM_CLASSES,

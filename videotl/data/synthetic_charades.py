@@ -48,7 +48,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import av
 import numpy as np
 
-from ..utils.fileio import atomic_path, atomic_write_text
+from ..utils.fileio import atomic_write_text
+from .encoding import write_video
 
 __all__ = [
     "CHARADES_COLUMNS",
@@ -517,20 +518,15 @@ def encode_video(video: SyntheticVideo, path: PathLike, *, crf: int = 23, preset
     second bounds what a random clip has to decode before its first frame (x264's default is
     one per 250 frames, about 10 s).
     """
-    with atomic_path(path) as tmp:
-        # The temporary name does not end in .mp4: name the muxer explicitly.
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=video.fps)
-            stream.width, stream.height = video.width, video.height
-            stream.pix_fmt = "yuv420p"
-            stream.codec_context.time_base = Fraction(1) / video.fps
-            # One encoder thread: the generator runs one process per core.
-            stream.options = {"preset": preset, "crf": str(crf), "threads": "1", "g": str(round(video.fps))}
-            for index, (luma, chroma) in enumerate(_render_planes(video)):
-                frame = av.VideoFrame.from_ndarray(_pack_yuv420p(luma, chroma), format="yuv420p")
-                frame.pts = index
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
+    write_video(
+        path,
+        (_pack_yuv420p(luma, chroma) for luma, chroma in _render_planes(video)),
+        rate=video.fps,
+        input_format="yuv420p",
+        container_format="mp4",
+        # One encoder thread: the generator runs one process per core.
+        options={"preset": preset, "crf": str(crf), "threads": "1", "g": str(round(video.fps))},
+    )
 
 
 # ------------------------------------------------------------------------------ annotations

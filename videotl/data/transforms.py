@@ -24,7 +24,7 @@ __all__ = [
     "horizontal_flip",
     "normalize",
     "TrainTransform",
-    "TestTransform",
+    "EvalTransform",
 ]
 
 
@@ -127,7 +127,7 @@ class TrainTransform:
         return normalize(clip, mean=self.mean, std=self.std)
 
 
-class TestTransform:
+class EvalTransform:
     """Test preprocessing: short side = ``crop_size``, crop ``index`` of ``num_crops``, normalise.
 
     One crop is the centre; three are PySlowFast's start / centre / end of the long side.

@@ -8,8 +8,19 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistContext", "init_distributed", "resolve_device", "all_gather_objects", "broadcast_object",
-           "barrier", "is_distributed", "get_rank", "get_world_size", "is_main_process", "cleanup"]
+__all__ = [
+    "DistContext",
+    "init_distributed",
+    "resolve_device",
+    "all_gather_objects",
+    "broadcast_object",
+    "barrier",
+    "is_distributed",
+    "get_rank",
+    "get_world_size",
+    "is_main_process",
+    "cleanup",
+]
 
 
 @dataclass(frozen=True)
@@ -51,8 +62,14 @@ def init_distributed(*, device: str = "auto", backend: str = "auto") -> DistCont
         if backend == "auto":
             backend = "nccl" if torch_device.type == "cuda" else "gloo"
         options = {"device_id": torch_device} if backend == "nccl" else {}
-        dist.init_process_group(backend=backend, init_method="env://", world_size=world_size, rank=rank,
-                                timeout=timedelta(minutes=30), **options)
+        dist.init_process_group(
+            backend=backend,
+            init_method="env://",
+            world_size=world_size,
+            rank=rank,
+            timeout=timedelta(minutes=30),
+            **options,
+        )
     return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=torch_device)
 
 

@@ -82,16 +82,29 @@ def _autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
-def score_batches(model: nn.Module, loader, *, cfg: CfgNode, device: torch.device, use_amp: bool = False,
-                  channels_last: bool = False,
-                  show_progress: bool = True) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def score_batches(
+    model: nn.Module,
+    loader,
+    *,
+    cfg: CfgNode,
+    device: torch.device,
+    use_amp: bool = False,
+    channels_last: bool = False,
+    show_progress: bool = True,
+) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Run the model over ``loader`` and yield, per batch, ``(video_index, view_index, valid, scores)``
     as numpy arrays (scores float64 after ``MODEL.HEAD_ACT``). Evaluation and prediction both use it;
     the model is in eval mode meanwhile and back in its former mode afterwards."""
     was_training = model.training
     model.eval()
-    bar = tqdm(loader, desc="eval", dynamic_ncols=True, disable=not (show_progress and du.is_main_process()),
-               unit="batch", mininterval=1.0)
+    bar = tqdm(
+        loader,
+        desc="eval",
+        dynamic_ncols=True,
+        disable=not (show_progress and du.is_main_process()),
+        unit="batch",
+        mininterval=1.0,
+    )
     try:
         for batch in bar:
             # Grad mode is entered per batch, not around the yield, so it never leaks to the caller.
@@ -99,16 +112,27 @@ def score_batches(model: nn.Module, loader, *, cfg: CfgNode, device: torch.devic
                 logits = model(_prepare_inputs(batch["inputs"], device, channels_last))
             scores = head_activation(cfg.MODEL.HEAD_ACT, logits).cpu().numpy().astype(np.float64)
             valid = torch.as_tensor(batch.get("valid", torch.ones(len(scores), dtype=torch.bool))).numpy()
-            yield (torch.as_tensor(batch["video_index"]).numpy().reshape(-1),
-                   torch.as_tensor(batch["view_index"]).numpy().reshape(-1),
-                   valid.astype(bool).reshape(-1), scores)
+            yield (
+                torch.as_tensor(batch["video_index"]).numpy().reshape(-1),
+                torch.as_tensor(batch["view_index"]).numpy().reshape(-1),
+                valid.astype(bool).reshape(-1),
+                scores,
+            )
     finally:
         bar.close()
         model.train(was_training)
 
 
-def evaluate(model: nn.Module, loader, *, cfg: CfgNode, device: torch.device, use_amp: bool = False,
-             channels_last: bool = False, show_progress: bool = True) -> EvalResult:
+def evaluate(
+    model: nn.Module,
+    loader,
+    *,
+    cfg: CfgNode,
+    device: torch.device,
+    use_amp: bool = False,
+    channels_last: bool = False,
+    show_progress: bool = True,
+) -> EvalResult:
     """Score every sample of ``loader`` (this rank's shard), gather all ranks, merge per video.
 
     Every rank returns the same result. The dataset announces how many views (or segments) each
@@ -125,8 +149,9 @@ def evaluate(model: nn.Module, loader, *, cfg: CfgNode, device: torch.device, us
     # A view-count error on one rank is carried through the gather so that all ranks stop with it
     # instead of the others waiting for this one forever.
     error = ""
-    batches = score_batches(model, loader, cfg=cfg, device=device, use_amp=use_amp, channels_last=channels_last,
-                            show_progress=show_progress)
+    batches = score_batches(
+        model, loader, cfg=cfg, device=device, use_amp=use_amp, channels_last=channels_last, show_progress=show_progress
+    )
     for video_index, view_index, valid, scores in batches:
         nonfinite += int((~np.isfinite(scores[valid])).any(axis=1).sum())
         try:
@@ -141,8 +166,7 @@ def evaluate(model: nn.Module, loader, *, cfg: CfgNode, device: torch.device, us
         errors = [part[1] for part in parts if part[1]]
         if errors:
             raise ViewCountError("; ".join(errors))
-        aggregator = ViewAggregator(expected_views=expected, num_classes=num_classes,
-                                    method=cfg.TEST.ENSEMBLE_METHOD)
+        aggregator = ViewAggregator(expected_views=expected, num_classes=num_classes, method=cfg.TEST.ENSEMBLE_METHOD)
         for part in parts:
             aggregator.merge(part[0])
         nonfinite = sum(part[2] for part in parts)
@@ -155,11 +179,23 @@ def evaluate(model: nn.Module, loader, *, cfg: CfgNode, device: torch.device, us
     class_names = list(getattr(dataset, "class_names", [f"class {c}" for c in range(num_classes)]))
     failed = [video_ids[i] for i in aggregator.failed_videos()]
     unscored = [video_ids[i] for i in aggregator.unscored_videos()]
-    result = EvalResult(video_ids=video_ids, class_names=class_names, scores=video_scores, labels=labels,
-                        multi_label=labels.ndim == 2, metrics={}, failed_videos=failed, unscored_videos=unscored)
+    result = EvalResult(
+        video_ids=video_ids,
+        class_names=class_names,
+        scores=video_scores,
+        labels=labels,
+        multi_label=labels.ndim == 2,
+        metrics={},
+        failed_videos=failed,
+        unscored_videos=unscored,
+    )
     _score(result)
-    result.metrics.update(num_videos=len(video_ids), num_views=int(aggregator.expected.sum()),
-                          num_failed_videos=len(failed), num_unscored_videos=len(unscored))
+    result.metrics.update(
+        num_videos=len(video_ids),
+        num_views=int(aggregator.expected.sum()),
+        num_failed_videos=len(failed),
+        num_unscored_videos=len(unscored),
+    )
     if nonfinite:
         result.metrics["num_nonfinite_views"] = nonfinite
         if du.is_main_process():
@@ -178,11 +214,11 @@ def _score(result: EvalResult) -> None:
         official = charades_map(result.scores, result.labels)
         variant = sklearn_map(result.scores, result.labels)
         result.metrics.update(
-            map=official.map,
+            map=official.mean_ap,
             # Official per-class AP averaged over the classes with a positive: a number even when
             # the official mean is NaN (small test sets, subsets of classes).
             map_classes_with_positives=official.map_over_evaluated,
-            map_sklearn=variant.map,
+            map_sklearn=variant.mean_ap,
             num_classes_evaluated=variant.num_classes_evaluated,
             num_classes=len(official.per_class_ap),
             # The official mean is NaN when a class has no positive; say so instead of leaving a bare NaN.
@@ -202,8 +238,9 @@ def _score(result: EvalResult) -> None:
         result.per_class = {"accuracy": accuracy.per_class_accuracy}
 
 
-def save_results(result: EvalResult, *, output_dir: str, submission_file: str,
-                 extra: Optional[Dict[str, Any]] = None) -> Dict[str, Path]:
+def save_results(
+    result: EvalResult, *, output_dir: str, submission_file: str, extra: Optional[Dict[str, Any]] = None
+) -> Dict[str, Path]:
     """Write the score file, per-class CSV and PNG and ``test_metrics.json`` into ``output_dir``."""
     out = Path(output_dir)
     paths = {
@@ -219,12 +256,19 @@ def save_results(result: EvalResult, *, output_dir: str, submission_file: str,
         m = result.metrics
         headline = f"mAP {m['map']:.4f}"
         if m["classes_without_positives"]:
-            headline += (f"; {m['num_classes_evaluated']} of {m['num_classes']} classes have a positive, "
-                         f"their mean {m['map_classes_with_positives']:.4f}")
+            headline += (
+                f"; {m['num_classes_evaluated']} of {m['num_classes']} classes have a positive, "
+                f"their mean {m['map_classes_with_positives']:.4f}"
+            )
     else:
         headline = f"top-1 {result.metrics['top1']:.4f}"
-    plot_per_class(paths["per_class_png"], class_names=result.class_names, values=result.per_class[key],
-                   ylabel=label, title=f"{label} per class ({headline})")
+    plot_per_class(
+        paths["per_class_png"],
+        class_names=result.class_names,
+        values=result.per_class[key],
+        ylabel=label,
+        title=f"{label} per class ({headline})",
+    )
     payload = dict(result.metrics)
     payload.update(extra or {})
     payload["videos_in_score_file"] = written

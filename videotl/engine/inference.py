@@ -72,9 +72,7 @@ def predict_videos(
     dataset = dataset_from_records(cfg, records, class_names, mode="segments", multi_label=True)
     loader = build_loader(cfg, cfg.TEST.SPLIT, "segments", dataset=dataset)
     parts = list(score_batches(model, loader, cfg=cfg, device=device, show_progress=show_progress))
-    video_index, view_index, valid, scores = (
-        np.concatenate([part[i] for part in parts]) for i in range(4)
-    )
+    video_index, view_index, valid, scores = (np.concatenate([part[i] for part in parts]) for i in range(4))
     aggregator = ViewAggregator(
         expected_views=[dataset.num_views(i) for i in range(len(records))],
         num_classes=cfg.MODEL.NUM_CLASSES,

@@ -19,8 +19,13 @@ def build_optimizer(model: nn.Module, *, cfg: CfgNode) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     solver = cfg.SOLVER
     if solver.OPTIMIZING_METHOD == "sgd":
-        return torch.optim.SGD(params, lr=solver.BASE_LR_PER_DEVICE, momentum=solver.MOMENTUM,
-                               nesterov=solver.NESTEROV, weight_decay=solver.WEIGHT_DECAY)
+        return torch.optim.SGD(
+            params,
+            lr=solver.BASE_LR_PER_DEVICE,
+            momentum=solver.MOMENTUM,
+            nesterov=solver.NESTEROV,
+            weight_decay=solver.WEIGHT_DECAY,
+        )
     return torch.optim.AdamW(params, lr=solver.BASE_LR_PER_DEVICE, weight_decay=solver.WEIGHT_DECAY)
 
 
@@ -38,8 +43,16 @@ class LRSchedule:
         policy: ``"cosine"`` or ``"constant"``.
     """
 
-    def __init__(self, *, base_lr: float, end_lr: float, warmup_start_lr: float, warmup_iters: int,
-                 total_iters: int, policy: str = "cosine") -> None:
+    def __init__(
+        self,
+        *,
+        base_lr: float,
+        end_lr: float,
+        warmup_start_lr: float,
+        warmup_iters: int,
+        total_iters: int,
+        policy: str = "cosine",
+    ) -> None:
         if total_iters <= 0:
             raise ValueError(f"total_iters = {total_iters}: the run has no iteration")
         if policy not in ("cosine", "constant"):
@@ -73,8 +86,12 @@ class LRSchedule:
         return lr
 
     def state_dict(self) -> Dict[str, float]:
-        return {"last_iteration": self.last_iteration, "total_iters": self.total_iters,
-                "warmup_iters": self.warmup_iters, "base_lr": self.base_lr}
+        return {
+            "last_iteration": self.last_iteration,
+            "total_iters": self.total_iters,
+            "warmup_iters": self.warmup_iters,
+            "base_lr": self.base_lr,
+        }
 
     def load_state_dict(self, state: Dict[str, float]) -> None:
         if int(state["total_iters"]) != self.total_iters:

@@ -27,9 +27,9 @@ from .checkpoint import (
     capture_rng_state,
     checkpoint_path,
     last_checkpoint,
-    load_weights,
     load_checkpoint_file,
     load_model_state,
+    load_weights,
     model_state_from,
     remove_stale_temporaries,
     restore_rng_state,
@@ -37,7 +37,7 @@ from .checkpoint import (
     unwrap_model,
 )
 from .evaluator import EvalResult, _autocast, _prepare_inputs, evaluate, save_results
-from .logging import StatsWriter, memory_mb, setup_logging, write_environment
+from .run_log import StatsWriter, memory_mb, setup_logging, write_environment
 from .solver import build_loss, build_optimizer, build_schedule
 
 __all__ = ["train", "test", "setup_run"]
@@ -108,8 +108,17 @@ def _evaluate_keeping_rng(model, make_loader: Callable[[], Any], **kwargs) -> Tu
 
 
 def _format_metrics(metrics: Dict[str, Any]) -> str:
-    keys = ("map", "map_classes_with_positives", "map_sklearn", "num_classes_evaluated", "top1", "top5",
-            "mean_class_accuracy", "num_videos", "num_failed_videos")
+    keys = (
+        "map",
+        "map_classes_with_positives",
+        "map_sklearn",
+        "num_classes_evaluated",
+        "top1",
+        "top5",
+        "mean_class_accuracy",
+        "num_videos",
+        "num_failed_videos",
+    )
     parts = []
     for key in keys:
         if key in metrics:
@@ -118,8 +127,9 @@ def _format_metrics(metrics: Dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def train(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
-          build_loader_fn: Optional[LoaderBuilder] = None) -> Dict[str, Any]:
+def train(
+    cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None, build_loader_fn: Optional[LoaderBuilder] = None
+) -> Dict[str, Any]:
     """Train ``cfg``'s model, resuming from OUTPUT_DIR when TRAIN.AUTO_RESUME finds a checkpoint.
 
     Returns the metrics of the last evaluation (empty if none ran) and the final iteration.
@@ -156,8 +166,7 @@ def train(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
         )
     total_iters = cfg.SOLVER.MAX_ITER if cfg.SOLVER.MAX_ITER > 0 else cfg.SOLVER.MAX_EPOCH * iters_per_epoch
     num_epochs = math.ceil(total_iters / iters_per_epoch)
-    schedule = build_schedule(cfg=cfg, iters_per_epoch=iters_per_epoch, total_iters=total_iters,
-                              world_size=world_size)
+    schedule = build_schedule(cfg=cfg, iters_per_epoch=iters_per_epoch, total_iters=total_iters, world_size=world_size)
     # Built at the first evaluation: indexing every test video's segments takes a while.
     test_loader = None
 
@@ -178,47 +187,99 @@ def train(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
     try:
         for epoch in range(start_epoch, num_epochs):
             epoch_loss = _train_epoch(
-                model, train_loader, cfg=cfg, device=device, epoch=epoch, iters_per_epoch=iters_per_epoch,
-                total_iters=total_iters, optimizer=optimizer, schedule=schedule, scaler=scaler, loss_fn=loss_fn,
-                use_amp=use_amp, channels_last=channels_last, stats=stats,
+                model,
+                train_loader,
+                cfg=cfg,
+                device=device,
+                epoch=epoch,
+                iters_per_epoch=iters_per_epoch,
+                total_iters=total_iters,
+                optimizer=optimizer,
+                schedule=schedule,
+                scaler=scaler,
+                loss_fn=loss_fn,
+                use_amp=use_amp,
+                channels_last=channels_last,
+                stats=stats,
             )
             done = epoch + 1
             global_iter = min(done * iters_per_epoch, total_iters)
             _sync_buffers(model)
-            stats.write({"type": "train_epoch", "epoch": done, "iter": global_iter, "loss": epoch_loss},
-                        step=global_iter, prefix="train_epoch/")
+            stats.write(
+                {"type": "train_epoch", "epoch": done, "iter": global_iter, "loss": epoch_loss},
+                step=global_iter,
+                prefix="train_epoch/",
+            )
             last = done == num_epochs
             if done % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last:
-                _save(cfg, ctx, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, epoch=done,
-                      global_iter=global_iter)
+                _save(
+                    cfg,
+                    ctx,
+                    model=model,
+                    optimizer=optimizer,
+                    schedule=schedule,
+                    scaler=scaler,
+                    epoch=done,
+                    global_iter=global_iter,
+                )
             if cfg.TRAIN.EVAL_PERIOD > 0 and done % cfg.TRAIN.EVAL_PERIOD == 0:
+
                 def make_loader(existing=test_loader):
                     if existing is not None:
                         return existing
                     return build_loader_fn(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE, distributed=world_size > 1)
 
                 # The bare module: evaluation needs no gradient sync, and ranks get unequal shards.
-                result, test_loader = _evaluate_keeping_rng(unwrap_model(model), make_loader, cfg=cfg,
-                                                            device=device, use_amp=use_amp,
-                                                            channels_last=channels_last)
+                result, test_loader = _evaluate_keeping_rng(
+                    unwrap_model(model),
+                    make_loader,
+                    cfg=cfg,
+                    device=device,
+                    use_amp=use_amp,
+                    channels_last=channels_last,
+                )
                 last_metrics = dict(result.metrics)
                 logger.info(f"epoch {done} evaluation: {_format_metrics(last_metrics)}")
-                stats.write({"type": "eval", "epoch": done, "iter": global_iter, **last_metrics},
-                            step=global_iter, prefix="eval/")
+                stats.write(
+                    {"type": "eval", "epoch": done, "iter": global_iter, **last_metrics},
+                    step=global_iter,
+                    prefix="eval/",
+                )
     finally:
         stats.close()
     return {"metrics": last_metrics, "iterations": total_iters, "epochs": num_epochs}
 
 
-def _train_epoch(model, loader, *, cfg, device, epoch, iters_per_epoch, total_iters, optimizer, schedule, scaler,
-                 loss_fn, use_amp, channels_last, stats) -> float:
+def _train_epoch(
+    model,
+    loader,
+    *,
+    cfg,
+    device,
+    epoch,
+    iters_per_epoch,
+    total_iters,
+    optimizer,
+    schedule,
+    scaler,
+    loss_fn,
+    use_amp,
+    channels_last,
+    stats,
+) -> float:
     model.train()
     _set_epoch(loader, epoch)
     first_iter = epoch * iters_per_epoch
     steps = min(iters_per_epoch, total_iters - first_iter)
     world_size = du.get_world_size()
-    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}", dynamic_ncols=True, unit="it", mininterval=1.0,
-               disable=not du.is_main_process())
+    bar = tqdm(
+        total=steps,
+        desc=f"epoch {epoch + 1}",
+        dynamic_ncols=True,
+        unit="it",
+        mininterval=1.0,
+        disable=not du.is_main_process(),
+    )
     loss_sum, count = 0.0, 0
     end = time.perf_counter()
     try:
@@ -262,9 +323,18 @@ def _train_epoch(model, loader, *, cfg, device, epoch, iters_per_epoch, total_it
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}", refresh=False)
             if (global_iter + 1) % cfg.LOG_PERIOD == 0 or step + 1 == steps:
                 stats.write(
-                    {"type": "train", "epoch": epoch + 1, "iter": global_iter + 1, "loss": loss_value, "lr": lr,
-                     "data_time": data_time, "iter_time": iter_time, "memory_mb": memory_mb(device)},
-                    step=global_iter + 1, prefix="train/",
+                    {
+                        "type": "train",
+                        "epoch": epoch + 1,
+                        "iter": global_iter + 1,
+                        "loss": loss_value,
+                        "lr": lr,
+                        "data_time": data_time,
+                        "iter_time": iter_time,
+                        "memory_mb": memory_mb(device),
+                    },
+                    step=global_iter + 1,
+                    prefix="train/",
                 )
             end = time.perf_counter()
     finally:
@@ -336,8 +406,10 @@ def _restore(cfg, ctx, *, model, optimizer, schedule, scaler) -> int:
             restore_rng_state(rng_states[ctx.rank])
         else:
             seed = cfg.RNG_SEED + ctx.rank + 1000 * epoch
-            logger.warning(f"{found} was written by {len(rng_states)} processes, this run has {ctx.world_size}: "
-                           f"random streams restart from seed {seed}, so the run is not bit-exact")
+            logger.warning(
+                f"{found} was written by {len(rng_states)} processes, this run has {ctx.world_size}: "
+                f"random streams restart from seed {seed}, so the run is not bit-exact"
+            )
             random.seed(seed)
             np.random.seed(seed)
             torch.manual_seed(seed)
@@ -352,8 +424,9 @@ def _restore(cfg, ctx, *, model, optimizer, schedule, scaler) -> int:
     return 0
 
 
-def test(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
-         build_loader_fn: Optional[LoaderBuilder] = None) -> EvalResult:
+def test(
+    cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None, build_loader_fn: Optional[LoaderBuilder] = None
+) -> EvalResult:
     """Evaluate TEST.CHECKPOINT_FILE_PATH (or the run's last checkpoint) on the test views or segments."""
     build_model_fn = build_model_fn or _default_model_builder()
     build_loader_fn = build_loader_fn or _default_loader_builder()
@@ -379,15 +452,25 @@ def test(cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None,
         Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
         stats = StatsWriter(cfg.OUTPUT_DIR, enabled=True, tensorboard=cfg.TENSORBOARD.ENABLE)
         try:
-            stats.write({"type": "test", "checkpoint": str(weights), **result.metrics},
-                        step=int(state.get("iteration", 0)) if isinstance(state.get("iteration"), int) else 0,
-                        prefix="test/")
+            stats.write(
+                {"type": "test", "checkpoint": str(weights), **result.metrics},
+                step=int(state.get("iteration", 0)) if isinstance(state.get("iteration"), int) else 0,
+                prefix="test/",
+            )
         finally:
             stats.close()
         if cfg.TEST.SAVE_RESULTS:
-            paths = save_results(result, output_dir=cfg.OUTPUT_DIR, submission_file=cfg.TEST.SUBMISSION_FILE,
-                                 extra={"checkpoint": str(weights), "test_mode": cfg.TEST.MODE,
-                                        "ensemble_method": cfg.TEST.ENSEMBLE_METHOD, "split": cfg.TEST.SPLIT})
+            paths = save_results(
+                result,
+                output_dir=cfg.OUTPUT_DIR,
+                submission_file=cfg.TEST.SUBMISSION_FILE,
+                extra={
+                    "checkpoint": str(weights),
+                    "test_mode": cfg.TEST.MODE,
+                    "ensemble_method": cfg.TEST.ENSEMBLE_METHOD,
+                    "split": cfg.TEST.SPLIT,
+                },
+            )
             logger.info("wrote " + ", ".join(str(p) for p in paths.values()))
     du.barrier()
     return result

@@ -24,7 +24,7 @@ __all__ = [
 class MapResult:
     """Per-class AP and their mean, plus how many classes entered the mean."""
 
-    map: float
+    mean_ap: float
     per_class_ap: List[float]
     num_classes_evaluated: int
     # Indices of the classes that had no positive video (official: AP is NaN; sklearn: dropped).
@@ -32,7 +32,7 @@ class MapResult:
 
     @property
     def map_over_evaluated(self) -> float:
-        """Mean AP over the classes that have a positive (equals ``map`` when every class has one)."""
+        """Mean AP over the classes that have a positive (equals ``mean_ap`` when every class has one)."""
         values = [ap for ap in self.per_class_ap if not np.isnan(ap)]
         return float(np.mean(values)) if values else float("nan")
 
@@ -91,8 +91,9 @@ def charades_map(scores, labels) -> MapResult:
     aps = [official_average_precision(scores[:, c], labels[:, c]) for c in range(scores.shape[1])]
     without = [c for c, ap in enumerate(aps) if np.isnan(ap)]
     mean = float(np.mean(aps)) if aps else float("nan")
-    return MapResult(map=mean, per_class_ap=aps, num_classes_evaluated=len(aps) - len(without),
-                     classes_without_positives=without)
+    return MapResult(
+        mean_ap=mean, per_class_ap=aps, num_classes_evaluated=len(aps) - len(without), classes_without_positives=without
+    )
 
 
 def sklearn_map(scores, labels) -> MapResult:
@@ -112,14 +113,19 @@ def sklearn_map(scores, labels) -> MapResult:
     per_class = [float("nan")] * scores.shape[1]
     without = [int(c) for c in np.flatnonzero(~has_positive)]
     if not has_positive.any():
-        return MapResult(map=float("nan"), per_class_ap=per_class, num_classes_evaluated=0,
-                         classes_without_positives=without)
+        return MapResult(
+            mean_ap=float("nan"), per_class_ap=per_class, num_classes_evaluated=0, classes_without_positives=without
+        )
     kept = np.flatnonzero(has_positive)
     aps = average_precision_score(labels[:, kept], scores[:, kept], average=None)
     for c, ap in zip(kept, np.atleast_1d(aps)):
         per_class[c] = float(ap)
-    return MapResult(map=float(np.mean(aps)), per_class_ap=per_class, num_classes_evaluated=len(kept),
-                     classes_without_positives=without)
+    return MapResult(
+        mean_ap=float(np.mean(aps)),
+        per_class_ap=per_class,
+        num_classes_evaluated=len(kept),
+        classes_without_positives=without,
+    )
 
 
 def _ranks(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -167,4 +173,3 @@ def accuracy_metrics(scores, labels: Sequence[int], *, top_k: int = 5) -> Accura
         num_classes_evaluated=len(evaluated),
         top_k=k,
     )
-

@@ -38,22 +38,26 @@ def write_per_class_csv(path: PathLike, *, class_names: Sequence[str], columns: 
     writer = csv.writer(buffer)
     writer.writerow(["class_index", "class_name", *columns])
     for index, class_name in enumerate(class_names):
-        values = ["" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6f}"
-                  for v in (col[index] for col in columns.values())]
+        values = [
+            "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6f}"
+            for v in (col[index] for col in columns.values())
+        ]
         writer.writerow([index, class_name, *values])
     atomic_write_text(path, buffer.getvalue())
 
 
-def plot_per_class(path: PathLike, *, class_names: Sequence[str], values: Sequence[float], ylabel: str,
-                   title: str = "") -> None:
+def plot_per_class(
+    path: PathLike, *, class_names: Sequence[str], values: Sequence[float], ylabel: str, title: str = ""
+) -> None:
     """Bar plot of a per-class value (classes without a value are left out), sorted high to low."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = sorted(((v, n) for v, n in zip(values, class_names) if v is not None and not math.isnan(v)),
-                   key=lambda p: -p[0])
+    pairs = sorted(
+        ((v, n) for v, n in zip(values, class_names) if v is not None and not math.isnan(v)), key=lambda p: -p[0]
+    )
     width = max(6.0, 0.12 * len(pairs) + 2.0)
     figure, axes = plt.subplots(figsize=(width, 4.5))
     try:

@@ -60,9 +60,7 @@ def read_submission(path: PathLike, *, num_classes: int = CHARADES_NUM_CLASSES) 
                 continue
             video_id, values = fields[0], fields[1:]
             if len(values) not in (num_classes, num_classes + 1):
-                raise ValueError(
-                    f"{path}:{number}: {len(values)} scores for video {video_id}, expected {num_classes}"
-                )
+                raise ValueError(f"{path}:{number}: {len(values)} scores for video {video_id}, expected {num_classes}")
             if video_id in predictions:
                 raise ValueError(f"{path}:{number}: video {video_id} appears a second time")
             predictions[video_id] = np.array([_to_float(v) for v in values[:num_classes]], dtype=np.float64)
@@ -120,8 +118,9 @@ def submission_matrix(predictions: Dict[str, np.ndarray], video_ids: Sequence[st
     return scores
 
 
-def evaluate_submission(submission: PathLike, ground_truth: PathLike, *, num_classes: int = CHARADES_NUM_CLASSES,
-                        variant: str = "official"):
+def evaluate_submission(
+    submission: PathLike, ground_truth: PathLike, *, num_classes: int = CHARADES_NUM_CLASSES, variant: str = "official"
+):
     """Evaluate a submission file against a Charades CSV; returns (MapResult, number of videos missing)."""
     from .metrics import charades_map, sklearn_map
 

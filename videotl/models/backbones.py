@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from .blocks import BottleneckBlock, MiddleBuilder, create_conv_bn_act, create_conv2plus1d_middle, create_x3d_middle
+from .blocks import BottleneckBlock, MiddleBuilder, create_conv2plus1d_middle, create_conv_bn_act, create_x3d_middle
 
 
 class VideoClassifier(nn.Module):
@@ -50,7 +50,9 @@ def create_x3d_stem(*, dim_out: int) -> nn.Sequential:
     )
 
 
-def create_x3d_head(*, dim_in: int, conv5_dim: int, head_dim: int, num_classes: int, dropout_rate: float) -> nn.Sequential:
+def create_x3d_head(
+    *, dim_in: int, conv5_dim: int, head_dim: int, num_classes: int, dropout_rate: float
+) -> nn.Sequential:
     """``1x1x1 conv -> BN -> ReLU -> global average pool -> linear (no bias) -> ReLU -> dropout -> linear``."""
     return nn.Sequential(
         OrderedDict(

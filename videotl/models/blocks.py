@@ -70,7 +70,9 @@ def create_conv2plus1d_middle(*, dim: int, stride: int) -> nn.Sequential:
     """X(2+1)D: ``1x3x3 conv (stride) -> BN -> ReLU -> 3x1x1 conv -> BN -> ReLU``, both full (groups 1)."""
     return nn.Sequential(
         OrderedDict(
-            spatial=create_conv_bn_act(dim_in=dim, dim_out=dim, kernel=(1, 3, 3), stride=(1, stride, stride), activation=nn.ReLU()),
+            spatial=create_conv_bn_act(
+                dim_in=dim, dim_out=dim, kernel=(1, 3, 3), stride=(1, stride, stride), activation=nn.ReLU()
+            ),
             temporal=create_conv_bn_act(dim_in=dim, dim_out=dim, kernel=(3, 1, 1), activation=nn.ReLU()),
         )
     )
@@ -135,7 +137,7 @@ class BottleneckBlock(nn.Module):
 class TokenLearnerModule(nn.Module):
     """TokenLearner -> token transformer -> fuser, the paper's res5 temporal module (Fig. 9)::
 
-        X (B, C, T, H, W) -> tokenizer -> Z (B, T*S, C) [+ maps] -> transformer -> Y -> fuser(Y, X, maps) -> X'
+    X (B, C, T, H, W) -> tokenizer -> Z (B, T*S, C) [+ maps] -> transformer -> Y -> fuser(Y, X, maps) -> X'
     """
 
     def __init__(self, *, tokenizer: nn.Module, transformer: nn.Module, fuser: nn.Module) -> None:
@@ -152,8 +154,8 @@ class TokenLearnerModule(nn.Module):
 class AxisSelfAttention(nn.Module):
     """Pre-norm residual multi-head self-attention over chosen axes of (B, C, T, H, W)::
 
-        axes "thw": joint space-time (T*H*W tokens)   "hw": per frame (H*W)   "t": per position (T)
-        x -> tokens -> LayerNorm -> MHSA -> + tokens -> back to (B, C, T, H, W)
+    axes "thw": joint space-time (T*H*W tokens)   "hw": per frame (H*W)   "t": per position (T)
+    x -> tokens -> LayerNorm -> MHSA -> + tokens -> back to (B, C, T, H, W)
     """
 
     def __init__(self, *, dim: int, num_heads: int, axes: str) -> None:
@@ -182,7 +184,7 @@ class AxisSelfAttention(nn.Module):
 class TemporalMlpMixer(nn.Module):
     """MLP-Mixer along time at every position::
 
-        x -> LayerNorm -> MLP over the T axis (T -> T -> T) -> + x -> LayerNorm -> MLP over C (C -> C -> C) -> + x
+    x -> LayerNorm -> MLP over the T axis (T -> T -> T) -> + x -> LayerNorm -> MLP over C (C -> C -> C) -> + x
     """
 
     def __init__(self, *, dim: int, num_frames: int) -> None:

@@ -8,9 +8,9 @@ from typing import Callable, Dict, Optional
 from fvcore.common.config import CfgNode
 from torch import nn
 
+from .attention import MultiHeadSelfAttention
 from .backbones import VideoClassifier, create_x3d_family, x2plus1d_middles, x3d_middles
 from .blocks import AxisSelfAttention, TemporalMlpMixer, TokenLearnerModule, create_res5_middle
-from .attention import MultiHeadSelfAttention
 from .tokenfuser import BroadcastFuser, MaskUnpoolFuser, TokenFuser
 from .tokenlearner import DenseTokenizer, FixedGridTokenizer, PoolMlpTokenizer, TokenLearner, TokenLearnerV11
 from .vector_transformer import TokenTransformerLayer, VectorAttention
@@ -41,7 +41,11 @@ def build_tokenizer(cfg: CfgNode, *, dim: int) -> nn.Module:
     tl = cfg.TOKENLEARNER
     if tl.TOKENIZER == "tokenlearner":
         return TokenLearner(
-            dim=dim, num_tokens=tl.NUM_TOKENS, alpha_layers=tl.ALPHA_LAYERS, alpha_kernel=tl.ALPHA_KERNEL, pooling=tl.POOLING
+            dim=dim,
+            num_tokens=tl.NUM_TOKENS,
+            alpha_layers=tl.ALPHA_LAYERS,
+            alpha_kernel=tl.ALPHA_KERNEL,
+            pooling=tl.POOLING,
         )
     if tl.TOKENIZER == "tokenlearner_v11":
         return TokenLearnerV11(dim=dim, num_tokens=tl.NUM_TOKENS)
@@ -99,7 +103,9 @@ def _res5_temporal_op(cfg: CfgNode) -> Callable[..., nn.Module]:
 def _res5_spatial_op(cfg: CfgNode) -> Optional[Callable[..., nn.Module]]:
     kind = cfg.RES5.SPATIAL
     if kind == "conv2d":
-        return lambda *, dim, stride: nn.Conv3d(dim, dim, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False)
+        return lambda *, dim, stride: nn.Conv3d(
+            dim, dim, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False
+        )
     if kind == "spatial_mhsa":
         return lambda *, dim, stride: AxisSelfAttention(dim=dim, num_heads=cfg.RES5.NUM_HEADS, axes="hw")
     return None
@@ -127,7 +133,10 @@ def build_x2plus1d(cfg: CfgNode) -> VideoClassifier:
     res5_builder = None
     if not plain:
         spatial, temporal = _res5_spatial_op(cfg), _res5_temporal_op(cfg)
-        res5_builder = lambda *, dim, stride: create_res5_middle(dim=dim, stride=stride, spatial_op=spatial, temporal_op=temporal)
+
+        def res5_builder(*, dim, stride):
+            return create_res5_middle(dim=dim, stride=stride, spatial_op=spatial, temporal_op=temporal)
+
     return create_x3d_family(
         middle_builder=x2plus1d_middles,
         res5_middle_builder=res5_builder,

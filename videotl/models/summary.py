@@ -6,7 +6,9 @@ import torch
 from torch import nn
 
 
-def summarize(model: nn.Module, clip: torch.Tensor, *, depth: int = 2) -> Tuple[List[Tuple[str, str, str, int]], torch.Tensor]:
+def summarize(
+    model: nn.Module, clip: torch.Tensor, *, depth: int = 2
+) -> Tuple[List[Tuple[str, str, str, int]], torch.Tensor]:
     """Run ``model(clip)`` once and return ``(rows, output)``.
 
     ``rows`` holds ``(name, type, output shape, parameters)`` for every module at most ``depth``

@@ -48,8 +48,13 @@ def _conv2d_per_frame(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     if conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.groups == 1:
         return pointwise_conv(x, conv.weight, conv.bias)
     return F.conv3d(
-        x, conv.weight.unsqueeze(2), conv.bias, stride=(1, *conv.stride), padding=(0, *conv.padding),
-        dilation=(1, *conv.dilation), groups=conv.groups,
+        x,
+        conv.weight.unsqueeze(2),
+        conv.bias,
+        stride=(1, *conv.stride),
+        padding=(0, *conv.padding),
+        dilation=(1, *conv.dilation),
+        groups=conv.groups,
     )
 
 
@@ -85,7 +90,9 @@ class TokenLearner(nn.Module):
             if index:
                 layers.append(nn.GELU(approximate="tanh"))
             layers.append(
-                nn.Conv2d(dim if index == 0 else num_tokens, num_tokens, alpha_kernel, padding=alpha_kernel // 2, bias=False)
+                nn.Conv2d(
+                    dim if index == 0 else num_tokens, num_tokens, alpha_kernel, padding=alpha_kernel // 2, bias=False
+                )
             )
         self.alpha = nn.Sequential(*layers)
 
@@ -104,8 +111,8 @@ class TokenLearner(nn.Module):
 class TokenLearnerV11(nn.Module):
     """TokenLearner v1.1 (Scenic's ``TokenLearnerModuleV11``)::
 
-        X_t -> LayerNorm -> MLP (C -> hidden -> S, GELU) -> softmax over the H*W positions
-            -> A_t;   z_i = sum_x A_t,i(x) X_t(x)
+    X_t -> LayerNorm -> MLP (C -> hidden -> S, GELU) -> softmax over the H*W positions
+        -> A_t;   z_i = sum_x A_t,i(x) X_t(x)
     """
 
     def __init__(self, *, dim: int, num_tokens: int = 8, hidden_dim: int = 64) -> None:

@@ -97,7 +97,7 @@ def build_kernels(compiler: str, flag_sets: Sequence[Tuple[str, ...]] = _FLAG_SE
     raise RuntimeError("could not compile the Vector Transformer CPU kernels:\n" + "\n".join(errors))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_kernels() -> Optional[ctypes.CDLL]:
     """The compiled library, or None (with one warning saying why) when it cannot be had."""
     if os.environ.get("VIDEOTL_CPU_KERNELS", "1") == "0":
@@ -105,8 +105,7 @@ def load_kernels() -> Optional[ctypes.CDLL]:
     compiler = _find_compiler()
     if compiler is None:
         logger.warning(
-            "No C compiler found (set CC): the Vector Transformer runs on PyTorch ops, exact but "
-            "20-30x slower on CPU."
+            "No C compiler found (set CC): the Vector Transformer runs on PyTorch ops, exact but 20-30x slower on CPU."
         )
         return None
     try:
@@ -134,7 +133,7 @@ def kernels_apply(*tensors: torch.Tensor) -> bool:
     return load_kernels() is not None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="videotl-vector-attention")
 

@@ -218,7 +218,8 @@ class VisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix + num_positions, dim))
         self.pos_drop = nn.Dropout(dropout_rate)
         self.blocks = nn.ModuleList(
-            EncoderBlock(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim, dropout_rate=dropout_rate) for _ in range(num_layers)
+            EncoderBlock(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim, dropout_rate=dropout_rate)
+            for _ in range(num_layers)
         )
 
         def make_tokenlearner() -> nn.Module:
@@ -410,7 +411,10 @@ def load_pretrained(
             elif not model.num_prefix:
                 prefix = value[:, :0]
             value = resize_position_embedding(
-                torch.cat([prefix, value[:, src_prefix:]], dim=1), src_grid=src_grid, dst_grid=model.grid, num_prefix=model.num_prefix
+                torch.cat([prefix, value[:, src_prefix:]], dim=1),
+                src_grid=src_grid,
+                dst_grid=model.grid,
+                num_prefix=model.num_prefix,
             )
             if src_grid != model.grid or src_prefix != model.num_prefix:
                 report["adapted"].append(name)
@@ -445,7 +449,9 @@ def _source_grid(positions: int, state: Mapping[str, torch.Tensor], model: Visio
         return (1, *_square_grid(positions))
     # A video checkpoint at another resolution: same time steps as this model, square frames.
     if positions % t:
-        raise ValueError(f"a video checkpoint's position embedding ({positions} positions) does not split into {t} time steps")
+        raise ValueError(
+            f"a video checkpoint's position embedding ({positions} positions) does not split into {t} time steps"
+        )
     return (t, *_square_grid(positions // t))
 
 
@@ -531,8 +537,12 @@ def _initialise(model: VisionTransformer, cfg: CfgNode) -> VisionTransformer:
         report = load_pretrained(model, cfg.VIT.INIT.CHECKPOINT, inflation=cfg.VIT.INIT.INFLATION)
         logger.info(
             "initialised from %s: %d tensors copied, adapted %s, kept init %s, not in the checkpoint %s, unused %s",
-            cfg.VIT.INIT.CHECKPOINT, len(report["loaded"]), report["adapted"], report["kept_init"],
-            report["missing"], report["unused"],
+            cfg.VIT.INIT.CHECKPOINT,
+            len(report["loaded"]),
+            report["adapted"],
+            report["kept_init"],
+            report["missing"],
+            report["unused"],
         )
     return model
 

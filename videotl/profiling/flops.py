@@ -384,7 +384,9 @@ class FlopReport:
             "convention": self.convention,
             "input_shapes": self.input_shapes,
             "by_operator_gmacs": self.by_operator,
-            "skipped_ops": {kind: {"calls": op.calls, "elements": op.elements} for kind, op in self.skipped_ops.items()},
+            "skipped_ops": {
+                kind: {"calls": op.calls, "elements": op.elements} for kind, op in self.skipped_ops.items()
+            },
             "uncounted_matrix_ops": self.uncounted_matrix_ops,
             **self.extra,
             "modules": {name: count.to_dict() for name, count in self.modules.items()},
@@ -411,7 +413,9 @@ class FlopReport:
             lines.append(f"  {kind:<40} calls {op.calls:>5}   elements {op.elements / 1e6:>12.2f} M")
         bad = self.uncounted_matrix_ops
         lines.append(
-            f"  UNCOUNTED MATRIX PRODUCTS / ATTENTION: {', '.join(bad)}" if bad else "  none of them is a matrix product or an attention"
+            f"  UNCOUNTED MATRIX PRODUCTS / ATTENTION: {', '.join(bad)}"
+            if bad
+            else "  none of them is a matrix product or an attention"
         )
         return "\n".join(lines)
 
@@ -452,4 +456,3 @@ def count_flops(
         by_operator=by_operator,
         skipped_ops=analysis.skipped_ops(),
     )
-

@@ -43,8 +43,11 @@ def plot_training_curves(output_dir, *, out_path=None) -> Path:
         raise ValueError(f"{output_dir / 'stats.jsonl'} holds no training iterations to plot")
     # Evaluations during training, and the final test (drawn at the last iteration it follows).
     last_iter = train[-1]["iter"]
-    evals = [r if r.get("type") == "eval" else {**r, "iter": last_iter}
-             for r in records if r.get("type") == "eval" or (r.get("type") == "test" and "iter" not in r)]
+    evals = [
+        r if r.get("type") == "eval" else {**r, "iter": last_iter}
+        for r in records
+        if r.get("type") == "eval" or (r.get("type") == "test" and "iter" not in r)
+    ]
     metrics = [m for m in EVAL_METRICS if any(r.get(m) is not None for r in evals)]
     panels = 2 + (1 if metrics else 0)
     figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6))

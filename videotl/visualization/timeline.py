@@ -35,8 +35,14 @@ def plot_timeline(
     end = segment_ranges[-1][1]
     colours = plt.get_cmap("tab10")
     rows = 2 if ground_truth is not None else 1
-    figure, axes = plt.subplots(rows, 1, figsize=(10, 3.2 + 1.6 * (rows - 1)), sharex=True, squeeze=False,
-                                gridspec_kw={"height_ratios": [3, 1][:rows]})
+    figure, axes = plt.subplots(
+        rows,
+        1,
+        figsize=(10, 3.2 + 1.6 * (rows - 1)),
+        sharex=True,
+        squeeze=False,
+        gridspec_kw={"height_ratios": [3, 1][:rows]},
+    )
     scores_axis = axes[0, 0]
     for order, cls in enumerate(classes):
         values = list(segment_scores[:, cls]) + [segment_scores[-1, cls]]
@@ -50,8 +56,12 @@ def plot_timeline(
             for gt_class, start, stop in ground_truth:
                 if gt_class == cls:
                     gt_axis.barh(order, stop - start, left=start, color=colours(order % 10), height=0.6)
-        gt_axis.set(yticks=range(len(classes)), yticklabels=[class_names[c][:28] for c in classes],
-                    xlabel="time (s)", title="ground truth")
+        gt_axis.set(
+            yticks=range(len(classes)),
+            yticklabels=[class_names[c][:28] for c in classes],
+            xlabel="time (s)",
+            title="ground truth",
+        )
         gt_axis.tick_params(axis="y", labelsize=7)
         gt_axis.invert_yaxis()
     else:

@@ -86,7 +86,9 @@ def overlay(frame: np.ndarray, attention: np.ndarray, *, alpha: float = 0.5) -> 
     """
     height, width = frame.shape[:2]
     resized = F.interpolate(
-        torch.as_tensor(attention, dtype=torch.float32)[None, None], size=(height, width), mode="bilinear",
+        torch.as_tensor(attention, dtype=torch.float32)[None, None],
+        size=(height, width),
+        mode="bilinear",
         align_corners=False,
     )[0, 0].numpy()
     low, high = float(resized.min()), float(resized.max())
@@ -148,7 +150,9 @@ def save_attention_animation(path, frames: np.ndarray, maps: np.ndarray, *, toke
         strip = Image.new("RGB", (width * (len(tokens) + 1), height))
         strip.paste(Image.fromarray(frames[index]), (0, 0))
         for column, token in enumerate(tokens, start=1):
-            strip.paste(Image.fromarray(overlay(frames[index], maps[min(index, len(maps) - 1), token])), (column * width, 0))
+            strip.paste(
+                Image.fromarray(overlay(frames[index], maps[min(index, len(maps) - 1), token])), (column * width, 0)
+            )
         images.append(strip)
     path = Path(path)
     with atomic_path(path) as tmp:

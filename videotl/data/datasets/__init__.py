@@ -3,7 +3,7 @@
 from .avid import AvidLabelReport, load_avid
 from .base import MODES, DatasetError, VideoDataset, VideoRecord
 from .charades import load_charades, read_charades_classes
-from .csv import load_csv
+from .video_list import load_csv
 
 __all__ = [
     "MODES",

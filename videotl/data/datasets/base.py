@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from ..decoding import VideoDecodeError, probe, read_clip, read_segments
 from ..sampling import clip_span, random_clip_start, segment_count, uniform_clip_starts
-from ..transforms import TestTransform, TrainTransform
+from ..transforms import EvalTransform, TrainTransform
 from ._registry import BrokenVideoRegistry
 
 __all__ = ["DatasetError", "VideoRecord", "VideoDataset", "MODES"]
@@ -93,7 +93,7 @@ class VideoDataset(Dataset):
         multi_label: bool,
         clip_labels: bool = False,
         train_transform: Optional[TrainTransform] = None,
-        test_transform: Optional[TestTransform] = None,
+        test_transform: Optional[EvalTransform] = None,
         num_ensemble_views: int = 1,
         num_spatial_crops: int = 1,
         backend: str = "decord",

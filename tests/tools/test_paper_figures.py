@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from videotl.profiling import paper_figures
 from videotl.profiling.flops import FlopReport, ModuleCount
-from videotl.profiling.paper_figures import FigureRow, RowResult, measure_row, render_markdown
+from videotl_tools.harness import paper_figures
+from videotl_tools.harness.paper_figures import FigureRow, RowResult, measure_row, render_markdown
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,7 +57,9 @@ def test_markdown_gives_paper_ours_ratio_and_flags_unexplained_gaps():
 def test_rows_can_be_registered_by_another_module(monkeypatch):
     monkeypatch.setattr(paper_figures, "FIGURE_ROWS", list(paper_figures.FIGURE_ROWS))
     monkeypatch.setattr(paper_figures, "NOTES", dict(paper_figures.NOTES))
-    row = FigureRow("Table 1", "ViT-B/16", "configs/vit.yaml", input_shape=(1, 3, 224, 224), paper_gflops=55.6, notes=("vit",))
+    row = FigureRow(
+        "Table 1", "ViT-B/16", "configs/vit.yaml", input_shape=(1, 3, 224, 224), paper_gflops=55.6, notes=("vit",)
+    )
     paper_figures.register_rows([row])
     paper_figures.register_notes({"vit": "image model note"})
     assert paper_figures.all_rows()[-1] is row
@@ -67,7 +69,14 @@ def test_rows_can_be_registered_by_another_module(monkeypatch):
 
 def test_count_is_independent_of_weights():
     # The figures must not depend on the random init: counts are shapes only.
-    row = FigureRow("T", "TL", "configs/ablations/tokenlearner.yaml", ("DATA.NUM_FRAMES", "4"), (1, 432, 4, 2, 2), "stages.3.6.middle")
+    row = FigureRow(
+        "T",
+        "TL",
+        "configs/ablations/tokenlearner.yaml",
+        ("DATA.NUM_FRAMES", "4"),
+        (1, 432, 4, 2, 2),
+        "stages.3.6.middle",
+    )
     torch.manual_seed(1)
     first = measure_row(row).report.macs
     torch.manual_seed(2)

@@ -1,6 +1,6 @@
 """Speed and peak memory of models, res5 modules and the Vector Transformer, on CPU or CUDA.
 
-Two kinds of fresh Python process (``python -m videotl.profiling.model_benchmark --worker SPEC``):
+Two kinds of fresh Python process (``python -m videotl_tools.harness.model_benchmark --worker SPEC``):
 
 - memory: one per case and mode; its first pass measures peak memory, so neither the allocator's
   caches nor another case's peak can leak into the number.
@@ -39,7 +39,6 @@ the machine hits both).
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import statistics
@@ -53,7 +52,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..models.vector_attention_cpu import load_kernels
+from videotl_tools._cli import parse_shape
+from videotl_tools.harness.reports import machine_info, update_markdown_section
 
 __all__ = [
     "BenchmarkCase",
@@ -65,14 +65,10 @@ __all__ = [
     "measure_case_memory",
     "compare",
     "faster_rounds",
-    "machine_info",
     "render_markdown_section",
-    "update_markdown_section",
     "add_model_arguments",
     "run_model",
 ]
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -111,7 +107,7 @@ class _VectorAttentionOnly(nn.Module):
         self.chunk_size = chunk_size
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        from ..models.vector_transformer import vector_attention_chunked, vector_attention_naive
+        from videotl.models.vector_transformer import vector_attention_chunked, vector_attention_naive
 
         if self.implementation == "naive":
             return vector_attention_naive(q, k, v)
@@ -180,10 +176,10 @@ def build_case(case: BenchmarkCase, *, device: torch.device) -> Tuple[nn.Module,
         # Scaled like LayerNorm-ed tokens through a 432-wide projection, so the softmax is realistic.
         inputs = tuple(torch.randn(case.input_shape, device=device) * 0.5 for _ in range(3))
         return module.to(device), inputs
-    from ..config import load_config
-    from ..models import build_model
+    from videotl.config import load_config
+    from videotl.models import build_model
 
-    cfg = load_config(str(REPO_ROOT / case.config), list(case.overrides))
+    cfg = load_config(case.config, list(case.overrides))
     model = build_model(cfg)
     module = model.get_submodule(case.submodule) if case.submodule else model
     return module.to(device), (torch.randn(case.input_shape, device=device),)
@@ -218,7 +214,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_peak_memory(module: nn.Module, inputs: Sequence[torch.Tensor], *, backward: bool, device: torch.device) -> Dict[str, Any]:
+def measure_peak_memory(
+    module: nn.Module, inputs: Sequence[torch.Tensor], *, backward: bool, device: torch.device
+) -> Dict[str, Any]:
     """Peak memory of one pass above what is allocated before it (see the module docstring)."""
     if device.type == "cuda":
         _sync(device)
@@ -227,7 +225,10 @@ def measure_peak_memory(module: nn.Module, inputs: Sequence[torch.Tensor], *, ba
         _step(module, inputs, backward)
         _sync(device)
         peak = torch.cuda.max_memory_allocated(device) - before
-        return {"peak_memory_bytes": peak, "memory_method": "cuda max_memory_allocated minus memory_allocated before the pass"}
+        return {
+            "peak_memory_bytes": peak,
+            "memory_method": "cuda max_memory_allocated minus memory_allocated before the pass",
+        }
     exact = _reset_peak_rss()
     before_kb = _read_status_kb("VmRSS")
     _step(module, inputs, backward)
@@ -241,7 +242,13 @@ def measure_peak_memory(module: nn.Module, inputs: Sequence[torch.Tensor], *, ba
 
 
 def time_passes(
-    module: nn.Module, inputs: Sequence[torch.Tensor], *, backward: bool, device: torch.device, warmup: int, repeats: int
+    module: nn.Module,
+    inputs: Sequence[torch.Tensor],
+    *,
+    backward: bool,
+    device: torch.device,
+    warmup: int,
+    repeats: int,
 ) -> List[float]:
     """Seconds per pass for ``repeats`` passes after ``warmup`` untimed ones."""
     for _ in range(warmup):
@@ -256,7 +263,9 @@ def time_passes(
     return times
 
 
-def run_case(case: BenchmarkCase, *, mode: str, device: str = "cpu", warmup: int = 1, repeats: int = 5) -> Dict[str, Any]:
+def run_case(
+    case: BenchmarkCase, *, mode: str, device: str = "cpu", warmup: int = 1, repeats: int = 5
+) -> Dict[str, Any]:
     """Measure one case in this process: peak memory of the first pass, then the timed passes.
 
     ``mode`` is ``"fw"`` (eval, no autograd) or ``"fwbw"`` (train mode, forward + backward).
@@ -324,8 +333,8 @@ def time_group(
 
 def _spawn(spec: Dict[str, Any], env: Dict[str, str]) -> Any:
     process = subprocess.run(
-        [sys.executable, "-m", "videotl.profiling.model_benchmark", "--worker", json.dumps(spec)],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "videotl_tools.harness.model_benchmark", "--worker", json.dumps(spec)],
+        env=env, capture_output=True, text=True,
     )  # fmt: skip
     if process.returncode != 0:
         raise RuntimeError(f"benchmark worker {spec['task']} failed:\n{process.stderr[-4000:]}")
@@ -347,7 +356,6 @@ def run_cases(
     env = dict(os.environ)
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     base = {"device": device, "threads": threads}
     memory = {}
     for case in cases:
@@ -360,11 +368,23 @@ def run_cases(
     results = []
     for members in groups.values():
         for mode in modes:
-            spec = {**base, "task": "time", "cases": [asdict(c) for c in members], "mode": mode, "warmup": warmup, "repeats": repeats}
+            spec = {
+                **base,
+                "task": "time",
+                "cases": [asdict(c) for c in members],
+                "mode": mode,
+                "warmup": warmup,
+                "repeats": repeats,
+            }
             times = _spawn(spec, env)
             for case in members:
                 result = _result(
-                    case, mode=mode, device=device, times=times[case.name], warmup=warmup, memory=memory[case.name, mode]
+                    case,
+                    mode=mode,
+                    device=device,
+                    times=times[case.name],
+                    warmup=warmup,
+                    memory=memory[case.name, mode],
                 )
                 results.append(result)
                 log(
@@ -433,26 +453,6 @@ def faster_rounds(results: Sequence[Dict[str, Any]]) -> Dict[str, Tuple[int, int
     return out
 
 
-def machine_info(*, device: str, threads: Optional[int]) -> Dict[str, Any]:
-    info: Dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
-        "threads": threads or torch.get_num_threads(),
-        "load_average_at_start": os.getloadavg(),
-        "vector_attention_cpu_kernels": load_kernels() is not None,
-    }
-    try:
-        with open("/proc/cpuinfo") as handle:
-            info["cpu"] = re.search(r"model name\s*:\s*(.+)", handle.read()).group(1).strip()
-    except (OSError, AttributeError):
-        info["cpu"] = platform.processor()
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
-
-
 def _mib(value: int) -> str:
     return f"{value / 2**20:,.1f}"
 
@@ -508,7 +508,8 @@ def render_markdown_section(payload: Dict[str, Any]) -> str:
         ),
         "",
         "Peak memory: the first pass of each case and mode in a fresh process, "
-        + (results[0]["memory_method"] if results else "") + ". Speed: the cases of each block (whole models, res5 "
+        + (results[0]["memory_method"] if results else "")
+        + ". Speed: the cases of each block (whole models, res5 "
         f"modules, Vector Transformers) are built in one fresh process and timed round-robin, one pass each per round "
         "(the order rotating each round), "
         f"{payload['warmup']} untimed round(s) then {payload['repeats']} timed; clips/s = batch / median. fw = eval mode "
@@ -524,7 +525,11 @@ def render_markdown_section(payload: Dict[str, Any]) -> str:
         where = (fw or fwbw)["case"]["submodule"]
         cells = []
         for r in (fw, fwbw):
-            cells += [f"{r['clips_per_s']:.3f}", f"{r['median_s'] * 1e3:,.1f}", _mib(r["peak_memory_bytes"])] if r else ["—"] * 3
+            cells += (
+                [f"{r['clips_per_s']:.3f}", f"{r['median_s'] * 1e3:,.1f}", _mib(r["peak_memory_bytes"])]
+                if r
+                else ["—"] * 3
+            )
         lines.append(f"| {name} | {shape}{' `' + where + '`' if where else ''} | " + " | ".join(cells) + " |")
     ratios = payload.get("comparison", {})
     if ratios:
@@ -552,39 +557,31 @@ def render_markdown_section(payload: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_markdown_section(path: Path, section: str) -> None:
-    """Replace the ``## <title>`` section of ``path`` with ``section`` (or append it), keeping the rest."""
-    from ..utils.fileio import atomic_write_text
-
-    path = Path(path)
-    title = section.splitlines()[0]
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(title)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    atomic_write_text(path, text.rstrip("\n") + "\n")
-
-
 # ---------------------------------------------------------------------------------------------
 # tools/benchmark.py ``model`` subcommand.
 
 
-def _shape(text: str) -> Tuple[int, ...]:
-    return tuple(int(v) for v in text.lower().split("x"))
-
-
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cfg", default=None, help="config of the model to time (default: the issue-6 comparison suite)")
-    parser.add_argument("--input", type=_shape, default=None, help="T x H x W of the clip (default 16x128x128); with --module, the module's full input shape")
+    parser.add_argument(
+        "--cfg", default=None, help="config of the model to time (default: the issue-6 comparison suite)"
+    )
+    parser.add_argument(
+        "--input",
+        type=parse_shape,
+        default=None,
+        help="T x H x W of the clip (default 16x128x128); with --module, the module's full input shape",
+    )
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--module", default="", help="time only this submodule (dotted name, e.g. stages.3.6.middle)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per measurement (default: torch's)")
-    parser.add_argument("--markdown", default=None, help="also write the 'Model' section of this markdown file (docs/benchmarks.md)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads per measurement (default: torch's)"
+    )
+    parser.add_argument(
+        "--markdown", default=None, help="also write the 'Model' section of this markdown file (docs/benchmarks.md)"
+    )
     parser.add_argument("--output", default="benchmark_model.json")
     parser.add_argument("overrides", nargs="*", help="KEY VALUE config overrides (with --cfg)")
 
@@ -599,7 +596,16 @@ def run_model(args: argparse.Namespace) -> Dict[str, Any]:
             frames, height, width = args.input or (16, 128, 128)
             shape, overrides = (args.batch, 3, frames, height, width), (*args.overrides, "DATA.NUM_FRAMES", str(frames))
         group = "module" if args.module else "model"
-        cases = [BenchmarkCase(Path(args.cfg).stem + (f" {args.module}" if args.module else ""), group, shape, args.cfg, overrides, args.module)]
+        cases = [
+            BenchmarkCase(
+                Path(args.cfg).stem + (f" {args.module}" if args.module else ""),
+                group,
+                shape,
+                args.cfg,
+                overrides,
+                args.module,
+            )
+        ]
     else:
         frames, height, width = args.input or (16, 128, 128)
         cases = default_cases(model_input=(args.batch, 3, frames, height, width))
@@ -652,7 +658,9 @@ def _worker(spec: Dict[str, Any]) -> None:
         result = measure_case_memory(_case(spec["case"]), mode=spec["mode"], device=spec["device"])
     else:
         cases = [_case(data) for data in spec["cases"]]
-        result = time_group(cases, mode=spec["mode"], device=spec["device"], warmup=spec["warmup"], repeats=spec["repeats"])
+        result = time_group(
+            cases, mode=spec["mode"], device=spec["device"], warmup=spec["warmup"], repeats=spec["repeats"]
+        )
     print(json.dumps(result))
 
 

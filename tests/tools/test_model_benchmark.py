@@ -4,13 +4,21 @@ import argparse
 
 import pytest
 
-from videotl.profiling import model_benchmark as mb
-from videotl.profiling.model_benchmark import BenchmarkCase, compare, render_markdown_section, run_case, update_markdown_section
+from videotl_tools.harness import model_benchmark as mb
+from videotl_tools.harness.model_benchmark import (
+    BenchmarkCase,
+    compare,
+    render_markdown_section,
+    run_case,
+    update_markdown_section,
+)
 
 
 @pytest.mark.parametrize("mode", ["fw", "fwbw"])
 def test_run_case_reports_speed_and_memory(mode):
-    case = BenchmarkCase("Vector Transformer, chunked", "vector_attention", (2, 16, 8), implementation="chunked", chunk_size=4)
+    case = BenchmarkCase(
+        "Vector Transformer, chunked", "vector_attention", (2, 16, 8), implementation="chunked", chunk_size=4
+    )
     result = run_case(case, mode=mode, warmup=1, repeats=3)
     assert len(result["times_s"]) == 3
     assert result["clips_per_s"] == pytest.approx(2 / result["median_s"])
@@ -19,7 +27,14 @@ def test_run_case_reports_speed_and_memory(mode):
 
 
 def test_run_case_builds_a_res5_module_from_its_config():
-    case = BenchmarkCase("TL", "module", (1, 432, 4, 2, 2), "configs/ablations/tokenlearner.yaml", ("DATA.NUM_FRAMES", "4"), "stages.3.6.middle")
+    case = BenchmarkCase(
+        "TL",
+        "module",
+        (1, 432, 4, 2, 2),
+        "configs/ablations/tokenlearner.yaml",
+        ("DATA.NUM_FRAMES", "4"),
+        "stages.3.6.middle",
+    )
     result = run_case(case, mode="fwbw", warmup=0, repeats=1)
     assert result["case"]["submodule"] == "stages.3.6.middle"
 
@@ -90,7 +105,14 @@ def test_markdown_section_replaces_only_the_model_section(tmp_path):
     path.write_text("# Benchmarks\n\n## Data pipeline\n\ndata table\n\n## Model\n\nold\n\n## Later\n\nkept\n")
     payload = {
         "command": "python tools/benchmark.py model",
-        "machine": {"cpu": "Test CPU", "cpu_count": 2, "threads": 1, "torch": "2", "platform": "linux", "load_average_at_start": (1.0, 1.0, 1.0)},
+        "machine": {
+            "cpu": "Test CPU",
+            "cpu_count": 2,
+            "threads": 1,
+            "torch": "2",
+            "platform": "linux",
+            "load_average_at_start": (1.0, 1.0, 1.0),
+        },
         "warmup": 1,
         "repeats": 3,
         "results": [_fake("X(2+1)D-M baseline", "fw", 2.0, 2**20), _fake("X(2+1)D-M baseline", "fwbw", 4.0, 2**21)],
@@ -107,7 +129,9 @@ def test_markdown_section_replaces_only_the_model_section(tmp_path):
 def test_cli_arguments_parse():
     parser = argparse.ArgumentParser()
     mb.add_model_arguments(parser)
-    args = parser.parse_args(["--cfg", "configs/charades_12fps.yaml", "--input", "8x64x64", "--device", "cpu", "MODEL.NUM_CLASSES", "10"])
+    args = parser.parse_args(
+        ["--cfg", "configs/charades_12fps.yaml", "--input", "8x64x64", "--device", "cpu", "MODEL.NUM_CLASSES", "10"]
+    )
     assert args.input == (8, 64, 64) and args.overrides == ["MODEL.NUM_CLASSES", "10"]
 
 

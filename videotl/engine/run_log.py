@@ -112,6 +112,7 @@ class StatsWriter:
 def write_environment(output_dir: str, *, device: torch.device, world_size: int) -> Path:
     """Versions, devices and the launch command, to ``OUTPUT_DIR/environment.json``."""
     import numpy
+
     import videotl
 
     info: Dict[str, Any] = {

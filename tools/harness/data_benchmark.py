@@ -16,9 +16,10 @@ processes on a shared machine hits both alike.
 
 from __future__ import annotations
 
+import argparse
+import functools
 import math
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -29,7 +30,10 @@ import av
 import numpy as np
 import torch
 
-__all__ = ["make_benchmark_video", "bare_clip", "bare_sequential", "run_data_benchmark", "machine_info"]
+from videotl.data.encoding import write_video
+from videotl_tools.harness.reports import machine_info
+
+__all__ = ["make_benchmark_video", "bare_clip", "bare_sequential", "run_data_benchmark"]
 
 
 def make_benchmark_video(
@@ -45,25 +49,19 @@ def make_benchmark_video(
     rng = np.random.default_rng(seed)
     texture = rng.integers(0, 256, (height // 8 + 8, width // 8 + 8, 3), dtype=np.uint8)
     texture = texture.repeat(8, axis=0).repeat(8, axis=1)
-    container = av.open(str(path), "w")
-    stream = container.add_stream("libx264", rate=fps)
-    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-    stream.options = {"preset": "veryfast", "crf": "23", "g": str(gop)}
-    for i in range(int(round(seconds * fps))):
-        dy, dx = (i // 4) % 64, (i // 2) % 64
-        image = texture[dy : dy + height, dx : dx + width].copy()
-        for k in range(4):
-            top = int((height - 60) * (0.5 + 0.5 * math.sin(i / (20 + 7 * k) + k)))
-            left = int((width - 80) * (0.5 + 0.5 * math.cos(i / (25 + 5 * k) + 2 * k)))
-            image[top : top + 60, left : left + 80] = (60 * k + 30, 200 - 40 * k, 90 + 30 * k)
-        noise = rng.integers(0, 12, image.shape, dtype=np.uint8)
-        frame = av.VideoFrame.from_ndarray(np.clip(image.astype(np.int16) + noise - 6, 0, 255).astype(np.uint8), format="rgb24")
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
-    return path
+
+    def frames():
+        for i in range(int(round(seconds * fps))):
+            dy, dx = (i // 4) % 64, (i // 2) % 64
+            image = texture[dy : dy + height, dx : dx + width].copy()
+            for k in range(4):
+                top = int((height - 60) * (0.5 + 0.5 * math.sin(i / (20 + 7 * k) + k)))
+                left = int((width - 80) * (0.5 + 0.5 * math.cos(i / (25 + 5 * k) + 2 * k)))
+                image[top : top + 60, left : left + 80] = (60 * k + 30, 200 - 40 * k, 90 + 30 * k)
+            noise = rng.integers(0, 12, image.shape, dtype=np.uint8)
+            yield np.clip(image.astype(np.int16) + noise - 6, 0, 255).astype(np.uint8)
+
+    return write_video(path, frames(), rate=fps, options={"preset": "veryfast", "crf": "23", "g": str(gop)})
 
 
 def _cfr_indices(times: Sequence[float], rate: float, count: int) -> List[int]:
@@ -132,24 +130,6 @@ def _process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def machine_info() -> Dict[str, object]:
-    import decord
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "decord": getattr(decord, "__version__", "?"),
-        "av": av.__version__,
-        "cuda": torch.cuda.is_available(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-
-
 def _compare(pairs: List[Tuple[Tuple[float, float], Tuple[float, float]]]) -> Dict[str, float]:
     """Pairs of ((wall, cpu) ours, (wall, cpu) bare) -> rates and ratios (1.0 = as fast as bare).
 
@@ -180,15 +160,23 @@ def bench_random_clips(path: str, *, backend: str, num_clips: int, num_frames: i
 
     info = probe(path)
     generator = torch.Generator().manual_seed(seed)
-    starts = [random_clip_start(info.duration, num_frames=num_frames, fps=fps, generator=generator) for _ in range(num_clips)]
+    starts = [
+        random_clip_start(info.duration, num_frames=num_frames, fps=fps, generator=generator) for _ in range(num_clips)
+    ]
     # One warm-up of each side: file cache, decoder libraries.
     read_clip(path, starts[0], num_frames, fps, backend=backend, num_threads=1)
-    bare_clip(path, clip_times(starts[0], num_frames=num_frames, fps=fps), backend=backend, rate=info.fps, count=info.num_frames)
+    bare_clip(
+        path,
+        clip_times(starts[0], num_frames=num_frames, fps=fps),
+        backend=backend,
+        rate=info.fps,
+        count=info.num_frames,
+    )
     pairs = []
     for i, start in enumerate(starts):
         times = clip_times(start, num_frames=num_frames, fps=fps)
-        ours = lambda: read_clip(path, start, num_frames, fps, backend=backend, num_threads=1)  # noqa: E731
-        bare = lambda: bare_clip(path, times, backend=backend, rate=info.fps, count=info.num_frames)  # noqa: E731
+        ours = functools.partial(read_clip, path, start, num_frames, fps, backend=backend, num_threads=1)
+        bare = functools.partial(bare_clip, path, times, backend=backend, rate=info.fps, count=info.num_frames)
         # Alternate which side runs first, so neither always gets the warmer cache.
         if i % 2:
             b, o = _timed(bare), _timed(ours)
@@ -241,10 +229,22 @@ def bench_loader(
             return load_config(
                 "",
                 [
-                    "DATA.PATH_TO_DATA_DIR", root, "TRAIN.DATASET", "csv", "TEST.DATASET", "csv",
-                    "MODEL.NUM_CLASSES", "2", "DATA.DECODING_BACKEND", backend,
-                    "DATA_LOADER.NUM_WORKERS", str(num_workers), "DATA_LOADER.DECODER_THREADS", "1",
-                    "TRAIN.BATCH_SIZE_PER_DEVICE", str(batch_size),
+                    "DATA.PATH_TO_DATA_DIR",
+                    root,
+                    "TRAIN.DATASET",
+                    "csv",
+                    "TEST.DATASET",
+                    "csv",
+                    "MODEL.NUM_CLASSES",
+                    "2",
+                    "DATA.DECODING_BACKEND",
+                    backend,
+                    "DATA_LOADER.NUM_WORKERS",
+                    str(num_workers),
+                    "DATA_LOADER.DECODER_THREADS",
+                    "1",
+                    "TRAIN.BATCH_SIZE_PER_DEVICE",
+                    str(batch_size),
                 ]
                 + list(overrides),
             )
@@ -336,19 +336,66 @@ def run_data_benchmark(
     }
     for backend in backends:
         log(f"[{backend}] random clips ({num_clips})")
-        clips = bench_random_clips(video, backend=backend, num_clips=num_clips, num_frames=num_frames, fps=fps, seed=seed)
-        log(f"[{backend}]   {clips['ours_per_second']:.2f} clips/s vs bare {clips['bare_per_second']:.2f}: "
-            f"ratio {clips['ratio_wall']:.3f} wall, {clips['ratio_cpu']:.3f} CPU")
+        clips = bench_random_clips(
+            video, backend=backend, num_clips=num_clips, num_frames=num_frames, fps=fps, seed=seed
+        )
+        log(
+            f"[{backend}]   {clips['ours_per_second']:.2f} clips/s vs bare {clips['bare_per_second']:.2f}: "
+            f"ratio {clips['ratio_wall']:.3f} wall, {clips['ratio_cpu']:.3f} CPU"
+        )
         log(f"[{backend}] whole-video segments ({segment_repeats} decodes)")
         segments = bench_segments(video, backend=backend, repeats=segment_repeats, num_frames=num_frames, fps=fps)
-        log(f"[{backend}]   {segments['ours_segments_per_second']:.2f} segments/s vs one sequential decode "
-            f"{segments['bare_segments_per_second']:.2f}: ratio {segments['ratio_wall']:.3f} wall, {segments['ratio_cpu']:.3f} CPU")
+        log(
+            f"[{backend}]   {segments['ours_segments_per_second']:.2f} segments/s vs one sequential decode "
+            f"{segments['bare_segments_per_second']:.2f}: ratio {segments['ratio_wall']:.3f} wall, {segments['ratio_cpu']:.3f} CPU"
+        )
         log(f"[{backend}] DataLoader ({workers} workers) vs bare sampler ({loader_clips} clips)")
-        loader = bench_loader(video, backend=backend, num_clips=loader_clips, workers=workers, batch_size=batch_size,
-                              overrides=loader_overrides)
-        log(f"[{backend}]   loader {loader['loader_per_second']:.2f} clips/s ({loader['loader_per_second_per_core']:.2f}"
+        loader = bench_loader(
+            video,
+            backend=backend,
+            num_clips=loader_clips,
+            workers=workers,
+            batch_size=batch_size,
+            overrides=loader_overrides,
+        )
+        log(
+            f"[{backend}]   loader {loader['loader_per_second']:.2f} clips/s ({loader['loader_per_second_per_core']:.2f}"
             f" per core) vs bare sampler {loader['bare_sampler_per_second']:.2f}: ratio per core "
-            f"{loader['ratio_per_core_wall']:.3f} wall, {loader['ratio_per_core_cpu']:.3f} CPU")
+            f"{loader['ratio_per_core_wall']:.3f} wall, {loader['ratio_per_core_cpu']:.3f} CPU"
+        )
         result["backends"][backend] = {"random_clips": clips, "segments": segments, "loader": loader}
     result["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# tools/benchmark.py ``data`` subcommand.
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--video", default=None, help="H.264 video to read (default: write a 30 s 480x360 30 fps one)")
+    parser.add_argument("--workdir", default=None, help="where the generated video goes (kept for reruns)")
+    parser.add_argument("--backend", nargs="+", default=["decord", "pyav"], choices=["decord", "pyav"])
+    parser.add_argument("--clips", type=int, default=40, help="random 64-frame clips timed per side")
+    parser.add_argument("--segment-repeats", type=int, default=6, help="whole-video decodes timed per side")
+    parser.add_argument("--loader-clips", type=int, default=48, help="training samples for the DataLoader comparison")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (= cores used)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--num-frames", type=int, default=64)
+    parser.add_argument("--fps", type=float, default=12.0)
+    parser.add_argument("--output", default="benchmark_data.json")
+
+
+def run_data(args: argparse.Namespace) -> Dict:
+    return run_data_benchmark(
+        args.video,
+        workdir=args.workdir,
+        backends=args.backend,
+        num_clips=args.clips,
+        segment_repeats=args.segment_repeats,
+        loader_clips=args.loader_clips,
+        workers=args.workers,
+        batch_size=args.batch_size,
+        num_frames=args.num_frames,
+        fps=args.fps,
+    )

@@ -1,6 +1,6 @@
 """Compute rows for the ViT and ViViT tables of the paper (Tables 1, 2, 4, 6 and 8).
 
-Registered with :func:`videotl.profiling.paper_figures.register_rows` when
+Registered with :func:`videotl_tools.harness.paper_figures.register_rows` when
 ``tools/compute_table.py`` imports the row providers. Each row measures the whole model, built
 from its config, on one image (384 x 384 for S and B, 512 x 512 for L) or one 32 x 224 x 224 view.
 
@@ -15,7 +15,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .flops import count_flops
+from videotl.profiling.flops import count_flops
+
 from .paper_figures import FigureRow, RowResult, register_notes, register_rows
 
 IMAGE_384 = (1, 3, 384, 384)
@@ -68,21 +69,54 @@ ROWS = [
     _row(T4, "B/16, 8-TL at 6, TokenFuser", "vit/vit_b16_tl8at6_fuser.yaml", 28.5, IMAGE_384, "vit_fuser"),
     _row(T4, "B/16, 16-TL at 6, no TokenFuser", "vit/vit_b16_tl16at6.yaml", 28.7, IMAGE_384),
     _row(T4, "B/16, 16-TL at 6, TokenFuser", "vit/vit_b16_tl16at6_fuser.yaml", 29.1, IMAGE_384, "vit_fuser"),
-    _row(T4, "L/16 (24), 16-TL at 12, no TokenFuser", "vit/vit_l16_tl16at12.yaml", 184.6, IMAGE_512, "vit_l16_tl16at12"),
+    _row(
+        T4, "L/16 (24), 16-TL at 12, no TokenFuser", "vit/vit_l16_tl16at12.yaml", 184.6, IMAGE_512, "vit_l16_tl16at12"
+    ),
     _row(T4, "L/16 (24), 16-TL at 12, TokenFuser", "vit/vit_l16_tl16at12_fuser.yaml", 187.1, IMAGE_512, "vit_fuser"),
     _row(T4, "L/16 (24), 8-TL at 18, no TokenFuser", "vit/vit_l16_tl8at18.yaml", 273.2, IMAGE_512),
     _row(T4, "L/16 (24), 8-TL at 18, TokenFuser", "vit/vit_l16_tl8at18_fuser.yaml", 273.8, IMAGE_512, "vit_fuser"),
     _row(
-        T4, "L/10 (24+11), 16-TL at 18, no TokenFuser", "vit/vit_l10_24p11_tl16at18.yaml", 849.0, IMAGE_512,
-        "vit_valid_patches", "vit_l10_params", params_m=460.0,
+        T4,
+        "L/10 (24+11), 16-TL at 18, no TokenFuser",
+        "vit/vit_l10_24p11_tl16at18.yaml",
+        849.0,
+        IMAGE_512,
+        "vit_valid_patches",
+        "vit_l10_params",
+        params_m=460.0,
     ),
-    _row(T4, "L/10 (24+11), 16-TL at 18, TokenFuser", "vit/vit_l10_24p11_tl16at18_fuser.yaml", 856.9, IMAGE_512, "vit_valid_patches", "vit_fuser"),
+    _row(
+        T4,
+        "L/10 (24+11), 16-TL at 18, TokenFuser",
+        "vit/vit_l10_24p11_tl16at18_fuser.yaml",
+        856.9,
+        IMAGE_512,
+        "vit_valid_patches",
+        "vit_fuser",
+    ),
     _row(T6, "ViViT-L/16", "vivit/vivit_l16.yaml", 1446.0, VIEW_32x224),
     _row(T6, "TokenLearner 16at12 + L/16", "vivit/vivit_l16_tl16at12.yaml", 766.0, VIEW_32x224),
-    _row(T6, "TokenLearner 8at18 + L/16 (24+6)", "vivit/vivit_l16_24p6_tl8at18.yaml", 1105.0, VIEW_32x224, "vivit_8at18"),
+    _row(
+        T6, "TokenLearner 8at18 + L/16 (24+6)", "vivit/vivit_l16_24p6_tl8at18.yaml", 1105.0, VIEW_32x224, "vivit_8at18"
+    ),
     _row(T6, "TokenLearner 16at18 + L/14 (24+11)", "vivit/vivit_l14_24p11_tl16at18.yaml", 1621.0, VIEW_32x224),
-    _row(T6, "TokenLearner 16at18 + L/10 (24+11)", "vivit/vivit_l10_24p11_tl16at18.yaml", 4076.0, VIEW_32x224, "vit_valid_patches"),
-    _row(T8, "TokenLearner 16at18 w. Fuser (L/10)", "vivit/vivit_l10_24p11_tl16at18_fuser.yaml", 4100.0, VIEW_32x224, "vit_valid_patches", "vit_fuser"),
+    _row(
+        T6,
+        "TokenLearner 16at18 + L/10 (24+11)",
+        "vivit/vivit_l10_24p11_tl16at18.yaml",
+        4076.0,
+        VIEW_32x224,
+        "vit_valid_patches",
+    ),
+    _row(
+        T8,
+        "TokenLearner 16at18 w. Fuser (L/10)",
+        "vivit/vivit_l10_24p11_tl16at18_fuser.yaml",
+        4100.0,
+        VIEW_32x224,
+        "vit_valid_patches",
+        "vit_fuser",
+    ),
 ]
 
 NOTES = {
@@ -162,7 +196,7 @@ class LayerwiseCount:
     """A whole-model count assembled exactly from a shortened model's fvcore count.
 
     Has the ``gmacs`` / ``gflops`` / ``params`` of a :class:`~videotl.profiling.flops.FlopReport`,
-    so :func:`~videotl.profiling.paper_figures.render_markdown` renders it like one.
+    so :func:`~videotl_tools.harness.paper_figures.render_markdown` renders it like one.
     """
 
     gmacs: float
@@ -175,8 +209,13 @@ class LayerwiseCount:
         return 2.0 * self.gmacs
 
     def to_dict(self) -> Dict[str, object]:
-        return {"gmacs": self.gmacs, "gflops": self.gflops, "params": self.params,
-                "measured_gmacs": self.measured_gmacs, "repeats": dict(self.repeats)}
+        return {
+            "gmacs": self.gmacs,
+            "gflops": self.gflops,
+            "params": self.params,
+            "measured_gmacs": self.measured_gmacs,
+            "repeats": dict(self.repeats),
+        }
 
 
 def _short_plan(cfg) -> Tuple[List[str], Dict[Tuple[str, ...], int]]:
@@ -207,8 +246,8 @@ def measure_row_by_layers(row: FigureRow) -> RowResult:
     per kind (same input, same token counts), plus the per-layer counts times the missing layers.
     Parameters come from the full model built on the meta device. Exact, and minutes instead of
     hours for the ViViT-L rows on a CPU."""
-    from ..config import load_config
-    from ..models import build_model
+    from videotl.config import load_config
+    from videotl.models import build_model
 
     cfg = load_config(row.config, list(row.overrides))
     short_overrides, repeats = _short_plan(cfg)
@@ -217,6 +256,10 @@ def measure_row_by_layers(row: FigureRow) -> RowResult:
     torch.manual_seed(0)
     short = build_model(load_config(row.config, [*row.overrides, *short_overrides])).eval()
     report = count_flops(short, torch.randn(row.input_shape))
-    macs = report.gmacs + sum(count * sum(report.modules[name].gmacs for name in names) for names, count in repeats.items())
+    macs = report.gmacs + sum(
+        count * sum(report.modules[name].gmacs for name in names) for names, count in repeats.items()
+    )
     plan = tuple(("+".join(names), count) for names, count in repeats.items())
-    return RowResult(row=row, report=LayerwiseCount(gmacs=macs, params=params, measured_gmacs=report.gmacs, repeats=plan))
+    return RowResult(
+        row=row, report=LayerwiseCount(gmacs=macs, params=params, measured_gmacs=report.gmacs, repeats=plan)
+    )

@@ -2,26 +2,54 @@
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from videotl.config import load_config
-from videotl.engine.ablation import AblationRow, measure_compute, render_table, run_ablation, variant_overrides
-from videotl.engine.demo import ensure_synthetic_charades, run_demo
+from videotl_tools.harness.ablation import AblationRow, measure_compute, render_table, run_ablation, variant_overrides
+from videotl_tools.harness.demo import ensure_synthetic_charades, run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
 DEMO_CFG = str(ROOT / "configs" / "demo" / "synthetic_charades.yaml")
 TINY_DATASET = {"seed": 0, "num_train": 4, "num_test": 3, "min_seconds": 2.0, "max_seconds": 3.0}
 TINY_RUN = [
-    "DEVICE", "cpu", "X3D.STEM_DIM", "4", "X3D.STAGE_DEPTHS", "[1,1,1,2]", "X3D.STAGE_DIMS", "[4,8,8,8]",
-    "X3D.CONV5_DIM", "16", "X3D.HEAD_DIM", "16", "TOKENLEARNER.DIM", "18", "RES5.CONVERTED_BLOCKS", "[1]",
-    "RES5.NUM_HEADS", "2", "DATA.NUM_FRAMES", "4", "DATA.TRAIN_JITTER_SCALES", "[32, 36]",
-    "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "DATA_LOADER.NUM_WORKERS", "0",
-    "TRAIN.BATCH_SIZE_PER_DEVICE", "2", "TEST.BATCH_SIZE_PER_DEVICE", "4", "SOLVER.MAX_EPOCH", "1",
-    "TENSORBOARD.ENABLE", "False",
+    "DEVICE",
+    "cpu",
+    "X3D.STEM_DIM",
+    "4",
+    "X3D.STAGE_DEPTHS",
+    "[1,1,1,2]",
+    "X3D.STAGE_DIMS",
+    "[4,8,8,8]",
+    "X3D.CONV5_DIM",
+    "16",
+    "X3D.HEAD_DIM",
+    "16",
+    "TOKENLEARNER.DIM",
+    "18",
+    "RES5.CONVERTED_BLOCKS",
+    "[1]",
+    "RES5.NUM_HEADS",
+    "2",
+    "DATA.NUM_FRAMES",
+    "4",
+    "DATA.TRAIN_JITTER_SCALES",
+    "[32, 36]",
+    "DATA.TRAIN_CROP_SIZE",
+    "32",
+    "DATA.TEST_CROP_SIZE",
+    "32",
+    "DATA_LOADER.NUM_WORKERS",
+    "0",
+    "TRAIN.BATCH_SIZE_PER_DEVICE",
+    "2",
+    "TEST.BATCH_SIZE_PER_DEVICE",
+    "4",
+    "SOLVER.MAX_EPOCH",
+    "1",
+    "TENSORBOARD.ENABLE",
+    "False",
 ]
 
 
@@ -35,13 +63,24 @@ def _test_positive_rate(root: Path) -> float:
 
 
 def test_demo_tool_runs_end_to_end_and_reruns_without_redoing_work(tmp_path, capsys, monkeypatch):
-    import run_demo as tool
+    from videotl_tools import run_demo as tool
 
-    monkeypatch.setattr("videotl.engine.demo.DEMO_DATASET", dict(TINY_DATASET))
+    monkeypatch.setattr("videotl_tools.harness.demo.DEMO_DATASET", dict(TINY_DATASET))
     monkeypatch.setattr(tool, "DEMO_DATASET", dict(TINY_DATASET))
     data, out = tmp_path / "data", tmp_path / "run"
-    args = ["--cfg", DEMO_CFG, "--num-train", "4", "--num-test", "3",
-            *TINY_RUN, "DATA.PATH_TO_DATA_DIR", str(data), "OUTPUT_DIR", str(out)]
+    args = [
+        "--cfg",
+        DEMO_CFG,
+        "--num-train",
+        "4",
+        "--num-test",
+        "3",
+        *TINY_RUN,
+        "DATA.PATH_TO_DATA_DIR",
+        str(data),
+        "OUTPUT_DIR",
+        str(out),
+    ]
     assert tool.main(args) == 0
     printed = capsys.readouterr().out.strip().splitlines()
     assert printed[-1].startswith("mAP ")
@@ -49,7 +88,7 @@ def test_demo_tool_runs_end_to_end_and_reruns_without_redoing_work(tmp_path, cap
     # Three tiny test videos cannot hold all 12 classes: the mAP and chance cover those they hold.
     assert saved["metric"] == "mAP over the classes with test positives"
     assert saved["chance"] == pytest.approx(_test_positive_rate(data))
-    assert 0.0 <= saved["map"] <= 1.0 and saved["num_test_videos"] == 3
+    assert 0.0 <= saved["mean_ap"] <= 1.0 and saved["num_test_videos"] == 3
     assert saved["seconds"]["generate"] > 0
     assert (out / "checkpoints" / "checkpoint_epoch_00001.pyth").is_file()
     assert (out / "test_metrics.json").is_file()
@@ -58,7 +97,7 @@ def test_demo_tool_runs_end_to_end_and_reruns_without_redoing_work(tmp_path, cap
     cfg = load_config(DEMO_CFG, [*TINY_RUN, "DATA.PATH_TO_DATA_DIR", str(data), "OUTPUT_DIR", str(out)])
     again = run_demo(cfg, dataset=TINY_DATASET, progress=False)
     assert again.seconds["generate"] == 0.0
-    assert again.map == pytest.approx(saved["map"])
+    assert again.mean_ap == pytest.approx(saved["mean_ap"])
 
 
 def test_demo_never_writes_into_a_real_charades_folder(tmp_path):
@@ -74,7 +113,13 @@ def test_variant_overrides_take_only_the_res5_keys_the_file_sets(tmp_path):
         "TOKENLEARNER:\n  TOKENIZER: fixed_grid\n  NUM_TOKENS: 8\n"
     )
     assert variant_overrides("v", directory=tmp_path) == [
-        "RES5.SPATIAL", "none", "TOKENLEARNER.TOKENIZER", "fixed_grid", "TOKENLEARNER.NUM_TOKENS", "8"]
+        "RES5.SPATIAL",
+        "none",
+        "TOKENLEARNER.TOKENIZER",
+        "fixed_grid",
+        "TOKENLEARNER.NUM_TOKENS",
+        "8",
+    ]
     with pytest.raises(FileNotFoundError, match="known variants: v"):
         variant_overrides("w", directory=tmp_path)
     # The repository's ablation files are all usable as variants.
@@ -98,11 +143,12 @@ def test_ablation_trains_each_variant_once_and_tabulates(tmp_path):
     data = tmp_path / "data"
     ensure_synthetic_charades(str(data), progress=False, num_workers=0, **TINY_DATASET)
     overrides = [*TINY_RUN, "DATA.PATH_TO_DATA_DIR", str(data)]
-    rows = run_ablation(DEMO_CFG, ["conv2d_conv1d", "conv2d_tokenlearner"], output_root=str(tmp_path / "abl"),
-                        overrides=overrides)
+    rows = run_ablation(
+        DEMO_CFG, ["conv2d_conv1d", "conv2d_tokenlearner"], output_root=str(tmp_path / "abl"), overrides=overrides
+    )
     assert [r.variant for r in rows] == ["conv2d_conv1d", "conv2d_tokenlearner"]
     for row in rows:
-        assert 0.0 <= row.map <= 1.0 and row.train_clips_per_s > 0 and row.clips == 2 * 2  # 2 iterations of 2
+        assert 0.0 <= row.mean_ap <= 1.0 and row.train_clips_per_s > 0 and row.clips == 2 * 2  # 2 iterations of 2
     assert rows[0].module_params != rows[1].module_params
     # Finished variants are read back, not retrained.
     stamp = (tmp_path / "abl" / "conv2d_conv1d" / "ablation_row.json").stat().st_mtime_ns
@@ -112,21 +158,42 @@ def test_ablation_trains_each_variant_once_and_tabulates(tmp_path):
 
 
 def test_render_table():
-    row = AblationRow(variant="x", label="Conv2D + Conv1D", map=0.4567, module_gflops=0.0718, module_params=249408,
-                      model_gflops=0.59, model_params=997312, train_clips_per_s=12.34, train_seconds=10.0, clips=8,
-                      output_dir="o")
+    row = AblationRow(
+        variant="x",
+        label="Conv2D + Conv1D",
+        mean_ap=0.4567,
+        module_gflops=0.0718,
+        module_params=249408,
+        model_gflops=0.59,
+        model_params=997312,
+        train_clips_per_s=12.34,
+        train_seconds=10.0,
+        clips=8,
+        output_dir="o",
+    )
     table = render_table([row], chance=0.3).splitlines()
     assert table[2] == "| Conv2D + Conv1D | 45.7 | 0.072 | 249.4K | 0.59 | 12.3 |"
     assert table[3].startswith("| *chance (mean positive rate)* | 30.0 |")
 
 
 def test_ablate_tool_writes_the_markdown_table(tmp_path, monkeypatch, capsys):
-    import ablate as tool
+    from videotl_tools import ablate as tool
 
     monkeypatch.setattr(tool, "DEMO_DATASET", dict(TINY_DATASET))
     data, doc = tmp_path / "data", tmp_path / "ablation.md"
-    args = ["--cfg", DEMO_CFG, "--variants", "conv2d_conv1d", "--output-root", str(tmp_path / "abl"),
-            "--out", str(doc), *TINY_RUN, "DATA.PATH_TO_DATA_DIR", str(data)]
+    args = [
+        "--cfg",
+        DEMO_CFG,
+        "--variants",
+        "conv2d_conv1d",
+        "--output-root",
+        str(tmp_path / "abl"),
+        "--out",
+        str(doc),
+        *TINY_RUN,
+        "DATA.PATH_TO_DATA_DIR",
+        str(data),
+    ]
     assert tool.main(args) == 0
     text = doc.read_text()
     assert "python tools/ablate.py --cfg " in text and "--variants conv2d_conv1d" in text

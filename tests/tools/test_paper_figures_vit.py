@@ -6,13 +6,25 @@ from pathlib import Path
 
 import pytest
 
-from videotl.profiling.paper_figures import all_rows, measure_row
-from videotl.profiling.paper_figures_vit import NOTES, ROWS, measure_row_by_layers
+from videotl_tools.harness.paper_figures import all_rows, measure_row
+from videotl_tools.harness.paper_figures_vit import NOTES, ROWS, measure_row_by_layers
 
-TINY = ("VIT.HIDDEN_SIZE", "32", "VIT.NUM_HEADS", "4", "VIT.MLP_DIM", "64", "VIT.PATCH_SIZE", "8",
-        "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 32]")
-
-
+TINY = (
+    "VIT.HIDDEN_SIZE",
+    "32",
+    "VIT.NUM_HEADS",
+    "4",
+    "VIT.MLP_DIM",
+    "64",
+    "VIT.PATCH_SIZE",
+    "8",
+    "DATA.NUM_FRAMES",
+    "4",
+    "DATA.TRAIN_CROP_SIZE",
+    "32",
+    "DATA.TRAIN_JITTER_SCALES",
+    "[32, 32]",
+)
 
 
 def test_rows_are_registered_with_configs_and_notes():
@@ -28,8 +40,12 @@ def test_rows_are_registered_with_configs_and_notes():
 
 @pytest.mark.parametrize(
     "label",
-    ["ViT B/16 (printed: 55.6)", "L/16 (24+11), 16-TL at 12 (printed: 186.8)", "B/16, 16-TL at 6, TokenFuser (printed: 29.1)",
-     "TokenLearner 16at18 w. Fuser (L/10) (printed: 4100)"],
+    [
+        "ViT B/16 (printed: 55.6)",
+        "L/16 (24+11), 16-TL at 12 (printed: 186.8)",
+        "B/16, 16-TL at 6, TokenFuser (printed: 29.1)",
+        "TokenLearner 16at18 w. Fuser (L/10) (printed: 4100)",
+    ],
 )
 def test_layerwise_count_equals_the_whole_model_count(label):
     row = next(r for r in ROWS if r.label == label)

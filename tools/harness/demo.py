@@ -25,18 +25,30 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 from fvcore.common.config import CfgNode
 
-from ..data.synthetic_charades import MANIFEST_FILE, SPLIT_FILES, generate_synthetic_charades, is_generated
-from ..data.synthetic_charades import plan_synthetic_charades
-from ..utils.fileio import atomic_write_text
-from .evaluator import EvalResult
-from .trainer import test, train
+from videotl.data.synthetic_charades import (
+    MANIFEST_FILE,
+    SPLIT_FILES,
+    generate_synthetic_charades,
+    is_generated,
+    plan_synthetic_charades,
+)
+from videotl.engine.evaluator import EvalResult
+from videotl.engine.trainer import test, train
+from videotl.utils.fileio import atomic_write_text
 
-__all__ = ["DemoResult", "DEMO_DATASET", "ensure_synthetic_charades", "headline_map", "run_demo"]
+__all__ = ["DemoResult", "DEMO_CONFIG", "DEMO_DATASET", "ensure_synthetic_charades", "headline_map", "run_demo"]
 
 logger = logging.getLogger("videotl")
 
-# The demo's dataset: 200 training and 60 test videos of 15-40 s (about 2 hours of video).
-DEMO_DATASET: Dict[str, object] = {"seed": 0, "num_train": 200, "num_test": 60, "min_seconds": 15.0, "max_seconds": 40.0}
+# The demo's config (a packaged name, found from any folder) and dataset: 200 training and 60 test videos of 15-40 s (about 2 hours of video).
+DEMO_CONFIG = "configs/demo/synthetic_charades.yaml"
+DEMO_DATASET: Dict[str, object] = {
+    "seed": 0,
+    "num_train": 200,
+    "num_test": 60,
+    "min_seconds": 15.0,
+    "max_seconds": 40.0,
+}
 
 
 @dataclass
@@ -44,9 +56,9 @@ class DemoResult:
     """What the demo measured.
 
     Attributes:
-        map: official Charades mAP of the test split (segments merged per video); if a class has
+        mean_ap: official Charades mAP of the test split (segments merged per video); if a class has
             no test positive, the mean over the classes that have one (``metric`` says which).
-        metric: what ``map`` is.
+        metric: what ``mean_ap`` is.
         chance: mean positive rate of the test labels (the mAP of uninformed scores), over the
             same classes.
         num_test_videos / num_classes: size of the evaluation (classes with test positives).
@@ -55,7 +67,7 @@ class DemoResult:
         metrics: every metric the evaluator returned.
     """
 
-    map: float
+    mean_ap: float
     metric: str
     chance: float
     num_test_videos: int
@@ -66,8 +78,8 @@ class DemoResult:
 
     def summary(self) -> str:
         return (
-            f"mAP {self.map:.4f} on {self.num_test_videos} test videos, {self.num_classes} classes "
-            f"(chance = mean positive rate {self.chance:.4f}; {self.map / self.chance:.1f}x chance; {self.metric})"
+            f"mAP {self.mean_ap:.4f} on {self.num_test_videos} test videos, {self.num_classes} classes "
+            f"(chance = mean positive rate {self.chance:.4f}; {self.mean_ap / self.chance:.1f}x chance; {self.metric})"
         )
 
 
@@ -88,8 +100,9 @@ def headline_map(result: EvalResult) -> Tuple[float, str, float, int]:
     return value, metric, float(labels[:, evaluated].mean()), int(evaluated.sum())
 
 
-def ensure_synthetic_charades(root: str, *, progress: bool = True, num_workers: Optional[int] = None,
-                              **settings) -> float:
+def ensure_synthetic_charades(
+    root: str, *, progress: bool = True, num_workers: Optional[int] = None, **settings
+) -> float:
     """Generate the synthetic set at ``root`` unless it is complete there; return the seconds spent.
 
     Raises:
@@ -112,8 +125,13 @@ def ensure_synthetic_charades(root: str, *, progress: bool = True, num_workers: 
     return time.perf_counter() - start
 
 
-def run_demo(cfg: CfgNode, *, dataset: Optional[Dict[str, float]] = None, num_workers: Optional[int] = None,
-             progress: bool = True) -> DemoResult:
+def run_demo(
+    cfg: CfgNode,
+    *,
+    dataset: Optional[Dict[str, float]] = None,
+    num_workers: Optional[int] = None,
+    progress: bool = True,
+) -> DemoResult:
     """Generate (when absent), train, test; return and save the mAP next to chance.
 
     Args:
@@ -124,8 +142,11 @@ def run_demo(cfg: CfgNode, *, dataset: Optional[Dict[str, float]] = None, num_wo
     """
     settings = dict(DEMO_DATASET if dataset is None else dataset)
     start = time.perf_counter()
-    seconds = {"generate": ensure_synthetic_charades(cfg.DATA.PATH_TO_DATA_DIR, progress=progress,
-                                                     num_workers=num_workers, **settings)}
+    seconds = {
+        "generate": ensure_synthetic_charades(
+            cfg.DATA.PATH_TO_DATA_DIR, progress=progress, num_workers=num_workers, **settings
+        )
+    }
     begin = time.perf_counter()
     if cfg.TRAIN.ENABLE:
         train(cfg)
@@ -137,7 +158,7 @@ def run_demo(cfg: CfgNode, *, dataset: Optional[Dict[str, float]] = None, num_wo
 
     value, metric, chance, num_classes = headline_map(result)
     demo = DemoResult(
-        map=value,
+        mean_ap=value,
         metric=metric,
         chance=chance,
         num_test_videos=len(result.video_ids),

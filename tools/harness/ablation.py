@@ -25,17 +25,28 @@ import yaml
 from fvcore.common.config import CfgNode
 from tqdm import tqdm
 
-from ..config import load_config
-from ..utils.fileio import atomic_write_text
-from .demo import headline_map
-from .trainer import test, train
+from videotl.config import find_config, load_config
+from videotl.engine.trainer import test, train
+from videotl.utils.fileio import atomic_write_text
 
-__all__ = ["AblationRow", "ABLATION_DIR", "DEFAULT_VARIANTS", "VARIANT_LABELS", "variant_overrides",
-           "measure_compute", "run_ablation", "render_table", "render_document"]
+from .demo import headline_map
+
+__all__ = [
+    "AblationRow",
+    "ABLATION_DIR",
+    "DEFAULT_VARIANTS",
+    "VARIANT_LABELS",
+    "variant_overrides",
+    "measure_compute",
+    "run_ablation",
+    "render_table",
+    "render_document",
+]
 
 logger = logging.getLogger("videotl")
 
-ABLATION_DIR = Path(__file__).resolve().parents[2] / "configs" / "ablations"
+# The variants' folder among the configs shipped with videotl.
+ABLATION_DIR = find_config("configs/ablations/tokenlearner.yaml").parent
 _SECTIONS = ("RES5", "TOKENLEARNER")
 # The rows of the issue, in the paper's order.
 DEFAULT_VARIANTS = ("tokenlearner", "conv2d_tokenlearner", "conv2d_conv1d", "joint_mhsa", "fixed_grid")
@@ -62,7 +73,10 @@ def variant_overrides(name: str, *, directory: Path = ABLATION_DIR) -> List[str]
     overrides: List[str] = []
     for section in _SECTIONS:
         for key, value in (data.get(section) or {}).items():
-            overrides += [f"{section}.{key}", yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()]
+            overrides += [
+                f"{section}.{key}",
+                yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip(),
+            ]
     if not overrides:
         raise ValueError(f"{path} sets no {' or '.join(_SECTIONS)} key: it does not describe a res5 variant")
     return overrides
@@ -74,7 +88,7 @@ class AblationRow:
 
     variant: str
     label: str
-    map: float
+    mean_ap: float
     module_gflops: float
     module_params: int
     model_gflops: float
@@ -89,8 +103,8 @@ class AblationRow:
 
 def measure_compute(cfg: CfgNode) -> Dict[str, float]:
     """FLOPs and parameters of the whole model and of one converted res5 module, on one test view."""
-    from ..models import build_model
-    from ..profiling import count_flops
+    from videotl.models import build_model
+    from videotl.profiling import count_flops
 
     model = build_model(cfg).eval()
     view = torch.zeros(1, 3, cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE)
@@ -103,13 +117,23 @@ def measure_compute(cfg: CfgNode) -> Dict[str, float]:
     module = report.modules[name]
     if report.uncounted_matrix_ops:
         logger.warning(f"FLOP count leaves out matrix products: {report.uncounted_matrix_ops}")
-    return {"module_gflops": module.gflops, "module_params": module.params, "model_gflops": report.gflops,
-            "model_params": report.params}
+    return {
+        "module_gflops": module.gflops,
+        "module_params": module.params,
+        "model_gflops": report.gflops,
+        "model_params": report.params,
+    }
 
 
-def run_ablation(cfg_file: str, variants: Sequence[str], *, output_root: str, overrides: Sequence[str] = (),
-                 directory: Path = ABLATION_DIR,
-                 on_row: Optional[Callable[[List[AblationRow]], None]] = None) -> List[AblationRow]:
+def run_ablation(
+    cfg_file: str,
+    variants: Sequence[str],
+    *,
+    output_root: str,
+    overrides: Sequence[str] = (),
+    directory: Path = ABLATION_DIR,
+    on_row: Optional[Callable[[List[AblationRow]], None]] = None,
+) -> List[AblationRow]:
     """Train and test ``cfg_file`` once per variant, each in ``output_root/<variant>``.
 
     A variant whose ``ablation_row.json`` exists is not rerun (delete it to redo); an interrupted
@@ -137,7 +161,7 @@ def run_ablation(cfg_file: str, variants: Sequence[str], *, output_root: str, ov
         row = AblationRow(
             variant=name,
             label=VARIANT_LABELS.get(name, name),
-            map=headline_map(result)[0],
+            mean_ap=headline_map(result)[0],
             train_clips_per_s=clips / seconds,
             train_seconds=seconds,
             clips=clips,
@@ -152,8 +176,15 @@ def run_ablation(cfg_file: str, variants: Sequence[str], *, output_root: str, ov
     return rows
 
 
-def render_document(rows: Sequence[AblationRow], *, cfg: CfgNode, command: str, chance: Optional[float],
-                    num_test_videos: int, conditions: str) -> str:
+def render_document(
+    rows: Sequence[AblationRow],
+    *,
+    cfg: CfgNode,
+    command: str,
+    chance: Optional[float],
+    num_test_videos: int,
+    conditions: str,
+) -> str:
     """The Markdown page: what was run (described from ``cfg``), the table, and how to read it."""
     frames, crop = cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE
     clips = sorted({row.clips for row in rows})
@@ -191,7 +222,7 @@ def render_table(rows: Sequence[AblationRow], *, chance: Optional[float] = None)
     ]
     for row in rows:
         lines.append(
-            f"| {row.label} | {100 * row.map:.1f} | {row.module_gflops:.3f} | {row.module_params / 1e3:.1f}K | "
+            f"| {row.label} | {100 * row.mean_ap:.1f} | {row.module_gflops:.3f} | {row.module_params / 1e3:.1f}K | "
             f"{row.model_gflops:.2f} | {row.train_clips_per_s:.1f} |"
         )
     if chance is not None:

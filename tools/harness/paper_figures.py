@@ -5,7 +5,7 @@ input, which submodule to measure and the paper's numbers. ``measure_row`` build
 the config, so the figures describe the code as configured, never a re-implementation.
 
 Adding rows (other model families, other tables): define ``FigureRow``s in your own module, call
-``register_rows(...)`` at import time, and add the module's dotted name to ``ROW_PROVIDERS``;
+``register_rows(...)`` at import time, and register the module's dotted name in ``ROW_PROVIDERS``;
 ``all_rows()`` imports the providers and returns every row in order. ``tools/compute_table.py``
 then renders them with the rest.
 
@@ -22,8 +22,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..utils.fileio import atomic_write_text
-from .flops import CONVENTION, FlopReport, count_flops
+from videotl.profiling.flops import CONVENTION, FlopReport, count_flops
+from videotl.registry import Registry
+from videotl.utils.fileio import atomic_write_text
 
 __all__ = [
     "FigureRow",
@@ -100,7 +101,9 @@ def _ratio(ours: Optional[float], paper: Optional[float]) -> Optional[float]:
     return ours / paper if ours is not None and paper else None
 
 
-def _module(table: str, label: str, config: str, gflops: Optional[float], params: Optional[float], *notes: str) -> FigureRow:
+def _module(
+    table: str, label: str, config: str, gflops: Optional[float], params: Optional[float], *notes: str
+) -> FigureRow:
     return FigureRow(
         table=table,
         label=label,
@@ -122,7 +125,17 @@ RELATED = "Related: the Charades model (Table 9 gives no compute)"
 AVID = ("MODEL.NUM_CLASSES", "887")
 
 FIGURE_ROWS: List[FigureRow] = [
-    FigureRow(T10, "Backbone (X(2+1)D-M)", "configs/baselines/x2plus1d_m.yaml", AVID, VIEW_INPUT, "", 532.0, None, ("backbone",)),
+    FigureRow(
+        T10,
+        "Backbone (X(2+1)D-M)",
+        "configs/baselines/x2plus1d_m.yaml",
+        AVID,
+        VIEW_INPUT,
+        "",
+        532.0,
+        None,
+        ("backbone",),
+    ),
     FigureRow(
         T10,
         "X(2+1)D-M w/ disjoint space+time Transformer",
@@ -134,31 +147,76 @@ FIGURE_ROWS: List[FigureRow] = [
         None,
         ("mhsa_width",),
     ),
-    FigureRow(T10, "Ours (TokenLearner)", "configs/avid.yaml", (), VIEW_INPUT, "", 487.0, None, ("tokenlearner", "avid_model")),
+    FigureRow(
+        T10, "Ours (TokenLearner)", "configs/avid.yaml", (), VIEW_INPUT, "", 487.0, None, ("tokenlearner", "avid_model")
+    ),
     _module(T11, "Joint space-time MHSA", "configs/ablations/joint_mhsa.yaml", 22.0, 0.30, "mhsa_width"),
-    _module(T11, "Conv2D + Joint space-time MHSA", "configs/ablations/conv2d_joint_mhsa.yaml", 35.8, 1.98, "mhsa_width"),
+    _module(
+        T11, "Conv2D + Joint space-time MHSA", "configs/ablations/conv2d_joint_mhsa.yaml", 35.8, 1.98, "mhsa_width"
+    ),
     _module(T11, "Ours (TokenLearner)", "configs/ablations/tokenlearner.yaml", 3.4, 0.81, "tokenlearner"),
-    _module(T11, "Ours (Conv2D + TokenLearner)", "configs/ablations/conv2d_tokenlearner.yaml", 17.2, 2.49, "tokenlearner"),
+    _module(
+        T11, "Ours (Conv2D + TokenLearner)", "configs/ablations/conv2d_tokenlearner.yaml", 17.2, 2.49, "tokenlearner"
+    ),
     _module(T12, "Conv2D + Conv1D", "configs/ablations/conv2d_conv1d.yaml", 18.3, 2.24),
     _module(T12, "Conv2D + MLPMixer", "configs/ablations/conv2d_mlp_mixer.yaml", 13.8, 2.06, "mlp_mixer"),
-    _module(T12, "Conv2D + Temporal transformer", "configs/ablations/conv2d_temporal_transformer.yaml", 16.5, 1.98, "mhsa_width"),
-    _module(T12, "Spatial + Temporal transformer", "configs/ablations/spatial_temporal_transformer.yaml", 5.5, 0.59, "mhsa_width"),
+    _module(
+        T12,
+        "Conv2D + Temporal transformer",
+        "configs/ablations/conv2d_temporal_transformer.yaml",
+        16.5,
+        1.98,
+        "mhsa_width",
+    ),
+    _module(
+        T12,
+        "Spatial + Temporal transformer",
+        "configs/ablations/spatial_temporal_transformer.yaml",
+        5.5,
+        0.59,
+        "mhsa_width",
+    ),
     _module(T12, "Conv2D + Spatial + Temporal transformer", "", 19.2, 2.27, "three_ops"),
     _module(T12, "Ours (TokenLearner)", "configs/ablations/tokenlearner.yaml", 3.4, 0.81, "tokenlearner"),
-    _module(T12, "Ours (SpatialT + TokenLearner)", "configs/ablations/spatial_tokenlearner.yaml", 6.2, 1.11, "mhsa_width", "tokenlearner"),
-    _module(T12, "Ours (Conv2D + TokenLearner)", "configs/ablations/conv2d_tokenlearner.yaml", 17.2, 2.49, "tokenlearner"),
+    _module(
+        T12,
+        "Ours (SpatialT + TokenLearner)",
+        "configs/ablations/spatial_tokenlearner.yaml",
+        6.2,
+        1.11,
+        "mhsa_width",
+        "tokenlearner",
+    ),
+    _module(
+        T12, "Ours (Conv2D + TokenLearner)", "configs/ablations/conv2d_tokenlearner.yaml", 17.2, 2.49, "tokenlearner"
+    ),
     _module(EXTRA, "Conv2D + TokenLearner + MHSA + TokenFuser", "configs/ablations/tokenlearner_mhsa.yaml", None, None),
-    _module(EXTRA, "Conv2D + TokenLearner + VectT + broadcasting", "configs/ablations/vector_broadcast.yaml", None, None),
+    _module(
+        EXTRA, "Conv2D + TokenLearner + VectT + broadcasting", "configs/ablations/vector_broadcast.yaml", None, None
+    ),
     _module(EXTRA, "Conv2D + TokenLearner + VectT + mask unpooling", "configs/ablations/unpool_masks.yaml", None, None),
-    _module(EXTRA, "Conv2D + TokenLearner v1.1 + VectT + TokenFuser", "configs/ablations/tokenlearner_v11.yaml", None, None),
+    _module(
+        EXTRA, "Conv2D + TokenLearner v1.1 + VectT + TokenFuser", "configs/ablations/tokenlearner_v11.yaml", None, None
+    ),
     _module(EXTRA, "Conv2D + fixed grid tokens + VectT + TokenFuser", "configs/ablations/fixed_grid.yaml", None, None),
-    _module(EXTRA, "Conv2D + dense-layer tokens + VectT + TokenFuser", "configs/ablations/dense_tokens.yaml", None, None),
-    _module(EXTRA, "Conv2D + pool-and-MLP tokens + VectT + TokenFuser", "configs/ablations/pool_mlp_tokens.yaml", None, None),
-    FigureRow(RELATED, "Charades model (Conv2D + TokenLearner in 3 res5 blocks)", "configs/charades_12fps.yaml", (), VIEW_INPUT),
+    _module(
+        EXTRA, "Conv2D + dense-layer tokens + VectT + TokenFuser", "configs/ablations/dense_tokens.yaml", None, None
+    ),
+    _module(
+        EXTRA, "Conv2D + pool-and-MLP tokens + VectT + TokenFuser", "configs/ablations/pool_mlp_tokens.yaml", None, None
+    ),
+    FigureRow(
+        RELATED,
+        "Charades model (Conv2D + TokenLearner in 3 res5 blocks)",
+        "configs/charades_12fps.yaml",
+        (),
+        VIEW_INPUT,
+    ),
 ]
 
 # Modules (dotted names) that add rows with ``register_rows`` when imported.
-ROW_PROVIDERS: List[str] = ["videotl.profiling.paper_figures_vit"]
+ROW_PROVIDERS: Registry[str] = Registry("compute-table row provider")
+ROW_PROVIDERS.register("vit", "videotl_tools.harness.paper_figures_vit")
 
 # Explanations of differences, keyed by the names rows list in ``notes``. Each argues from the
 # paper's text; none is a reason to change the model.
@@ -232,15 +290,15 @@ def register_notes(notes: Dict[str, str]) -> None:
 
 def all_rows() -> List[FigureRow]:
     """Every row: the built-in ones, then those the ``ROW_PROVIDERS`` modules register."""
-    for name in ROW_PROVIDERS:
-        importlib.import_module(name)
+    for _, module in ROW_PROVIDERS.items():
+        importlib.import_module(module)
     return list(FIGURE_ROWS)
 
 
 def build_row_module(row: FigureRow, *, build: Optional[Callable[..., nn.Module]] = None) -> nn.Module:
     """Build the row's model from its config and return the measured submodule, in eval mode."""
-    from ..config import load_config
-    from ..models import build_model
+    from videotl.config import load_config
+    from videotl.models import build_model
 
     cfg = load_config(row.config, list(row.overrides))
     torch.manual_seed(0)
@@ -303,8 +361,12 @@ def render_markdown(results: Sequence[RowResult], *, command: str, notes: Option
         lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
         for result in rows:
             row = result.row
-            measured = "x".join(map(str, row.input_shape)) + (f" `{row.submodule}`" if row.submodule else " (whole model)")
-            config = f"`{row.config}`" + (f" {' '.join(row.overrides)}" if row.overrides else "") if row.config else "(none)"
+            measured = "x".join(map(str, row.input_shape)) + (
+                f" `{row.submodule}`" if row.submodule else " (whole model)"
+            )
+            config = (
+                f"`{row.config}`" + (f" {' '.join(row.overrides)}" if row.overrides else "") if row.config else "(none)"
+            )
             refs = ", ".join(f"[{note_numbers[key]}]" for key in row.notes)
             if result.off and not row.notes:
                 unexplained.append(row.label)
@@ -325,7 +387,9 @@ def render_markdown(results: Sequence[RowResult], *, command: str, notes: Option
     return "\n".join(lines).replace("—M", "—")
 
 
-def write_figure_outputs(results: Sequence[RowResult], *, out: str, command: str, json_path: Optional[str] = None) -> int:
+def write_figure_outputs(
+    results: Sequence[RowResult], *, out: str, command: str, json_path: Optional[str] = None
+) -> int:
     """Write the markdown table (and optionally the raw counts as JSON) for ``results``.
 
     Returns a process exit status: 1 when a row differs from the paper by more than 5% without a
@@ -334,8 +398,13 @@ def write_figure_outputs(results: Sequence[RowResult], *, out: str, command: str
     atomic_write_text(out, render_markdown(results, command=command))
     if json_path:
         payload = [
-            {"table": r.row.table, "label": r.row.label, "paper_gflops": r.row.paper_gflops,
-             "paper_params_m": r.row.paper_params_m, **(r.report.to_dict() if r.report else {})}
+            {
+                "table": r.row.table,
+                "label": r.row.label,
+                "paper_gflops": r.row.paper_gflops,
+                "paper_params_m": r.row.paper_params_m,
+                **(r.report.to_dict() if r.report else {}),
+            }
             for r in results
         ]
         atomic_write_text(json_path, json.dumps(payload, indent=1))

@@ -4,25 +4,46 @@
 import importlib
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from tests.data.conftest import CHARADES_CLASSES, write_charades
 
-ROOT = Path(__file__).resolve().parents[2]
 # The tools run in this process (their main(argv)): a subprocess per call would mostly time imports.
-sys.path.insert(0, str(ROOT / "tools"))
 TINY_MODEL = [
-    "X3D.STEM_DIM", "4", "X3D.STAGE_DEPTHS", "[1,1,1,1]", "X3D.STAGE_DIMS", "[4,8,8,8]", "X3D.CONV5_DIM", "16",
-    "X3D.HEAD_DIM", "16", "TOKENLEARNER.DIM", "16", "RES5.TEMPORAL", "tokenlearner", "RES5.CONVERTED_BLOCKS", "[0]",
+    "X3D.STEM_DIM",
+    "4",
+    "X3D.STAGE_DEPTHS",
+    "[1,1,1,1]",
+    "X3D.STAGE_DIMS",
+    "[4,8,8,8]",
+    "X3D.CONV5_DIM",
+    "16",
+    "X3D.HEAD_DIM",
+    "16",
+    "TOKENLEARNER.DIM",
+    "16",
+    "RES5.TEMPORAL",
+    "tokenlearner",
+    "RES5.CONVERTED_BLOCKS",
+    "[0]",
 ]
 SMALL_DATA = [
-    "DATA.NUM_FRAMES", "8", "DATA.TRAIN_JITTER_SCALES", "[40, 48]", "DATA.TRAIN_CROP_SIZE", "32",
-    "DATA.TEST_CROP_SIZE", "32", "DATA_LOADER.NUM_WORKERS", "0", "TRAIN.BATCH_SIZE_PER_DEVICE", "2",
-    "TEST.BATCH_SIZE_PER_DEVICE", "2",
+    "DATA.NUM_FRAMES",
+    "8",
+    "DATA.TRAIN_JITTER_SCALES",
+    "[40, 48]",
+    "DATA.TRAIN_CROP_SIZE",
+    "32",
+    "DATA.TEST_CROP_SIZE",
+    "32",
+    "DATA_LOADER.NUM_WORKERS",
+    "0",
+    "TRAIN.BATCH_SIZE_PER_DEVICE",
+    "2",
+    "TEST.BATCH_SIZE_PER_DEVICE",
+    "2",
 ]
 
 
@@ -36,7 +57,7 @@ def tool(capsys, monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
 
     def call(name, *args, check=True):
-        module = importlib.import_module(name.removesuffix(".py"))
+        module = importlib.import_module("videotl_tools." + name.removesuffix(".py"))
         returncode = module.main(list(args))
         result = Result(returncode, capsys.readouterr())
         if check:
@@ -49,9 +70,26 @@ def tool(capsys, monkeypatch):
 def test_train_test_and_official_evaluation_on_charades_fixture(tmp_path, tool):
     data = write_charades(tmp_path / "charades")
     out = tmp_path / "run"
-    args = ["DEVICE", "cpu", "DATA.PATH_TO_DATA_DIR", str(data), "MODEL.NUM_CLASSES", str(len(CHARADES_CLASSES)),
-            *SMALL_DATA, *TINY_MODEL, "SOLVER.MAX_EPOCH", "2", "SOLVER.BASE_LR_PER_DEVICE", "0.05",
-            "TEST.MODE", "segments", "TRAIN.DETERMINISTIC", "True", "OUTPUT_DIR", str(out)]
+    args = [
+        "DEVICE",
+        "cpu",
+        "DATA.PATH_TO_DATA_DIR",
+        str(data),
+        "MODEL.NUM_CLASSES",
+        str(len(CHARADES_CLASSES)),
+        *SMALL_DATA,
+        *TINY_MODEL,
+        "SOLVER.MAX_EPOCH",
+        "2",
+        "SOLVER.BASE_LR_PER_DEVICE",
+        "0.05",
+        "TEST.MODE",
+        "segments",
+        "TRAIN.DETERMINISTIC",
+        "True",
+        "OUTPUT_DIR",
+        str(out),
+    ]
     train = tool("train_net.py", *args)
     assert "saved" in train.stdout and "checkpoint_epoch_00002.pyth" in train.stdout
     metrics = json.loads((out / "test_metrics.json").read_text())
@@ -70,8 +108,7 @@ def test_train_test_and_official_evaluation_on_charades_fixture(tmp_path, tool):
     official = tool("eval_charades.py", str(out / "charades_submission.txt"), str(gt), "--num-classes", "5")
     assert official.stdout.strip().splitlines()[-1] == "mAP nan"
     assert "Warning: 1 videos missing" in official.stdout
-    variant = tool("eval_charades.py", str(out / "charades_submission.txt"), str(gt), "--num-classes", "5",
-                    "--sklearn")
+    variant = tool("eval_charades.py", str(out / "charades_submission.txt"), str(gt), "--num-classes", "5", "--sklearn")
     assert float(variant.stdout.strip().splitlines()[-1].split()[1]) == pytest.approx(metrics["map_sklearn"], abs=1e-6)
     ap = metrics["per_class"]["ap"]
     assert set(ap) == set(CHARADES_CLASSES)
@@ -80,8 +117,18 @@ def test_train_test_and_official_evaluation_on_charades_fixture(tmp_path, tool):
     assert {r["type"] for r in stats} == {"train", "train_epoch", "eval", "test"}
 
     # Multi-view testing on the real pipeline: 2 clips x 3 crops per video, merged by mean.
-    views = tool("test_net.py", *args, "TEST.MODE", "views", "TEST.NUM_ENSEMBLE_VIEWS", "2",
-                 "TEST.NUM_SPATIAL_CROPS", "3", "TEST.ENSEMBLE_METHOD", "mean")
+    views = tool(
+        "test_net.py",
+        *args,
+        "TEST.MODE",
+        "views",
+        "TEST.NUM_ENSEMBLE_VIEWS",
+        "2",
+        "TEST.NUM_SPATIAL_CROPS",
+        "3",
+        "TEST.ENSEMBLE_METHOD",
+        "mean",
+    )
     assert "test: map nan" in views.stdout
     view_metrics = json.loads((out / "test_metrics.json").read_text())
     assert view_metrics["num_views"] == 3 * 6 and view_metrics["test_mode"] == "views"

@@ -1,0 +1,1 @@
+"""The configs shipped with videotl; installed as the package data ``videotl.configs``."""
