@@ -8,7 +8,7 @@ import torch
 
 from videotl import engine
 from videotl.config import load_config
-from videotl.engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint_file, remove_stale_temporaries
+from videotl.engine.checkpoint import CheckpointError, last_checkpoint, read_checkpoint, remove_stale_temporaries
 from videotl.engine.run_log import StatsWriter
 from videotl.engine.solver import LRSchedule, build_schedule
 from videotl.evaluation import ViewCountError, charades_map, read_submission
@@ -62,7 +62,7 @@ def test_train_then_test_multilabel_segments(tmp_path):
     assert len([r for r in records if r["type"] == "eval"]) == 2
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert names == ["checkpoint_epoch_00001.pyth", "checkpoint_epoch_00002.pyth"]
-    state = load_checkpoint_file(out / "checkpoints" / names[-1])
+    state = read_checkpoint(out / "checkpoints" / names[-1])
     assert {"model", "optimizer", "scheduler", "scaler", "rng_states", "sampler", "epoch"} <= state.keys()
     assert state["epoch"] == 2 and state["iteration"] == 12
 

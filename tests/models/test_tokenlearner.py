@@ -95,7 +95,7 @@ def _tokenfuser_loop(module: TokenFuser, tokens, x):
             for yy in range(h_):
                 for xx in range(w_):
                     pixel = x[b, :, t, yy, xx]
-                    beta = torch.sigmoid(module.beta.weight[:, :, 0, 0, 0] @ pixel + module.beta.bias)  # (S,)
+                    beta = torch.sigmoid(module.beta.weight @ pixel + module.beta.bias)  # (S,)
                     out[b, :, t, yy, xx] = pixel + beta @ mixed[t * S : (t + 1) * S]
     return out
 

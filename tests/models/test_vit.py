@@ -77,10 +77,10 @@ def test_every_config_builds_and_runs_forward_backward(name):
 
     steps = 1 if cfg.MODEL.ARCH == "vit" else cfg.DATA.NUM_FRAMES // vit.TUBELET_SIZE
     prefix = 1 if vit.CLASSIFIER == "token" else 0
-    layer = vit.TOKENLEARNER.LAYER
+    layer = vit.TOKENLEARNER_LAYER
     for index, x in inputs.items():
         learned = layer >= 0 and index >= layer
-        expected = vit.TOKENLEARNER.NUM_TOKENS * steps if learned else 16 * steps
+        expected = cfg.TOKENLEARNER.NUM_TOKENS * steps if learned else 16 * steps
         assert x.shape[1] == prefix + expected, f"layer {index}"
     model.eval()
     with torch.no_grad():
@@ -137,7 +137,7 @@ def test_tokenlearner_at_k_keeps_the_first_k_layers_and_learns_s_tokens_per_step
         else (lambda **kw: create_vivit(num_frames=6, image_size=32, tubelet_size=2, **kw))
     )
     plain = make(**TINY_KW).eval()
-    learned = make(**TINY_KW, tokenlearner_layer=k, num_tokens=s, extra_layers=1).eval()
+    learned = make(**TINY_KW, tokenlearner_layer=k, tokenlearner={"num_tokens": s}, extra_layers=1).eval()
     result = learned.load_state_dict(plain.state_dict(), strict=False)
     assert all(key.startswith(("tokenlearner.", "blocks.4.")) for key in result.missing_keys)
     assert not result.unexpected_keys
@@ -157,7 +157,9 @@ def test_tokenlearner_at_k_keeps_the_first_k_layers_and_learns_s_tokens_per_step
 
 
 def test_class_token_is_kept_beside_the_learned_tokens():
-    model = create_vit(image_size=32, **TINY_KW, classifier="token", tokenlearner_layer=1, num_tokens=4).eval()
+    model = create_vit(
+        image_size=32, **TINY_KW, classifier="token", tokenlearner_layer=1, tokenlearner={"num_tokens": 4}
+    ).eval()
     inputs, outputs = _block_io(model)
     with torch.no_grad():
         model(torch.randn(2, 3, 32, 32))
@@ -175,9 +177,11 @@ def test_tokenfuser_layers_start_as_identity_and_restore_the_token_count(v11):
         tubelet_size=2,
         **TINY_KW,
         tokenlearner_layer=k,
-        num_tokens=3,
-        tokenfuser=True,
-        tokenlearner_v11=v11,
+        tokenlearner={
+            "num_tokens": 3,
+            "fuser": "tokenfuser",
+            "tokenizer": "tokenlearner_v11" if v11 else "tokenlearner",
+        },
     ).eval()
     assert len(model.tokenlearners) == len(model.fusers) == 2
     inputs, outputs = _block_io(model)
@@ -191,7 +195,12 @@ def test_tokenfuser_layers_start_as_identity_and_restore_the_token_count(v11):
 
 def test_fuser_mixes_per_step_or_across_all_tokens():
     per_step = create_vivit(
-        num_frames=4, image_size=32, tubelet_size=2, **TINY_KW, tokenlearner_layer=2, num_tokens=3, tokenfuser=True
+        num_frames=4,
+        image_size=32,
+        tubelet_size=2,
+        **TINY_KW,
+        tokenlearner_layer=2,
+        tokenlearner={"num_tokens": 3, "fuser": "tokenfuser"},
     )
     across = create_vivit(
         num_frames=4,
@@ -199,9 +208,7 @@ def test_fuser_mixes_per_step_or_across_all_tokens():
         tubelet_size=2,
         **TINY_KW,
         tokenlearner_layer=2,
-        num_tokens=3,
-        tokenfuser=True,
-        fuser_mix="all",
+        tokenlearner={"num_tokens": 3, "fuser": "tokenfuser", "fuser_mix": "all"},
     )
     assert per_step.fusers[0].token_mix.weight.shape == (3, 3)
     assert across.fusers[0].token_mix.weight.shape == (6, 6)
@@ -242,11 +249,11 @@ def test_position_embedding_is_resampled_bilinearly_for_a_new_resolution():
 
 VARIANTS = {
     "plain": {},
-    "tokenlearner": {"VIT.TOKENLEARNER.LAYER": "2"},
+    "tokenlearner": {"VIT.TOKENLEARNER_LAYER": "2"},
     "tokenlearner_v11_fuser": {
-        "VIT.TOKENLEARNER.LAYER": "2",
-        "VIT.TOKENLEARNER.V11": "True",
-        "VIT.TOKENLEARNER.FUSER": "True",
+        "VIT.TOKENLEARNER_LAYER": "2",
+        "TOKENLEARNER.TOKENIZER": "tokenlearner_v11",
+        "TOKENLEARNER.FUSER": "tokenfuser",
     },
 }
 
@@ -255,15 +262,17 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_inflated_vivit_reproduces_the_vit_on_a_clip_of_identical_frames(tmp_path, inflation, variant):
     options = VARIANTS[variant]
-    layer = int(options.get("VIT.TOKENLEARNER.LAYER", "-1"))
+    layer = int(options.get("VIT.TOKENLEARNER_LAYER", "-1"))
     image_model = create_vit(
         image_size=32,
         **TINY_KW,
         classifier="gap",
         tokenlearner_layer=layer,
-        num_tokens=4,
-        tokenlearner_v11=options.get("VIT.TOKENLEARNER.V11") == "True",
-        tokenfuser=options.get("VIT.TOKENLEARNER.FUSER") == "True",
+        tokenlearner={
+            "num_tokens": 4,
+            "tokenizer": options.get("TOKENLEARNER.TOKENIZER", "tokenlearner"),
+            "fuser": options.get("TOKENLEARNER.FUSER", "none"),
+        },
     ).eval()
     # Random weights everywhere, the fuser's zero token map included, so nothing is trivially zero.
     with torch.no_grad():
@@ -278,7 +287,7 @@ def test_inflated_vivit_reproduces_the_vit_on_a_clip_of_identical_frames(tmp_pat
         "4",
         "VIT.CLASSIFIER",
         "gap",
-        "VIT.TOKENLEARNER.NUM_TOKENS",
+        "TOKENLEARNER.NUM_TOKENS",
         "4",
         "VIT.INIT.CHECKPOINT",
         str(checkpoint),
@@ -309,7 +318,10 @@ def test_inflated_vivit_reproduces_the_vit_on_a_clip_of_identical_frames(tmp_pat
 
 def test_vivit_fuser_over_all_tokens_inflates_an_image_fuser_block_diagonally():
     image_model = create_vit(
-        image_size=32, **TINY_KW, tokenlearner_layer=2, num_tokens=3, tokenfuser=True, fuser_mix="all"
+        image_size=32,
+        **TINY_KW,
+        tokenlearner_layer=2,
+        tokenlearner={"num_tokens": 3, "fuser": "tokenfuser", "fuser_mix": "all"},
     )
     video_model = create_vivit(
         num_frames=4,
@@ -317,9 +329,7 @@ def test_vivit_fuser_over_all_tokens_inflates_an_image_fuser_block_diagonally():
         tubelet_size=2,
         **TINY_KW,
         tokenlearner_layer=2,
-        num_tokens=3,
-        tokenfuser=True,
-        fuser_mix="all",
+        tokenlearner={"num_tokens": 3, "fuser": "tokenfuser", "fuser_mix": "all"},
     )
     nn.init.normal_(image_model.fusers[0].token_mix.weight)
     report = load_pretrained(video_model, image_model.state_dict())
@@ -340,9 +350,9 @@ def test_checkpoint_of_another_width_is_refused_with_the_key():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["VIT.TOKENLEARNER.FUSER", "True"], "FUSER = True needs a TokenLearner"),
+        (["TOKENLEARNER.FUSER", "tokenfuser"], "FUSER = 'tokenfuser' needs a TokenLearner"),
         (["VIT.EXTRA_LAYERS", "3"], "EXTRA_LAYERS = 3"),
-        (["VIT.TOKENLEARNER.LAYER", "13"], "TOKENLEARNER.LAYER = 13"),
+        (["VIT.TOKENLEARNER_LAYER", "13"], "TOKENLEARNER_LAYER = 13"),
         (["VIT.NUM_HEADS", "5"], "not divisible"),
         (["VIT.INIT.CHECKPOINT", "/nonexistent/vit.pyth"], "file not found"),
         (["VIT.CLASSIFIER", "max"], "VIT.CLASSIFIER"),

@@ -227,17 +227,17 @@ def _short_plan(cfg) -> Tuple[List[str], Dict[Tuple[str, ...], int]]:
     """
     vit = cfg.VIT
     total = vit.DEPTH + vit.EXTRA_LAYERS
-    k = vit.TOKENLEARNER.LAYER
-    fused = vit.TOKENLEARNER.FUSER
+    k = vit.TOKENLEARNER_LAYER
+    fused = cfg.TOKENLEARNER.FUSER == "tokenfuser"
     if k < 0 or k == total:
         # No TokenLearner, or one after the last layer: all layers see the full token grid.
-        short = ["VIT.DEPTH", "1", "VIT.EXTRA_LAYERS", "0"] + (["VIT.TOKENLEARNER.LAYER", "1"] if k >= 0 else [])
+        short = ["VIT.DEPTH", "1", "VIT.EXTRA_LAYERS", "0"] + (["VIT.TOKENLEARNER_LAYER", "1"] if k >= 0 else [])
         return short, {("blocks.0",): total - 1}
     after = ("blocks.1", "tokenlearners.0", "fusers.0") if fused else ("blocks.1",)
     if k == 0:
         after = tuple(name.replace(".1", ".0") for name in after)
-        return ["VIT.DEPTH", "1", "VIT.EXTRA_LAYERS", "0", "VIT.TOKENLEARNER.LAYER", "0"], {after: total - 1}
-    short = ["VIT.DEPTH", "2", "VIT.EXTRA_LAYERS", "0", "VIT.TOKENLEARNER.LAYER", "1"]
+        return ["VIT.DEPTH", "1", "VIT.EXTRA_LAYERS", "0", "VIT.TOKENLEARNER_LAYER", "0"], {after: total - 1}
+    short = ["VIT.DEPTH", "2", "VIT.EXTRA_LAYERS", "0", "VIT.TOKENLEARNER_LAYER", "1"]
     return short, {("blocks.0",): k - 1, after: total - k - 1}
 
 

@@ -1,22 +1,23 @@
 """Model defaults: architecture, X3D-family widths and depths, the res5 module and TokenLearner."""
 
+import difflib
+
 from fvcore.common.config import CfgNode
 
-from ._checks import require_choice, require_positive, require_range
+from ._checks import lookup, require_choice, require_positive, require_range
 
-ARCHS = ("x2plus1d", "x3d", "vit", "vivit")
-# What replaces (or keeps) the 1x3x3 spatial conv of a converted res5 block.
-RES5_SPATIAL = ("conv2d", "none", "spatial_mhsa")
-# What replaces the 3x1x1 temporal conv of a converted res5 block.
-RES5_TEMPORAL = ("conv1d", "tokenlearner", "joint_mhsa", "temporal_mhsa", "mlp_mixer")
-TOKENIZERS = ("tokenlearner", "tokenlearner_v11", "fixed_grid", "dense", "pool_mlp")
-TOKEN_TRANSFORMERS = ("vector", "mhsa")
-FUSERS = ("tokenfuser", "broadcast", "unpool_masks")
+# Names are checked against the registries of videotl.models (a user's registered model, tokenizer
+# or res5 operator is accepted like a built-in one).
+POOLINGS = ("mean", "sum")
+FUSER_MIXES = ("all", "frame")
+FUSER_WEIGHTS = ("linear", "mlp")
 
 
 def add_model_defaults(cfg: CfgNode) -> None:
     cfg.MODEL = CfgNode()
-    # Which builder in videotl.models.build makes the network.
+    # A registered model (videotl.list_models()). The families x2plus1d, x3d, vit and vivit read
+    # their sections below; a named model (x2plus1d_m_tokenlearner_charades, vit_b16, ...) is its
+    # preset, with MODEL.NUM_CLASSES and the clip size from here.
     cfg.MODEL.ARCH = "x2plus1d"
     cfg.MODEL.NUM_CLASSES = 157
     # "bce_logits" for multi-label data (Charades), "cross_entropy" for single-label (AViD).
@@ -47,6 +48,9 @@ def add_model_defaults(cfg: CfgNode) -> None:
     # Heads of the standard multi-head attention variants (joint, spatial, temporal MHSA).
     cfg.RES5.NUM_HEADS = 8
 
+    # The TokenLearner of both families (videotl.models.TokenLearnerSpec). The defaults are the
+    # paper's video model; the ViT family's configs (configs/vit/imagenet.yaml,
+    # configs/vivit/kinetics400.yaml) set the official code's ViT form. docs/faithfulness.md compares.
     cfg.TOKENLEARNER = CfgNode()
     cfg.TOKENLEARNER.TOKENIZER = "tokenlearner"
     cfg.TOKENLEARNER.NUM_TOKENS = 8
@@ -55,21 +59,59 @@ def add_model_defaults(cfg: CfgNode) -> None:
     cfg.TOKENLEARNER.ALPHA_KERNEL = 1
     # "mean" is the paper's rho; the official Scenic code sums.
     cfg.TOKENLEARNER.POOLING = "mean"
-    # Intermediate width d of the token transformer (the paper sets it to the block's width, 432).
-    cfg.TOKENLEARNER.DIM = 432
+    # LayerNorm before alpha (the official code; the ViT family).
+    cfg.TOKENLEARNER.LAYERNORM = False
+    # Hidden width of the v1.1 tokenizer's MLP (TOKENIZER tokenlearner_v11).
+    cfg.TOKENLEARNER.V11_HIDDEN_DIM = 64
+    # Width d of the token transformer's query / key projections; 0 = the block's width (432 in the
+    # paper, where gamma of eq. 3 reduces to the softmax).
+    cfg.TOKENLEARNER.DIM = 0
     cfg.TOKENLEARNER.TRANSFORMER = "vector"
     cfg.TOKENLEARNER.NUM_HEADS = 8
     # Query chunk of the Vector Transformer; 0 builds the naive (ST x ST x d) version.
     cfg.TOKENLEARNER.CHUNK_SIZE = 64
     # Hidden width ratio of the MLP after the token transformer; 0 = none (matches the paper's 0.81M).
     cfg.TOKENLEARNER.MLP_RATIO = 0.0
+    # tokenfuser, broadcast, unpool_masks; "none" = no fuser (ViT only: the paper's Figure 3 (a)).
     cfg.TOKENLEARNER.FUSER = "tokenfuser"
-    # TokenFuser's token-axis linear map over all S*T tokens ("all", the paper) or per frame ("frame").
+    # TokenFuser's token-axis linear map over all S*T tokens ("all", the paper) or per frame ("frame",
+    # the official code).
     cfg.TOKENLEARNER.FUSER_MIX = "all"
+    # TokenFuser's mixing weights B_w: "linear" + sigmoid (the paper), or LayerNorm -> MLP -> sigmoid
+    # ("mlp", the official code).
+    cfg.TOKENLEARNER.FUSER_WEIGHTS = "linear"
+    # A bias in the token-axis map (the official code has one; the paper's M has none).
+    cfg.TOKENLEARNER.FUSER_MIX_BIAS = False
+    # Hidden width of the "mlp" mixing weights.
+    cfg.TOKENLEARNER.FUSER_HIDDEN_DIM = 64
+    # Dropout inside the v1.1 MLP, the fuser's MLP and on the fuser's output (X3D family; the ViT
+    # family uses VIT.DROPOUT_RATE there, as the official code does).
+    cfg.TOKENLEARNER.DROPOUT = 0.0
+
+
+def model_family(arch: str) -> str:
+    """The family of registered model ``arch`` (``x3d``, ``vit``, ``vivit``), ``""`` for other or
+    unknown names (``validate_model`` reports an unknown one)."""
+    from ..models.factory import list_models, model_entry
+
+    return model_entry(arch).family if arch in list_models() else ""
+
+
+def _require_registered(errors: list, cfg: CfgNode, key: str, registry) -> None:
+    value = lookup(cfg, key)
+    if value not in registry:
+        errors.append(f"{key} = {value!r}: must be one of {', '.join(map(repr, registry.names()))}")
 
 
 def validate_model(cfg: CfgNode, errors: list) -> None:
-    require_choice(errors, cfg, "MODEL.ARCH", ARCHS)
+    from ..models import components
+    from ..models.factory import list_models
+
+    known = list_models()
+    if cfg.MODEL.ARCH not in known:
+        close = difflib.get_close_matches(cfg.MODEL.ARCH, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        errors.append(f"MODEL.ARCH = {cfg.MODEL.ARCH!r}: not a registered model{hint}; see videotl.list_models()")
     require_positive(errors, cfg, "MODEL.NUM_CLASSES")
     require_choice(errors, cfg, "MODEL.LOSS_FUNC", ("bce_logits", "cross_entropy"))
     require_choice(errors, cfg, "MODEL.HEAD_ACT", ("sigmoid", "softmax", "none"))
@@ -92,8 +134,8 @@ def validate_model(cfg: CfgNode, errors: list) -> None:
             f"{len(cfg.X3D.STAGE_DIMS)}: give one depth per stage width"
         )
 
-    require_choice(errors, cfg, "RES5.SPATIAL", RES5_SPATIAL)
-    require_choice(errors, cfg, "RES5.TEMPORAL", RES5_TEMPORAL)
+    _require_registered(errors, cfg, "RES5.SPATIAL", components.RES5_SPATIAL_OPS)
+    _require_registered(errors, cfg, "RES5.TEMPORAL", components.RES5_TEMPORAL_OPS)
     require_positive(errors, cfg, "RES5.NUM_HEADS")
     if cfg.X3D.STAGE_DEPTHS:
         depth = cfg.X3D.STAGE_DEPTHS[-1]
@@ -106,30 +148,38 @@ def validate_model(cfg: CfgNode, errors: list) -> None:
             "without any spatial operation"
         )
 
-    require_choice(errors, cfg, "TOKENLEARNER.TOKENIZER", TOKENIZERS)
+    tl = cfg.TOKENLEARNER
+    _require_registered(errors, cfg, "TOKENLEARNER.TOKENIZER", components.TOKENIZERS)
     require_positive(errors, cfg, "TOKENLEARNER.NUM_TOKENS")
     require_positive(errors, cfg, "TOKENLEARNER.ALPHA_LAYERS")
     require_positive(errors, cfg, "TOKENLEARNER.ALPHA_KERNEL")
-    if cfg.TOKENLEARNER.ALPHA_KERNEL % 2 == 0:
-        errors.append(f"TOKENLEARNER.ALPHA_KERNEL = {cfg.TOKENLEARNER.ALPHA_KERNEL}: must be odd to keep the map size")
-    require_choice(errors, cfg, "TOKENLEARNER.POOLING", ("mean", "sum"))
-    require_positive(errors, cfg, "TOKENLEARNER.DIM")
-    require_choice(errors, cfg, "TOKENLEARNER.TRANSFORMER", TOKEN_TRANSFORMERS)
+    if tl.ALPHA_KERNEL % 2 == 0:
+        errors.append(f"TOKENLEARNER.ALPHA_KERNEL = {tl.ALPHA_KERNEL}: must be odd to keep the map size")
+    require_choice(errors, cfg, "TOKENLEARNER.POOLING", POOLINGS)
+    require_positive(errors, cfg, "TOKENLEARNER.V11_HIDDEN_DIM")
+    require_positive(errors, cfg, "TOKENLEARNER.DIM", allow_zero=True)
+    _require_registered(errors, cfg, "TOKENLEARNER.TRANSFORMER", components.TOKEN_TRANSFORMERS)
     require_positive(errors, cfg, "TOKENLEARNER.NUM_HEADS")
     require_positive(errors, cfg, "TOKENLEARNER.CHUNK_SIZE", allow_zero=True)
     require_positive(errors, cfg, "TOKENLEARNER.MLP_RATIO", allow_zero=True)
-    require_choice(errors, cfg, "TOKENLEARNER.FUSER", FUSERS)
-    require_choice(errors, cfg, "TOKENLEARNER.FUSER_MIX", ("all", "frame"))
-    if cfg.TOKENLEARNER.TRANSFORMER == "mhsa" and cfg.TOKENLEARNER.DIM % cfg.TOKENLEARNER.NUM_HEADS:
+    if tl.FUSER != components.NO_FUSER:
+        _require_registered(errors, cfg, "TOKENLEARNER.FUSER", components.FUSERS)
+    require_choice(errors, cfg, "TOKENLEARNER.FUSER_MIX", FUSER_MIXES)
+    require_choice(errors, cfg, "TOKENLEARNER.FUSER_WEIGHTS", FUSER_WEIGHTS)
+    require_positive(errors, cfg, "TOKENLEARNER.FUSER_HIDDEN_DIM")
+    require_range(errors, cfg, "TOKENLEARNER.DROPOUT", 0.0, 1.0)
+    if tl.TRANSFORMER == "mhsa" and tl.DIM and tl.DIM % tl.NUM_HEADS:
+        errors.append(f"TOKENLEARNER.DIM = {tl.DIM} is not divisible by TOKENLEARNER.NUM_HEADS = {tl.NUM_HEADS}")
+    if tl.FUSER == "unpool_masks" and tl.TOKENIZER not in ("tokenlearner", "tokenlearner_v11"):
         errors.append(
-            f"TOKENLEARNER.DIM = {cfg.TOKENLEARNER.DIM} is not divisible by TOKENLEARNER.NUM_HEADS = "
-            f"{cfg.TOKENLEARNER.NUM_HEADS}"
+            "TOKENLEARNER.FUSER = 'unpool_masks' needs the TokenLearner's attention maps, but "
+            f"TOKENLEARNER.TOKENIZER = {tl.TOKENIZER!r} has none"
         )
-    if cfg.TOKENLEARNER.FUSER == "unpool_masks" and cfg.TOKENLEARNER.TOKENIZER not in (
-        "tokenlearner",
-        "tokenlearner_v11",
-    ):
+    family = model_family(cfg.MODEL.ARCH)
+    if family == "x3d" and tl.FUSER == components.NO_FUSER and cfg.RES5.TEMPORAL == "tokenlearner":
         errors.append(
-            "TOKENLEARNER.FUSER = 'unpool_masks' needs the TokenLearner's attention masks, but "
-            f"TOKENLEARNER.TOKENIZER = {cfg.TOKENLEARNER.TOKENIZER!r} has none"
+            "TOKENLEARNER.FUSER = 'none' leaves a res5 TokenLearner module without a way back to the feature "
+            "map: use tokenfuser, broadcast or unpool_masks"
         )
+    if family in ("vit", "vivit") and tl.FUSER not in ("tokenfuser", components.NO_FUSER):
+        errors.append(f"TOKENLEARNER.FUSER = {tl.FUSER!r}: a ViT fuses with 'tokenfuser' or not at all ('none')")

@@ -31,25 +31,22 @@ def add_vit_defaults(cfg: CfgNode) -> None:
     cfg.VIT.CLASSIFIER = "gap"
     # Width of ViT's pre-logits layer (linear + tanh, used for JFT pre-training); 0 = none.
     cfg.VIT.REPRESENTATION_SIZE = 0
-    # Dropout after the position embeddings and on each residual branch (Scenic's dropout_rate).
+    # Dropout after the position embeddings, on each residual branch, after the MLP's hidden layer
+    # and in the TokenLearner / TokenFuser MLPs (Scenic's dropout_rate).
     cfg.VIT.DROPOUT_RATE = 0.0
+    # Dropout on the attention weights (Scenic's attention_dropout_rate).
+    cfg.VIT.ATTENTION_DROPOUT = 0.0
+    # DROPOUT_RATE also after the MLP's hidden layer, where Scenic's MlpBlock has it; False: only on
+    # the MLP's output.
+    cfg.VIT.MLP_HIDDEN_DROPOUT = True
+    # Initial bias of the classifier (the official ImageNet TokenLearner setting uses -10 with sigmoid).
+    cfg.VIT.HEAD_BIAS_INIT = 0.0
     # Layers added after the TokenLearner ("+11" in "24+11"); they only see the learned tokens.
     cfg.VIT.EXTRA_LAYERS = 0
-
-    cfg.VIT.TOKENLEARNER = CfgNode()
-    # TokenLearner after this many layers ("16-TL at 12" -> 12); -1 = a plain ViT / ViViT.
-    cfg.VIT.TOKENLEARNER.LAYER = -1
-    # Tokens S learned per time step (per image for ViT, per tubelet slice for ViViT).
-    cfg.VIT.TOKENLEARNER.NUM_TOKENS = 8
-    # False: the paper's form (LayerNorm, four 3x3 convs with GELU, sigmoid, sum pooling);
-    # True: v1.1 (LayerNorm, MLP 64, softmax over positions).
-    cfg.VIT.TOKENLEARNER.V11 = False
-    # Figure 3 (b): TokenLearner -> transformer layer -> TokenFuser + residual at every layer from
-    # LAYER on, as the official EncoderModFuser does; False is Figure 3 (a).
-    cfg.VIT.TOKENLEARNER.FUSER = False
-    # TokenFuser's token-axis linear map per time step ("frame", the official code) or over all
-    # S*T tokens ("all", the paper's text). The same for images (T = 1).
-    cfg.VIT.TOKENLEARNER.FUSER_MIX = "frame"
+    # TokenLearner after this many layers ("16-TL at 12" -> 12); -1 = a plain ViT / ViViT. How it is
+    # built is the TOKENLEARNER section; TOKENLEARNER.FUSER "tokenfuser" gives Figure 3 (b):
+    # TokenLearner -> transformer layer -> TokenFuser + residual at every layer from here on.
+    cfg.VIT.TOKENLEARNER_LAYER = -1
 
     cfg.VIT.INIT = CfgNode()
     # A ViT (or ViViT) state dict to start from, e.g. image weights for a ViViT. Empty: random init.
@@ -60,37 +57,40 @@ def add_vit_defaults(cfg: CfgNode) -> None:
 
 
 def validate_vit(cfg: CfgNode, errors: list) -> None:
+    from .model import model_family
+
     vit = cfg.VIT
     for key in ("PATCH_SIZE", "TUBELET_SIZE", "HIDDEN_SIZE", "DEPTH", "NUM_HEADS", "MLP_DIM"):
         require_positive(errors, cfg, f"VIT.{key}")
     require_choice(errors, cfg, "VIT.CLASSIFIER", CLASSIFIERS)
     require_positive(errors, cfg, "VIT.REPRESENTATION_SIZE", allow_zero=True)
     require_range(errors, cfg, "VIT.DROPOUT_RATE", 0.0, 1.0)
+    require_range(errors, cfg, "VIT.ATTENTION_DROPOUT", 0.0, 1.0)
     require_positive(errors, cfg, "VIT.EXTRA_LAYERS", allow_zero=True)
-    require_positive(errors, cfg, "VIT.TOKENLEARNER.NUM_TOKENS")
-    require_choice(errors, cfg, "VIT.TOKENLEARNER.FUSER_MIX", ("frame", "all"))
     require_choice(errors, cfg, "VIT.INIT.INFLATION", INFLATIONS)
-    if cfg.MODEL.ARCH not in ("vit", "vivit"):
+    family = model_family(cfg.MODEL.ARCH)
+    if family not in ("vit", "vivit"):
         return
     if vit.HIDDEN_SIZE % vit.NUM_HEADS:
         errors.append(f"VIT.HIDDEN_SIZE = {vit.HIDDEN_SIZE} is not divisible by VIT.NUM_HEADS = {vit.NUM_HEADS}")
-    layer = vit.TOKENLEARNER.LAYER
+    layer = vit.TOKENLEARNER_LAYER
     total = vit.DEPTH + vit.EXTRA_LAYERS
+    fuser = cfg.TOKENLEARNER.FUSER == "tokenfuser"
     if layer < -1 or layer > vit.DEPTH:
-        errors.append(f"VIT.TOKENLEARNER.LAYER = {layer}: must be -1 (none) or in [0, VIT.DEPTH = {vit.DEPTH}]")
+        errors.append(f"VIT.TOKENLEARNER_LAYER = {layer}: must be -1 (none) or in [0, VIT.DEPTH = {vit.DEPTH}]")
     if layer == -1 and vit.EXTRA_LAYERS:
         errors.append(
             f"VIT.EXTRA_LAYERS = {vit.EXTRA_LAYERS} counts layers after the TokenLearner, but "
-            "VIT.TOKENLEARNER.LAYER = -1; deepen the plain model with VIT.DEPTH instead"
+            "VIT.TOKENLEARNER_LAYER = -1; deepen the plain model with VIT.DEPTH instead"
         )
-    if vit.TOKENLEARNER.FUSER and layer == total:
+    if fuser and layer == total:
         errors.append(
-            f"VIT.TOKENLEARNER.LAYER = {layer} with VIT.TOKENLEARNER.FUSER = True leaves no layer to fuse "
+            f"VIT.TOKENLEARNER_LAYER = {layer} with TOKENLEARNER.FUSER = 'tokenfuser' leaves no layer to fuse "
             f"(VIT.DEPTH + VIT.EXTRA_LAYERS = {total})"
         )
     # A crop that is not a multiple of the patch loses its right and bottom border to the strided
     # embedding, as in ViT and Scenic ('VALID' padding): L/14 at 512 sees 36 x 36 patches of 504 px.
-    if cfg.MODEL.ARCH == "vivit" and cfg.DATA.NUM_FRAMES < vit.TUBELET_SIZE:
+    if family == "vivit" and cfg.DATA.NUM_FRAMES < vit.TUBELET_SIZE:
         errors.append(
             f"DATA.NUM_FRAMES = {cfg.DATA.NUM_FRAMES} is shorter than one tubelet (VIT.TUBELET_SIZE = {vit.TUBELET_SIZE})"
         )
@@ -100,5 +100,5 @@ def validate_vit(cfg: CfgNode, errors: list) -> None:
         )
     if vit.INIT.CHECKPOINT and not Path(vit.INIT.CHECKPOINT).is_file():
         errors.append(f"VIT.INIT.CHECKPOINT = {vit.INIT.CHECKPOINT!r}: file not found")
-    if vit.TOKENLEARNER.FUSER and layer == -1:
-        errors.append("VIT.TOKENLEARNER.FUSER = True needs a TokenLearner (VIT.TOKENLEARNER.LAYER >= 0)")
+    if fuser and layer == -1:
+        errors.append("TOKENLEARNER.FUSER = 'tokenfuser' needs a TokenLearner (VIT.TOKENLEARNER_LAYER >= 0)")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..utils.checkpoints import CheckpointError, model_state_from, read_checkpoint
 from ..utils.fileio import atomic_path
 
 __all__ = [
@@ -24,7 +25,7 @@ __all__ = [
     "last_checkpoint",
     "remove_stale_temporaries",
     "save_checkpoint",
-    "load_checkpoint_file",
+    "read_checkpoint",
     "unwrap_model",
     "model_state_from",
     "load_model_state",
@@ -33,10 +34,6 @@ __all__ = [
 ]
 
 PathLike = Union[str, Path]
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be read, or does not fit the model or run it is loaded into."""
 
 
 _NAME = re.compile(r"^checkpoint_epoch_(\d{5,})\.pyth$")
@@ -117,32 +114,6 @@ def save_checkpoint(path: PathLike, state: Dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint_file(path: PathLike) -> Dict[str, Any]:
-    """Read a checkpoint on the CPU with ``weights_only=True``; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a dict of states")
-    return obj
-
-
-def model_state_from(obj: Mapping[str, Any]) -> "OrderedDict[str, torch.Tensor]":
-    """The model's weights from a full checkpoint (``obj["model"]``) or a model-only state dict,
-    with a DistributedDataParallel ``module.`` prefix removed."""
-    state = obj["model"] if "model" in obj and isinstance(obj["model"], Mapping) else obj
-    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise CheckpointError(f"not a model state: entries {bad[:5]} are not tensors")
-    if state and all(k.startswith("module.") for k in state):
-        state = OrderedDict((k[len("module.") :], v) for k, v in state.items())
-    return OrderedDict(state)
-
-
 def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], *, strict: bool = True) -> List[str]:
     """Load weights into ``model`` (DDP-wrapped or not).
 
@@ -174,7 +145,7 @@ def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], *, str
 def load_weights(model: nn.Module, path: PathLike) -> Dict[str, Any]:
     """Load a checkpoint's (or a model-only file's) weights into ``model`` strictly and return the
     file's contents; a file that does not fit the model raises :class:`CheckpointError`."""
-    state = load_checkpoint_file(path)
+    state = read_checkpoint(path)
     try:
         load_model_state(model, model_state_from(state), strict=True)
     except RuntimeError as error:

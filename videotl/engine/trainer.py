@@ -27,10 +27,10 @@ from .checkpoint import (
     capture_rng_state,
     checkpoint_path,
     last_checkpoint,
-    load_checkpoint_file,
     load_model_state,
     load_weights,
     model_state_from,
+    read_checkpoint,
     remove_stale_temporaries,
     restore_rng_state,
     save_checkpoint,
@@ -389,7 +389,7 @@ def _restore(cfg, ctx, *, model, optimizer, schedule, scaler) -> int:
     # Rank 0 decides, so that all ranks resume from the same file even if a new one appears meanwhile.
     found = du.broadcast_object(str(found) if found else "")
     if found:
-        state = load_checkpoint_file(found)
+        state = read_checkpoint(found)
         try:
             load_model_state(model, model_state_from(state), strict=True)
             optimizer.load_state_dict(state["optimizer"])
@@ -416,7 +416,7 @@ def _restore(cfg, ctx, *, model, optimizer, schedule, scaler) -> int:
         logger.info(f"resumed from {found} (epoch {epoch}, iteration {state.get('iteration')})")
         return epoch
     if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        state = load_checkpoint_file(cfg.TRAIN.CHECKPOINT_FILE_PATH)
+        state = read_checkpoint(cfg.TRAIN.CHECKPOINT_FILE_PATH)
         skipped = load_model_state(model, model_state_from(state), strict=False)
         logger.info(f"initialised from {cfg.TRAIN.CHECKPOINT_FILE_PATH}")
         for entry in skipped:

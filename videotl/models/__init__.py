@@ -1,14 +1,28 @@
-"""Models: the X3D family with TokenLearner res5 modules, and their building blocks."""
+"""Models: named entry points (``create_model``, ``list_models``), the X3D family with TokenLearner
+res5 modules, ViT / ViViT with TokenLearner, and their building blocks."""
 
-from .build import MODEL_REGISTRY, build_model, register_model
+from .build import CONFIG_ADAPTERS, build_model
+from .components import FUSERS, RES5_SPATIAL_OPS, RES5_TEMPORAL_OPS, TOKEN_TRANSFORMERS, TOKENIZERS, TokenLearnerSpec
+from .factory import MODELS, ModelEntry, create_model, list_models, model_entry, register_model
 from .tokenfuser import BroadcastFuser, MaskUnpoolFuser, TokenFuser
 from .tokenlearner import DenseTokenizer, FixedGridTokenizer, PoolMlpTokenizer, TokenLearner, TokenLearnerV11
 from .vector_transformer import VectorAttention, vector_attention_chunked, vector_attention_naive
-from .vit import VisionTransformer, build_vit, build_vivit, create_vit, create_vivit, load_pretrained
+from .vit import VisionTransformer, create_vit, create_vivit, load_pretrained
 
 __all__ = [
-    "MODEL_REGISTRY",
+    "CONFIG_ADAPTERS",
+    "FUSERS",
+    "MODELS",
+    "RES5_SPATIAL_OPS",
+    "RES5_TEMPORAL_OPS",
+    "TOKENIZERS",
+    "TOKEN_TRANSFORMERS",
+    "ModelEntry",
+    "TokenLearnerSpec",
     "build_model",
+    "create_model",
+    "list_models",
+    "model_entry",
     "register_model",
     "TokenLearner",
     "TokenLearnerV11",
@@ -22,8 +36,6 @@ __all__ = [
     "vector_attention_naive",
     "vector_attention_chunked",
     "VisionTransformer",
-    "build_vit",
-    "build_vivit",
     "create_vit",
     "create_vivit",
     "load_pretrained",

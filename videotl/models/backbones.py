@@ -23,7 +23,11 @@ from .blocks import BottleneckBlock, MiddleBuilder, create_conv2plus1d_middle, c
 
 
 class VideoClassifier(nn.Module):
-    """``stem -> stages -> head``; exposes the stages so tools can hook a stage's output."""
+    """``stem -> stages -> head``; exposes the stages so tools can hook a stage's output.
+
+    The model API every family shares: :meth:`forward_features` (clip -> res5 features),
+    :meth:`forward_head` (features -> logits), :attr:`num_classes`, :meth:`reset_classifier`.
+    """
 
     def __init__(self, *, stem: nn.Module, stages: nn.ModuleList, head: nn.Module) -> None:
         super().__init__()
@@ -31,11 +35,34 @@ class VideoClassifier(nn.Module):
         self.stages = stages
         self.head = head
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, T, H, W) -> res5's output (B, C, T, H / 32, W / 32)."""
         x = self.stem(x)
         for stage in self.stages:
             x = stage(x)
-        return self.head(x)
+        return x
+
+    def forward_head(self, features: torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
+        """Res5 features -> logits (B, classes), or the representation before the classifier."""
+        if not pre_logits:
+            return self.head(features)
+        for name, layer in self.head.named_children():
+            if name == "proj":
+                break
+            features = layer(features)
+        return features
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.proj.out_features
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new classifier for ``num_classes`` (fine-tuning on another label set); the rest is kept."""
+        old = self.head.proj
+        self.head.proj = nn.Linear(old.in_features, num_classes).to(old.weight.device, old.weight.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
 
 def create_x3d_stem(*, dim_out: int) -> nn.Sequential:

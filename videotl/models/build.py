@@ -1,152 +1,139 @@
-"""Config -> model. The only file in ``videotl.models`` that reads the config.
+"""Config -> model: the only file in ``videotl.models`` that reads config keys.
 
-A model family registers a builder with ``@register_model("name")``; ``MODEL.ARCH`` picks it.
+``build_model(cfg)`` builds the registered model ``MODEL.ARCH`` (see :mod:`videotl.models.factory`).
+The families' builders take their keyword arguments from the config sections through the adapters
+of :data:`CONFIG_ADAPTERS` (``x2plus1d`` / ``x3d``: ``X3D``, ``RES5``, ``TOKENLEARNER``; ``vit`` /
+``vivit``: ``VIT``, ``TOKENLEARNER``). Any other registered model (a named preset, a user's own)
+takes ``MODEL.NUM_CLASSES`` and, where its builder accepts them, ``MODEL.DROPOUT_RATE`` as
+``dropout_rate``, ``DATA.NUM_FRAMES`` as ``num_frames`` and ``DATA.TRAIN_CROP_SIZE`` as
+``crop_size``; the rest of the architecture is the preset's own.
 """
 
-from typing import Callable, Dict, Optional
+import inspect
+from typing import Any, Callable, Dict
 
 from fvcore.common.config import CfgNode
 from torch import nn
 
-from .attention import MultiHeadSelfAttention
-from .backbones import VideoClassifier, create_x3d_family, x2plus1d_middles, x3d_middles
-from .blocks import AxisSelfAttention, TemporalMlpMixer, TokenLearnerModule, create_res5_middle
-from .tokenfuser import BroadcastFuser, MaskUnpoolFuser, TokenFuser
-from .tokenlearner import DenseTokenizer, FixedGridTokenizer, PoolMlpTokenizer, TokenLearner, TokenLearnerV11
-from .vector_transformer import TokenTransformerLayer, VectorAttention
+from ..registry import Registry
+from .components import TokenLearnerSpec
+from .factory import create_model, model_entry
 
-MODEL_REGISTRY: Dict[str, Callable[[CfgNode], nn.Module]] = {}
+__all__ = ["CONFIG_ADAPTERS", "build_model", "model_kwargs_from_config", "tokenlearner_spec_from_config"]
 
-# The backbone's total spatial stride (stem 2 x four stages 2): res5 sees crop / 32.
-X3D_SPATIAL_STRIDE = 32
+ConfigAdapter = Callable[[CfgNode], Dict[str, Any]]
+CONFIG_ADAPTERS: Registry[ConfigAdapter] = Registry("config adapter")
 
 
-def register_model(name: str):
-    def register(builder: Callable[[CfgNode], nn.Module]) -> Callable[[CfgNode], nn.Module]:
-        MODEL_REGISTRY[name] = builder
-        return builder
-
-    return register
-
-
-def build_model(cfg: CfgNode) -> nn.Module:
-    """Build the network ``cfg.MODEL.ARCH`` names; it returns logits (B, MODEL.NUM_CLASSES)."""
-    arch = cfg.MODEL.ARCH
-    if arch not in MODEL_REGISTRY:
-        raise KeyError(f"MODEL.ARCH = {arch!r} has no registered builder; known: {sorted(MODEL_REGISTRY)}")
-    return MODEL_REGISTRY[arch](cfg)
-
-
-def build_tokenizer(cfg: CfgNode, *, dim: int) -> nn.Module:
+def tokenlearner_spec_from_config(cfg: CfgNode) -> TokenLearnerSpec:
     tl = cfg.TOKENLEARNER
-    if tl.TOKENIZER == "tokenlearner":
-        return TokenLearner(
-            dim=dim,
-            num_tokens=tl.NUM_TOKENS,
-            alpha_layers=tl.ALPHA_LAYERS,
-            alpha_kernel=tl.ALPHA_KERNEL,
-            pooling=tl.POOLING,
-        )
-    if tl.TOKENIZER == "tokenlearner_v11":
-        return TokenLearnerV11(dim=dim, num_tokens=tl.NUM_TOKENS)
-    if tl.TOKENIZER == "fixed_grid":
-        return FixedGridTokenizer(num_tokens=tl.NUM_TOKENS)
-    if tl.TOKENIZER == "dense":
-        side = cfg.DATA.TRAIN_CROP_SIZE // X3D_SPATIAL_STRIDE
-        return DenseTokenizer(num_tokens=tl.NUM_TOKENS, spatial_size=(side, side))
-    if tl.TOKENIZER == "pool_mlp":
-        return PoolMlpTokenizer(dim=dim, num_tokens=tl.NUM_TOKENS)
-    raise KeyError(f"TOKENLEARNER.TOKENIZER = {tl.TOKENIZER!r}")
-
-
-def build_token_transformer(cfg: CfgNode, *, dim: int) -> nn.Module:
-    tl = cfg.TOKENLEARNER
-    if tl.TRANSFORMER == "vector":
-        attention = VectorAttention(dim=dim, attention_dim=tl.DIM, chunk_size=tl.CHUNK_SIZE)
-    else:
-        attention = MultiHeadSelfAttention(dim=dim, num_heads=tl.NUM_HEADS, attention_dim=tl.DIM)
-    return TokenTransformerLayer(dim=dim, attention=attention, mlp_ratio=tl.MLP_RATIO)
-
-
-def build_fuser(cfg: CfgNode, *, dim: int) -> nn.Module:
-    tl = cfg.TOKENLEARNER
-    if tl.FUSER == "tokenfuser":
-        return TokenFuser(dim=dim, num_tokens=tl.NUM_TOKENS, num_frames=cfg.DATA.NUM_FRAMES, mix=tl.FUSER_MIX)
-    if tl.FUSER == "broadcast":
-        return BroadcastFuser(num_tokens=tl.NUM_TOKENS)
-    return MaskUnpoolFuser(num_tokens=tl.NUM_TOKENS)
-
-
-def build_tokenlearner_module(cfg: CfgNode, *, dim: int) -> TokenLearnerModule:
-    return TokenLearnerModule(
-        tokenizer=build_tokenizer(cfg, dim=dim),
-        transformer=build_token_transformer(cfg, dim=dim),
-        fuser=build_fuser(cfg, dim=dim),
+    return TokenLearnerSpec(
+        tokenizer=tl.TOKENIZER,
+        num_tokens=tl.NUM_TOKENS,
+        alpha_layers=tl.ALPHA_LAYERS,
+        alpha_kernel=tl.ALPHA_KERNEL,
+        pooling=tl.POOLING,
+        layernorm=tl.LAYERNORM,
+        v11_hidden_dim=tl.V11_HIDDEN_DIM,
+        dim=tl.DIM,
+        transformer=tl.TRANSFORMER,
+        num_heads=tl.NUM_HEADS,
+        chunk_size=tl.CHUNK_SIZE,
+        mlp_ratio=tl.MLP_RATIO,
+        fuser=tl.FUSER,
+        fuser_mix=tl.FUSER_MIX,
+        fuser_weights=tl.FUSER_WEIGHTS,
+        fuser_mix_bias=tl.FUSER_MIX_BIAS,
+        fuser_hidden_dim=tl.FUSER_HIDDEN_DIM,
+        dropout=tl.DROPOUT,
     )
 
 
-def _res5_temporal_op(cfg: CfgNode) -> Callable[..., nn.Module]:
-    kind, heads = cfg.RES5.TEMPORAL, cfg.RES5.NUM_HEADS
-    if kind == "conv1d":
-        return lambda *, dim: nn.Conv3d(dim, dim, (3, 1, 1), padding=(1, 0, 0), bias=False)
-    if kind == "tokenlearner":
-        return lambda *, dim: build_tokenlearner_module(cfg, dim=dim)
-    if kind == "joint_mhsa":
-        return lambda *, dim: AxisSelfAttention(dim=dim, num_heads=heads, axes="thw")
-    if kind == "temporal_mhsa":
-        return lambda *, dim: AxisSelfAttention(dim=dim, num_heads=heads, axes="t")
-    if kind == "mlp_mixer":
-        return lambda *, dim: TemporalMlpMixer(dim=dim, num_frames=cfg.DATA.NUM_FRAMES)
-    raise KeyError(f"RES5.TEMPORAL = {kind!r}")
-
-
-def _res5_spatial_op(cfg: CfgNode) -> Optional[Callable[..., nn.Module]]:
-    kind = cfg.RES5.SPATIAL
-    if kind == "conv2d":
-        return lambda *, dim, stride: nn.Conv3d(
-            dim, dim, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False
-        )
-    if kind == "spatial_mhsa":
-        return lambda *, dim, stride: AxisSelfAttention(dim=dim, num_heads=cfg.RES5.NUM_HEADS, axes="hw")
-    return None
-
-
-def _x3d_family_kwargs(cfg: CfgNode) -> dict:
+def _x3d_common(cfg: CfgNode) -> Dict[str, Any]:
     x3d = cfg.X3D
     return dict(
+        num_classes=cfg.MODEL.NUM_CLASSES,
         stem_dim=x3d.STEM_DIM,
-        stage_dims=x3d.STAGE_DIMS,
-        stage_depths=x3d.STAGE_DEPTHS,
+        stage_dims=tuple(x3d.STAGE_DIMS),
+        stage_depths=tuple(x3d.STAGE_DEPTHS),
         bottleneck_factor=x3d.BOTTLENECK_FACTOR,
         conv5_dim=x3d.CONV5_DIM,
         head_dim=x3d.HEAD_DIM,
-        num_classes=cfg.MODEL.NUM_CLASSES,
         dropout_rate=cfg.MODEL.DROPOUT_RATE,
     )
 
 
-@register_model("x2plus1d")
-def build_x2plus1d(cfg: CfgNode) -> VideoClassifier:
-    """X(2+1)D-M; with ``RES5.TEMPORAL != conv1d`` (or ``RES5.SPATIAL != conv2d``) the listed res5
-    blocks carry the TokenLearner module or an ablation instead of their convs."""
-    plain = cfg.RES5.SPATIAL == "conv2d" and cfg.RES5.TEMPORAL == "conv1d"
-    res5_builder = None
-    if not plain:
-        spatial, temporal = _res5_spatial_op(cfg), _res5_temporal_op(cfg)
-
-        def res5_builder(*, dim, stride):
-            return create_res5_middle(dim=dim, stride=stride, spatial_op=spatial, temporal_op=temporal)
-
-    return create_x3d_family(
-        middle_builder=x2plus1d_middles,
-        res5_middle_builder=res5_builder,
-        res5_converted_blocks=cfg.RES5.CONVERTED_BLOCKS,
-        res5_middle_takes_stride=cfg.RES5.SPATIAL == "conv2d",
-        **_x3d_family_kwargs(cfg),
+@CONFIG_ADAPTERS.register("x2plus1d")
+def _x2plus1d_from_config(cfg: CfgNode) -> Dict[str, Any]:
+    return dict(
+        _x3d_common(cfg),
+        res5_spatial=cfg.RES5.SPATIAL,
+        res5_temporal=cfg.RES5.TEMPORAL,
+        res5_converted_blocks=tuple(cfg.RES5.CONVERTED_BLOCKS),
+        res5_num_heads=cfg.RES5.NUM_HEADS,
+        tokenlearner=tokenlearner_spec_from_config(cfg),
+        num_frames=cfg.DATA.NUM_FRAMES,
+        crop_size=cfg.DATA.TRAIN_CROP_SIZE,
     )
 
 
-@register_model("x3d")
-def build_x3d(cfg: CfgNode) -> VideoClassifier:
-    """The X3D reference: depthwise 3x3x3, SE on alternate blocks, swish (pytorchvideo's layout)."""
-    return create_x3d_family(middle_builder=x3d_middles(cfg.X3D.SE_RATIO), **_x3d_family_kwargs(cfg))
+@CONFIG_ADAPTERS.register("x3d")
+def _x3d_from_config(cfg: CfgNode) -> Dict[str, Any]:
+    return dict(_x3d_common(cfg), se_ratio=cfg.X3D.SE_RATIO)
+
+
+@CONFIG_ADAPTERS.register("vit")
+def _vit_from_config(cfg: CfgNode) -> Dict[str, Any]:
+    vit = cfg.VIT
+    return dict(
+        num_classes=cfg.MODEL.NUM_CLASSES,
+        image_size=cfg.DATA.TRAIN_CROP_SIZE,
+        patch_size=vit.PATCH_SIZE,
+        dim=vit.HIDDEN_SIZE,
+        depth=vit.DEPTH,
+        num_heads=vit.NUM_HEADS,
+        mlp_dim=vit.MLP_DIM,
+        classifier=vit.CLASSIFIER,
+        representation_size=vit.REPRESENTATION_SIZE,
+        dropout_rate=vit.DROPOUT_RATE,
+        attention_dropout_rate=vit.ATTENTION_DROPOUT,
+        mlp_hidden_dropout=vit.MLP_HIDDEN_DROPOUT,
+        head_dropout_rate=cfg.MODEL.DROPOUT_RATE,
+        head_bias_init=vit.HEAD_BIAS_INIT,
+        tokenlearner_layer=vit.TOKENLEARNER_LAYER,
+        extra_layers=vit.EXTRA_LAYERS,
+        tokenlearner=tokenlearner_spec_from_config(cfg),
+        init_checkpoint=vit.INIT.CHECKPOINT,
+        init_inflation=vit.INIT.INFLATION,
+    )
+
+
+@CONFIG_ADAPTERS.register("vivit")
+def _vivit_from_config(cfg: CfgNode) -> Dict[str, Any]:
+    return dict(_vit_from_config(cfg), num_frames=cfg.DATA.NUM_FRAMES, tubelet_size=cfg.VIT.TUBELET_SIZE)
+
+
+def _generic_kwargs(cfg: CfgNode, builder: Callable[..., nn.Module]) -> Dict[str, Any]:
+    accepted = inspect.signature(builder).parameters
+    kwargs: Dict[str, Any] = {"num_classes": cfg.MODEL.NUM_CLASSES}
+    for name, value in (
+        ("dropout_rate", cfg.MODEL.DROPOUT_RATE),
+        ("num_frames", cfg.DATA.NUM_FRAMES),
+        ("crop_size", cfg.DATA.TRAIN_CROP_SIZE),
+    ):
+        if name in accepted:
+            kwargs[name] = value
+    return kwargs
+
+
+def model_kwargs_from_config(cfg: CfgNode) -> Dict[str, Any]:
+    """The keyword arguments ``build_model`` gives the builder of ``MODEL.ARCH``."""
+    entry = model_entry(cfg.MODEL.ARCH)
+    if entry.config_adapter:
+        return CONFIG_ADAPTERS.get(entry.config_adapter)(cfg)
+    return _generic_kwargs(cfg, entry.builder)
+
+
+def build_model(cfg: CfgNode) -> nn.Module:
+    """Build the network ``cfg.MODEL.ARCH`` names; it returns logits (B, MODEL.NUM_CLASSES)."""
+    return create_model(cfg.MODEL.ARCH, **model_kwargs_from_config(cfg))

@@ -7,13 +7,13 @@ Visualisation and the mask-unpooling fuser read ``maps``.
 """
 
 import math
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import Mlp
+from .attention import GELU_TANH, Mlp, lecun_normal_
 
 TokensAndMaps = Tuple[torch.Tensor, Optional[torch.Tensor]]
 
@@ -65,8 +65,9 @@ class TokenLearner(nn.Module):
             -> A_t (S x H x W);   z_i = rho(X_t * A_t,i)  with rho = spatial mean (or sum)
 
     The video model uses one conv (``alpha_layers=1``); the ViT model four 3x3 convs with GELU
-    in between (``alpha_layers=4, alpha_kernel=3``). The official Scenic code normalises the
-    input with LayerNorm and sums; both are options here.
+    in between (``alpha_layers=4, alpha_kernel=3``; ``act_layer``, default the tanh GELU of the
+    official code). The official Scenic code normalises the input with LayerNorm and sums; both are
+    options here.
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class TokenLearner(nn.Module):
         alpha_kernel: int = 1,
         pooling: str = "mean",
         use_layernorm: bool = False,
+        act_layer: Callable[[], nn.Module] = GELU_TANH,
     ) -> None:
         super().__init__()
         if pooling not in ("mean", "sum"):
@@ -88,13 +90,19 @@ class TokenLearner(nn.Module):
         layers = []
         for index in range(alpha_layers):
             if index:
-                layers.append(nn.GELU(approximate="tanh"))
+                layers.append(act_layer())
             layers.append(
                 nn.Conv2d(
                     dim if index == 0 else num_tokens, num_tokens, alpha_kernel, padding=alpha_kernel // 2, bias=False
                 )
             )
         self.alpha = nn.Sequential(*layers)
+
+    def reset_parameters_like_flax(self) -> None:
+        """Flax's ``nn.Conv`` init: lecun-normal kernels (the convs have no bias)."""
+        for layer in self.alpha:
+            if isinstance(layer, nn.Conv2d):
+                lecun_normal_(layer.weight)
 
     def forward(self, x: torch.Tensor) -> TokensAndMaps:
         b, c, t, h, w = x.shape
@@ -111,15 +119,28 @@ class TokenLearner(nn.Module):
 class TokenLearnerV11(nn.Module):
     """TokenLearner v1.1 (Scenic's ``TokenLearnerModuleV11``)::
 
-    X_t -> LayerNorm -> MLP (C -> hidden -> S, GELU) -> softmax over the H*W positions
-        -> A_t;   z_i = sum_x A_t,i(x) X_t(x)
+        X_t -> LayerNorm -> MLP (C -> hidden -> S, act, dropout) -> softmax over the H*W positions
+            -> A_t;   z_i = sum_x A_t,i(x) X_t(x)
+
+    ``act_layer`` defaults to the tanh GELU and ``dropout`` sits inside the MLP, as in Scenic.
     """
 
-    def __init__(self, *, dim: int, num_tokens: int = 8, hidden_dim: int = 64) -> None:
+    def __init__(
+        self,
+        *,
+        dim: int,
+        num_tokens: int = 8,
+        hidden_dim: int = 64,
+        act_layer: Callable[[], nn.Module] = GELU_TANH,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.num_tokens = num_tokens
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim=dim, hidden_dim=hidden_dim, out_dim=num_tokens)
+        self.mlp = Mlp(dim=dim, hidden_dim=hidden_dim, out_dim=num_tokens, act_layer=act_layer, dropout=dropout)
+
+    def reset_parameters_like_flax(self) -> None:
+        self.mlp.reset_parameters_like_flax()
 
     def forward(self, x: torch.Tensor) -> TokensAndMaps:
         b, c, t, h, w = x.shape

@@ -163,10 +163,20 @@ def _workers(rows: int) -> int:
     return max(1, min(torch.get_num_threads(), rows // 8))
 
 
+def _require_equal_widths(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    # The kernels compute eq. 3 with gamma reduced to the softmax: one width for q, k and v.
+    if q.dim() != 3 or k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2]:
+        raise ValueError(
+            f"the fused vector attention kernels take q (B, N, d), k and v (B, M, d) of one width d; got "
+            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
+
+
 def fused_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Eq. 3 for (B, N, d) float32 CPU tensors: returns the output and the per-(query, channel)
     log-sum-exp that ``fused_backward`` needs. The kernel takes each softmax's peak from the
     keys' per-channel extremes, as ``vector_transformer.softmax_peak`` explains."""
+    _require_equal_widths(q, k, v)
     library = load_kernels()
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     k_max, k_min = k.amax(dim=1).contiguous(), k.amin(dim=1).contiguous()

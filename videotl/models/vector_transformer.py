@@ -16,8 +16,13 @@ faster than the PyTorch ops, which remain the path on CUDA, for other dtypes, an
 compiler is available.
 """
 
+import contextlib
+import contextvars
+from typing import Iterator
+
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from . import vector_attention_cpu
 from .attention import Mlp
@@ -86,19 +91,85 @@ def vector_attention_chunked(
 
     ``cpu_kernels=False`` keeps to PyTorch ops on CPU too (the fused kernels are the default there).
     Under CUDA autocast it computes in float32: the softmax over N products needs the range.
+    Under ``torch.export`` and ONNX export, and inside :func:`exportable_ops` (for a TorchScript
+    trace), it runs the same chunked computation in plain differentiable ops, which every exporter
+    can follow; otherwise it is one autograd function (which the FLOP counter recognises).
     """
+    if _exporting():
+        return _chunked_forward_ops(q, k, v, chunk_size)
     if q.is_cuda and torch.is_autocast_enabled("cuda"):
         with torch.autocast("cuda", enabled=False):
             return _ChunkedVectorAttention.apply(q.float(), k.float(), v.float(), chunk_size, cpu_kernels)
     return _ChunkedVectorAttention.apply(q, k, v, chunk_size, cpu_kernels)
 
 
-class VectorAttention(nn.Module):
-    """``z -> (f_q, f_k, f_v) -> vector attention (eq. 3) [-> gamma projection d -> C]``.
+_EXPORTABLE = contextvars.ContextVar("videotl_exportable_ops", default=False)
 
-    ``gamma`` is a linear map back to the token width, present only when ``dim != attention_dim``
-    (the paper: "When the channel sizes of the projections are identical, gamma is simplified as a
-    single softmax layer"). ``chunk_size = 0`` uses the naive implementation.
+
+@contextlib.contextmanager
+def exportable_ops() -> Iterator[None]:
+    """Within this block the Vector Transformer runs in plain PyTorch ops (no custom autograd
+    function, no C kernels), so that ``torch.jit.trace`` records a graph TorchScript can save."""
+    token = _EXPORTABLE.set(True)
+    try:
+        yield
+    finally:
+        _EXPORTABLE.reset(token)
+
+
+def _exporting() -> bool:
+    return _EXPORTABLE.get() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+
+
+def _chunked_forward_ops(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """Eq. 3 chunk by chunk of queries, out of place: the form that tracing and export record."""
+    peak = softmax_peak(q, k)
+    rows = []
+    for start in range(0, q.shape[1], chunk_size):
+        q_c, peak_c = q[:, start : start + chunk_size], peak[:, start : start + chunk_size]
+        weights = torch.exp(q_c.unsqueeze(2) * k.unsqueeze(1) - peak_c.unsqueeze(2))  # (B, c, N, d)
+        rows.append((weights * v.unsqueeze(1)).sum(dim=2) / weights.sum(dim=2))
+    return torch.cat(rows, dim=1)
+
+
+def vector_attention_projected_naive(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gamma: torch.Tensor
+) -> torch.Tensor:
+    """Eq. 3 with widths that differ, as written: ``y_i = sum_j softmax_j(gamma(q_i * k_j)) * v_j``.
+
+    ``q``, ``k`` are (B, N, d), ``v`` is (B, N, C) and ``gamma`` the (C, d) weight of the linear map
+    over channels that is applied to every pairwise product before the softmax. Builds the full
+    (B, N, N, C) tensor: a reference implementation.
+    """
+    logits = torch.einsum("bid,bjd,cd->bijc", q, k, gamma)
+    return (torch.softmax(logits, dim=2) * v.unsqueeze(1)).sum(dim=2)
+
+
+def vector_attention_projected_chunked(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gamma: torch.Tensor, *, chunk_size: int = 64
+) -> torch.Tensor:
+    """:func:`vector_attention_projected_naive`, ``chunk_size`` query rows at a time; each chunk is
+    recomputed in backward (activation checkpointing), so memory stays at one chunk's tensor."""
+    rows = []
+    for start in range(0, q.shape[1], chunk_size):
+        q_c = q[:, start : start + chunk_size]
+        if torch.is_grad_enabled() and not _exporting():
+            rows.append(checkpoint(vector_attention_projected_naive, q_c, k, v, gamma, use_reentrant=False))
+        else:
+            rows.append(vector_attention_projected_naive(q_c, k, v, gamma))
+    return torch.cat(rows, dim=1)
+
+
+class VectorAttention(nn.Module):
+    """The Vector Transformer's attention (eq. 3)::
+
+        z -> f_q, f_k (C -> d), f_v (C -> C) -> y_i = sum_j softmax_j(gamma(f_q(z_i) * f_k(z_j))) * f_v(z_j)
+
+    ``gamma`` is "an extra projection layer to match the channel dimensionality followed by a
+    softmax function over j": a linear map d -> C over the channels of every pairwise product,
+    inside the softmax. With equal widths (``attention_dim`` 0 or ``dim``, the paper's models) it
+    reduces to the softmax alone, and the chunked path (fused kernels on CPU) runs; with unequal
+    widths the projected form runs in PyTorch ops. ``chunk_size = 0`` uses the naive implementations.
     """
 
     def __init__(self, *, dim: int, attention_dim: int = 0, chunk_size: int = 64) -> None:
@@ -107,16 +178,18 @@ class VectorAttention(nn.Module):
         self.chunk_size = chunk_size
         self.f_q = nn.Linear(dim, attention_dim, bias=False)
         self.f_k = nn.Linear(dim, attention_dim, bias=False)
-        self.f_v = nn.Linear(dim, attention_dim, bias=False)
+        self.f_v = nn.Linear(dim, dim, bias=False)
         self.gamma = nn.Linear(attention_dim, dim, bias=False) if attention_dim != dim else nn.Identity()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         q, k, v = self.f_q(z), self.f_k(z), self.f_v(z)
+        if isinstance(self.gamma, nn.Linear):
+            if self.chunk_size:
+                return vector_attention_projected_chunked(q, k, v, self.gamma.weight, chunk_size=self.chunk_size)
+            return vector_attention_projected_naive(q, k, v, self.gamma.weight)
         if self.chunk_size:
-            out = vector_attention_chunked(q, k, v, chunk_size=self.chunk_size)
-        else:
-            out = vector_attention_naive(q, k, v)
-        return self.gamma(out)
+            return vector_attention_chunked(q, k, v, chunk_size=self.chunk_size)
+        return vector_attention_naive(q, k, v)
 
 
 class TokenTransformerLayer(nn.Module):

@@ -23,30 +23,36 @@ Parameter names follow the common PyTorch ViT layout (``patch_embed.proj``, ``cl
 ``head``), so an image state dict in that layout loads into ``load_pretrained``.
 """
 
-import logging
-from typing import Dict, List, Mapping, Sequence, Tuple, Union
+import dataclasses
+from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from fvcore.common.config import CfgNode
 from torch import nn
 
-from .attention import Mlp, MultiHeadSelfAttention
-from .build import register_model
-from .tokenlearner import TokenLearner, TokenLearnerV11
+from ..utils.checkpoints import model_state_from, read_checkpoint
+from .attention import GELU_TANH, Mlp, MultiHeadSelfAttention, lecun_normal_
+from .components import FUSERS, NO_FUSER, PartContext, TokenLearnerSpec, build_tokenizer, tokenlearner_spec
+from .tokenfuser import TokenFuser
 
 Grid = Tuple[int, int, int]
-
-logger = logging.getLogger("videotl.models")
 
 # Flax's LayerNorm epsilon (PyTorch's default is 1e-5).
 LN_EPS = 1e-6
 
-
-def _tanh_gelu(mlp: Mlp) -> Mlp:
-    """Flax's ``nn.gelu`` is the tanh approximation; the shared ``Mlp`` uses the exact GELU."""
-    mlp.act = nn.GELU(approximate="tanh")
-    return mlp
+# The TokenLearner as the official ViT code builds it: the paper's alpha of four 3x3 convs with GELU,
+# after a LayerNorm, with sum pooling; a TokenFuser (when used) mixing each time step's tokens, its
+# mixing weights from LayerNorm -> MLP -> sigmoid, and a bias in its token map.
+VIT_TOKENLEARNER = TokenLearnerSpec(
+    alpha_layers=4,
+    alpha_kernel=3,
+    pooling="sum",
+    layernorm=True,
+    fuser=NO_FUSER,
+    fuser_mix="frame",
+    fuser_weights="mlp",
+    fuser_mix_bias=True,
+)
 
 
 class PatchEmbed(nn.Module):
@@ -93,75 +99,43 @@ class EncoderBlock(nn.Module):
 
     ::
 
-        x -> LayerNorm -> MHSA -> dropout -> + x -> LayerNorm -> MLP (C -> mlp_dim -> C, GELU) -> dropout -> + .
-    """
+        x -> LayerNorm -> MHSA (attention dropout) -> dropout -> + x
+          -> LayerNorm -> MLP (C -> mlp_dim [-> dropout] -> C, tanh GELU) -> dropout -> + .
 
-    def __init__(self, *, dim: int, num_heads: int, mlp_dim: int, dropout_rate: float = 0.0) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.attn = MultiHeadSelfAttention(dim=dim, num_heads=num_heads)
-        self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.mlp = _tanh_gelu(Mlp(dim=dim, hidden_dim=mlp_dim))
-        self.drop = nn.Dropout(dropout_rate)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm1(x)))
-        return x + self.drop(self.mlp(self.norm2(x)))
-
-
-class SequenceTokenFuser(nn.Module):
-    """TokenFuser on a token sequence, as Scenic's ``TokenFuser`` (the residual is added outside).
-
-    ::
-
-        Y (B, T*S, C) -> LayerNorm -> linear over the token axis (S -> S per time step, or
-                         S*T -> S*T with mix="all"; zero-initialised) -> LayerNorm -> Y'
-        X (B, T*N, C) -> LayerNorm -> MLP (C -> 64 -> S, GELU) -> sigmoid -> B_w (per time step N x S)
-        out_t = B_w Y'_t -> dropout                      (B, T*N, C), the shape of X
-
-    The zero token map makes a new fuser output zero, so a fused layer starts as the identity.
+    The dropouts sit where Scenic has them; ``mlp_hidden_dropout=False`` drops only the MLP's output.
     """
 
     def __init__(
         self,
         *,
         dim: int,
-        num_tokens: int,
-        num_frames: int = 1,
-        mix: str = "frame",
-        bottleneck_dim: int = 64,
+        num_heads: int,
+        mlp_dim: int,
         dropout_rate: float = 0.0,
+        attention_dropout_rate: float = 0.0,
+        mlp_hidden_dropout: bool = True,
+        act_layer=GELU_TANH,
     ) -> None:
         super().__init__()
-        if mix not in ("frame", "all"):
-            raise ValueError(f"mix must be 'frame' or 'all', got {mix!r}")
-        self.num_tokens = num_tokens
-        self.num_frames = num_frames
-        self.mix = mix
-        mixed = num_tokens * num_frames if mix == "all" else num_tokens
-        self.token_norm = nn.LayerNorm(dim, eps=LN_EPS)
-        self.token_mix = nn.Linear(mixed, mixed)
-        nn.init.zeros_(self.token_mix.weight)
-        nn.init.zeros_(self.token_mix.bias)
-        self.mixed_norm = nn.LayerNorm(dim, eps=LN_EPS)
-        self.input_norm = nn.LayerNorm(dim, eps=LN_EPS)
-        self.beta = _tanh_gelu(Mlp(dim=dim, hidden_dim=bottleneck_dim, out_dim=num_tokens))
+        self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.attn = MultiHeadSelfAttention(dim=dim, num_heads=num_heads, attention_dropout=attention_dropout_rate)
         self.drop = nn.Dropout(dropout_rate)
+        self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.mlp = Mlp(
+            dim=dim,
+            hidden_dim=mlp_dim,
+            act_layer=act_layer,
+            dropout=dropout_rate,
+            hidden_dropout=dropout_rate if mlp_hidden_dropout else 0.0,
+        )
 
-    def forward(self, tokens: torch.Tensor, original: torch.Tensor, *, num_frames: int) -> torch.Tensor:
-        b, _, c = tokens.shape
-        s = self.num_tokens
-        if self.mix == "all" and num_frames != self.num_frames:
-            raise ValueError(f"TokenFuser (mix='all') was built for {self.num_frames} time steps, got {num_frames}")
-        y = self.token_norm(tokens)
-        if self.mix == "all":
-            y = self.token_mix(y.transpose(1, 2)).transpose(1, 2)
-        else:
-            y = self.token_mix(y.reshape(b * num_frames, s, c).transpose(1, 2)).transpose(1, 2)
-        y = self.mixed_norm(y).reshape(b * num_frames, s, c)
-        frames = original.reshape(b * num_frames, -1, c)  # (B*T, N, C)
-        weights = torch.sigmoid(self.beta(self.input_norm(frames)))  # (B*T, N, S)
-        return self.drop(weights @ y).reshape(b, -1, c)
+    def reset_parameters_like_flax(self) -> None:
+        self.attn.reset_parameters_like_flax()
+        self.mlp.reset_parameters_like_flax()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x)))
+        return x + self.mlp(self.norm2(x))
 
 
 class VisionTransformer(nn.Module):
@@ -169,8 +143,15 @@ class VisionTransformer(nn.Module):
 
     ``depth`` is the base model's layer count and ``extra_layers`` the layers added after the
     TokenLearner ("24+11"); ``tokenlearner_layer = k`` inserts it after the first k layers
-    ("16-TL at 12"), -1 builds the plain model. ``grid`` is the token grid (T', H', W') the
-    position embedding is learned for; other input sizes interpolate it.
+    ("16-TL at 12"), -1 builds the plain model. ``tokenlearner`` says how it is built (default
+    :data:`VIT_TOKENLEARNER`, the official code's; a mapping changes some of its fields), and its
+    ``fuser`` picks Figure 3 (a) (``"none"``) or (b) (``"tokenfuser"``). ``grid`` is the token grid
+    (T', H', W') the position embedding is learned for; other input sizes interpolate it.
+
+    Initialisation follows the official (flax) code: lecun-normal patch embedding and TokenLearner
+    convs with zero biases, xavier-uniform attention projections per q / k / v, xavier-uniform MLP
+    kernels with N(0, 1e-6) biases, N(0, 0.02) position embedding, zero class token, zero token maps
+    and a zero classifier (``head_bias_init`` sets its bias; the official ImageNet setting uses -10).
     """
 
     def __init__(
@@ -186,31 +167,35 @@ class VisionTransformer(nn.Module):
         classifier: str = "gap",
         representation_size: int = 0,
         dropout_rate: float = 0.0,
+        attention_dropout_rate: float = 0.0,
+        mlp_hidden_dropout: bool = True,
         head_dropout_rate: float = 0.0,
+        head_bias_init: float = 0.0,
         tokenlearner_layer: int = -1,
-        num_tokens: int = 8,
         extra_layers: int = 0,
-        tokenlearner_v11: bool = False,
-        tokenfuser: bool = False,
-        fuser_mix: str = "frame",
+        tokenlearner: Union[None, TokenLearnerSpec, Mapping[str, Any]] = None,
     ) -> None:
         super().__init__()
         if classifier not in ("token", "gap"):
             raise ValueError(f"classifier must be 'token' or 'gap', got {classifier!r}")
+        spec = tokenlearner_spec(tokenlearner, base=VIT_TOKENLEARNER)
         num_layers = depth + extra_layers
+        tokenfuser = spec.fuser != NO_FUSER
         if not -1 <= tokenlearner_layer <= depth:
             raise ValueError(f"tokenlearner_layer = {tokenlearner_layer} must be -1 or in [0, {depth}]")
         if extra_layers and tokenlearner_layer < 0:
             raise ValueError("extra_layers count layers after the TokenLearner; give tokenlearner_layer")
-        if tokenfuser and not 0 <= tokenlearner_layer < num_layers:
+        if tokenfuser and tokenlearner_layer >= 0 and not tokenlearner_layer < num_layers:
             raise ValueError("a TokenFuser needs a TokenLearner before at least one layer")
         self.patch_embed = patch_embed
         self.grid = tuple(grid)
         self.classifier = classifier
         self.num_prefix = 1 if classifier == "token" else 0
         self.tokenlearner_layer = tokenlearner_layer
-        self.tokenfuser = tokenfuser
-        self.num_tokens = num_tokens
+        self.tokenfuser = tokenfuser and tokenlearner_layer >= 0
+        self.tokenlearner_spec = spec
+        self.num_tokens = spec.num_tokens
+        self.head_bias_init = head_bias_init
 
         num_positions = self.grid[0] * self.grid[1] * self.grid[2]
         if self.num_prefix:
@@ -218,53 +203,71 @@ class VisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix + num_positions, dim))
         self.pos_drop = nn.Dropout(dropout_rate)
         self.blocks = nn.ModuleList(
-            EncoderBlock(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim, dropout_rate=dropout_rate)
+            EncoderBlock(
+                dim=dim,
+                num_heads=num_heads,
+                mlp_dim=mlp_dim,
+                dropout_rate=dropout_rate,
+                attention_dropout_rate=attention_dropout_rate,
+                mlp_hidden_dropout=mlp_hidden_dropout,
+            )
             for _ in range(num_layers)
         )
 
-        def make_tokenlearner() -> nn.Module:
-            if tokenlearner_v11:
-                module = TokenLearnerV11(dim=dim, num_tokens=num_tokens)
-                _tanh_gelu(module.mlp)
-                return module
-            # The paper's ViT alpha: four 3x3 convs of S channels with GELU between, sigmoid, and
-            # the official code's LayerNorm in front and sum pooling.
-            return TokenLearner(
-                dim=dim, num_tokens=num_tokens, alpha_layers=4, alpha_kernel=3, pooling="sum", use_layernorm=True
-            )
-
-        if tokenfuser:
+        # The TokenLearner parts drop at the encoder's rate, as Scenic passes its dropout_rate to them.
+        part = PartContext(
+            dim=dim,
+            num_frames=self.grid[0],
+            spatial_size=self.grid[1:],
+            tokenlearner=dataclasses.replace(spec, dropout=dropout_rate),
+        )
+        if self.tokenfuser:
             fused = num_layers - tokenlearner_layer
-            self.tokenlearners = nn.ModuleList(make_tokenlearner() for _ in range(fused))
-            self.fusers = nn.ModuleList(
-                SequenceTokenFuser(
-                    dim=dim, num_tokens=num_tokens, num_frames=self.grid[0], mix=fuser_mix, dropout_rate=dropout_rate
-                )
-                for _ in range(fused)
-            )
+            self.tokenlearners = nn.ModuleList(build_tokenizer(part) for _ in range(fused))
+            self.fusers = nn.ModuleList(FUSERS.get(spec.fuser)(part) for _ in range(fused))
+            for fuser in self.fusers:
+                if not isinstance(fuser, TokenFuser):
+                    raise ValueError(f"a ViT fuses with TokenFuser ('tokenfuser' or 'none'), not {spec.fuser!r}")
         elif tokenlearner_layer >= 0:
-            self.tokenlearner = make_tokenlearner()
+            self.tokenlearner = build_tokenizer(part)
 
         self.norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.head_dim = dim
         if representation_size:
             self.pre_logits: nn.Module = nn.Sequential(nn.Linear(dim, representation_size), nn.Tanh())
-            dim = representation_size
+            self.head_dim = representation_size
         else:
             self.pre_logits = nn.Identity()
         self.head_drop = nn.Dropout(head_dropout_rate)
-        self.head = nn.Linear(dim, num_classes)
+        self.head = nn.Linear(self.head_dim, num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # Scenic / ViT: xavier-uniform dense kernels, zero biases, N(0, 0.02) position embedding,
-        # zero class token and a zero classifier (fine-tuning starts from uniform logits).
-        for name, module in self.named_modules():
-            if isinstance(module, nn.Linear) and not name.endswith("token_mix"):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if isinstance(self.patch_embed.proj, (nn.Conv2d, nn.Conv3d)):
+            lecun_normal_(self.patch_embed.proj.weight)
+            nn.init.zeros_(self.patch_embed.proj.bias)
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters_like_flax"):
+                module.reset_parameters_like_flax()
+        if isinstance(self.pre_logits, nn.Sequential):
+            lecun_normal_(self.pre_logits[0].weight)
+            nn.init.zeros_(self.pre_logits[0].bias)
+        # Flax's normal(stddev=0.02) for the position embedding is not truncated.
+        nn.init.normal_(self.pos_embed, std=0.02)
+        self._init_head()
+
+    def _init_head(self) -> None:
         nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        nn.init.constant_(self.head.bias, self.head_bias_init)
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.out_features
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new zero-initialised classifier for ``num_classes`` (fine-tuning on another label set)."""
+        self.head = nn.Linear(self.head_dim, num_classes).to(self.head.weight.device, self.head.weight.dtype)
+        self._init_head()
 
     def position_embedding(self, grid: Grid) -> torch.Tensor:
         """The position embedding for token grid ``grid``, interpolated when it is not the built one."""
@@ -291,7 +294,7 @@ class VisionTransformer(nn.Module):
                 residual = x[:, p:]
                 tokens = self._learn_tokens(self.tokenlearners[index - k], residual, grid)
                 y = block(torch.cat([x[:, :p], tokens], dim=1))
-                fused = self.fusers[index - k](y[:, p:], residual, num_frames=grid[0]) + residual
+                fused = self.fusers[index - k](y[:, p:], residual, num_frames=grid[0])
                 x = torch.cat([y[:, :p], fused], dim=1)
                 continue
             if index == k and not self.tokenfuser:
@@ -305,9 +308,13 @@ class VisionTransformer(nn.Module):
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         return tokens[:, 0] if self.classifier == "token" else tokens[:, self.num_prefix :].mean(dim=1)
 
+    def forward_head(self, features: torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
+        """The token sequence of :meth:`forward_features` -> logits (or the pooled representation)."""
+        pooled = self.pre_logits(self.pool(features))
+        return pooled if pre_logits else self.head(self.head_drop(pooled))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.pre_logits(self.pool(self.forward_features(x)))
-        return self.head(self.head_drop(features))
+        return self.forward_head(self.forward_features(x))
 
 
 def resize_position_embedding(
@@ -375,17 +382,8 @@ def load_pretrained(
     ``"model_state"`` or ``"state_dict"``) or a state dict.
     """
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
-        try:
-            state = torch.load(source, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises several types for truncated or foreign files
-            raise ValueError(f"cannot read ViT checkpoint {source}: {error}") from error
-    else:
-        state = source
-    for key in ("model", "model_state", "state_dict"):
-        if key in state and isinstance(state[key], Mapping):
-            state = state[key]
-            break
-    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+        source = read_checkpoint(source)
+    state = {k: v for k, v in model_state_from(source, tensors_only=True).items()}
     if "patch_embed.proj.weight" not in state:
         raise ValueError("the checkpoint has no patch_embed.proj.weight: not a ViT / ViViT state dict in this layout")
     target = model.state_dict()
@@ -507,55 +505,3 @@ def create_vivit(
         num_classes=num_classes,
         **kwargs,
     )
-
-
-def _common_kwargs(cfg: CfgNode) -> dict:
-    vit, tl = cfg.VIT, cfg.VIT.TOKENLEARNER
-    return dict(
-        image_size=cfg.DATA.TRAIN_CROP_SIZE,
-        patch_size=vit.PATCH_SIZE,
-        dim=vit.HIDDEN_SIZE,
-        depth=vit.DEPTH,
-        num_heads=vit.NUM_HEADS,
-        mlp_dim=vit.MLP_DIM,
-        num_classes=cfg.MODEL.NUM_CLASSES,
-        classifier=vit.CLASSIFIER,
-        representation_size=vit.REPRESENTATION_SIZE,
-        dropout_rate=vit.DROPOUT_RATE,
-        head_dropout_rate=cfg.MODEL.DROPOUT_RATE,
-        tokenlearner_layer=tl.LAYER,
-        num_tokens=tl.NUM_TOKENS,
-        extra_layers=vit.EXTRA_LAYERS,
-        tokenlearner_v11=tl.V11,
-        tokenfuser=tl.FUSER,
-        fuser_mix=tl.FUSER_MIX,
-    )
-
-
-def _initialise(model: VisionTransformer, cfg: CfgNode) -> VisionTransformer:
-    if cfg.VIT.INIT.CHECKPOINT:
-        report = load_pretrained(model, cfg.VIT.INIT.CHECKPOINT, inflation=cfg.VIT.INIT.INFLATION)
-        logger.info(
-            "initialised from %s: %d tensors copied, adapted %s, kept init %s, not in the checkpoint %s, unused %s",
-            cfg.VIT.INIT.CHECKPOINT,
-            len(report["loaded"]),
-            report["adapted"],
-            report["kept_init"],
-            report["missing"],
-            report["unused"],
-        )
-    return model
-
-
-@register_model("vit")
-def build_vit(cfg: CfgNode) -> VisionTransformer:
-    """ViT (``VIT.*``) on ``DATA.TRAIN_CROP_SIZE`` images, initialised from ``VIT.INIT.CHECKPOINT``."""
-    return _initialise(create_vit(**_common_kwargs(cfg)), cfg)
-
-
-@register_model("vivit")
-def build_vivit(cfg: CfgNode) -> VisionTransformer:
-    """ViViT (joint space-time) on ``DATA.NUM_FRAMES`` x ``DATA.TRAIN_CROP_SIZE``^2 clips; from a ViT
-    checkpoint the patch kernel is inflated by ``VIT.INIT.INFLATION``."""
-    model = create_vivit(num_frames=cfg.DATA.NUM_FRAMES, tubelet_size=cfg.VIT.TUBELET_SIZE, **_common_kwargs(cfg))
-    return _initialise(model, cfg)

@@ -1,0 +1,266 @@
+"""The TokenLearner settings both model families share, and the registries of the parts a res5
+block or a ViT layer is assembled from: tokenizers, token transformers, fusers, res5 operators.
+
+A part is registered as a factory that takes a :class:`PartContext` (the width it works at, the
+clip length, the res5 map size, the TokenLearner settings) and returns the module::
+
+    @TOKENIZERS.register("my_tokenizer")
+    def _my_tokenizer(ctx: PartContext) -> nn.Module:
+        return MyTokenizer(dim=ctx.dim, num_tokens=ctx.tokenlearner.num_tokens)
+
+after which ``TOKENLEARNER.TOKENIZER my_tokenizer`` (or ``TokenLearnerSpec(tokenizer="my_tokenizer")``)
+builds it; the config accepts every registered name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Tuple, Union
+
+from torch import nn
+
+from ..registry import Registry
+from .attention import GELU_TANH, MultiHeadSelfAttention
+from .blocks import AxisSelfAttention, TemporalMlpMixer, TokenLearnerModule
+from .tokenfuser import BroadcastFuser, MaskUnpoolFuser, TokenFuser
+from .tokenlearner import DenseTokenizer, FixedGridTokenizer, PoolMlpTokenizer, TokenLearner, TokenLearnerV11
+from .vector_transformer import TokenTransformerLayer, VectorAttention
+
+__all__ = [
+    "FUSERS",
+    "NO_FUSER",
+    "PartContext",
+    "RES5_SPATIAL_OPS",
+    "RES5_TEMPORAL_OPS",
+    "TOKENIZERS",
+    "TOKEN_TRANSFORMERS",
+    "TokenLearnerSpec",
+    "build_fuser",
+    "build_tokenizer",
+    "build_tokenlearner_module",
+    "tokenlearner_spec",
+]
+
+# ``TokenLearnerSpec.fuser`` for a ViT without TokenFuser (the paper's Figure 3 (a)).
+NO_FUSER = "none"
+
+
+@dataclass(frozen=True)
+class TokenLearnerSpec:
+    """How a TokenLearner module is built, in both families (config section ``TOKENLEARNER``).
+
+    The defaults are the paper's video model (section 6.1): one 1x1 conv alpha, mean pooling, a
+    Vector Transformer at d = 432, a TokenFuser mixing all S*T tokens with a linear + sigmoid beta.
+    ``docs/faithfulness.md`` lists where the official Scenic code differs and which field switches.
+
+    Attributes:
+        tokenizer: a :data:`TOKENIZERS` name (``tokenlearner``, ``tokenlearner_v11``, ``fixed_grid``,
+            ``dense``, ``pool_mlp``).
+        num_tokens: S, tokens per frame.
+        alpha_layers / alpha_kernel: convs of the attention function alpha and their kernel
+            (the ViT's: 4 and 3).
+        pooling: rho, ``mean`` (eq. 1) or ``sum`` (Scenic).
+        layernorm: LayerNorm on the input of alpha (Scenic; the ViT family).
+        v11_hidden_dim: hidden width of the v1.1 tokenizer's MLP.
+        dim: width d of the token transformer's query and key projections; 0 = the token width.
+        transformer: a :data:`TOKEN_TRANSFORMERS` name (``vector``, ``mhsa``).
+        num_heads: heads of the ``mhsa`` token transformer.
+        chunk_size: query rows per chunk of the Vector Transformer; 0 = the naive form.
+        mlp_ratio: MLP after the token transformer, hidden width ratio; 0 = none.
+        fuser: a :data:`FUSERS` name (``tokenfuser``, ``broadcast``, ``unpool_masks``), or ``none``
+            (ViT only: Figure 3 (a)).
+        fuser_mix: TokenFuser's token map over all S*T tokens (``all``, the paper) or per frame
+            (``frame``, Scenic).
+        fuser_weights: TokenFuser's beta, ``linear`` (the paper) or ``mlp`` (Scenic).
+        fuser_mix_bias: a bias in the token map (Scenic has one, the paper's M has none).
+        fuser_hidden_dim: hidden width of the ``mlp`` beta.
+        dropout: Scenic's dropout inside the v1.1 MLP, the fuser's MLP and on the fuser's output.
+    """
+
+    tokenizer: str = "tokenlearner"
+    num_tokens: int = 8
+    alpha_layers: int = 1
+    alpha_kernel: int = 1
+    pooling: str = "mean"
+    layernorm: bool = False
+    v11_hidden_dim: int = 64
+    dim: int = 0
+    transformer: str = "vector"
+    num_heads: int = 8
+    chunk_size: int = 64
+    mlp_ratio: float = 0.0
+    fuser: str = "tokenfuser"
+    fuser_mix: str = "all"
+    fuser_weights: str = "linear"
+    fuser_mix_bias: bool = False
+    fuser_hidden_dim: int = 64
+    dropout: float = 0.0
+
+
+def tokenlearner_spec(
+    value: Union[None, TokenLearnerSpec, Mapping[str, Any]], base: Optional[TokenLearnerSpec] = None
+) -> TokenLearnerSpec:
+    """A spec from a spec, a mapping of fields to change in ``base`` (``{"num_tokens": 4}``), or None
+    (``base``, default the paper's)."""
+    base = base or TokenLearnerSpec()
+    if value is None:
+        return base
+    if isinstance(value, TokenLearnerSpec):
+        return value
+    names = {f.name for f in dataclasses.fields(TokenLearnerSpec)}
+    unknown = sorted(set(value) - names)
+    if unknown:
+        raise TypeError(f"TokenLearnerSpec has no field {', '.join(unknown)}; fields: {', '.join(sorted(names))}")
+    return dataclasses.replace(base, **value)
+
+
+@dataclass(frozen=True)
+class PartContext:
+    """What a part factory needs to build its module.
+
+    Attributes:
+        dim: the width the part works at (the res5 inner width, or the ViT's hidden size).
+        num_frames: frames (ViViT: time steps) the token-axis layers are built for.
+        spatial_size: (H, W) of the map a tokenizer sees at training time.
+        num_heads: heads of the res5 MHSA operators.
+        stride: the spatial stride of a res5 spatial operator.
+        tokenlearner: the TokenLearner settings.
+        act_layer: the activation of the ViT family's TokenLearner parts (flax's tanh GELU).
+    """
+
+    dim: int
+    num_frames: int = 1
+    spatial_size: Tuple[int, int] = (7, 7)
+    num_heads: int = 8
+    stride: int = 1
+    tokenlearner: TokenLearnerSpec = field(default_factory=TokenLearnerSpec)
+    act_layer: Callable[[], nn.Module] = GELU_TANH
+
+
+Factory = Callable[[PartContext], nn.Module]
+
+TOKENIZERS: Registry[Factory] = Registry("tokenizer")
+TOKEN_TRANSFORMERS: Registry[Factory] = Registry("token transformer")
+FUSERS: Registry[Factory] = Registry("fuser")
+# What replaces (or keeps) the 1x3x3 spatial conv of a converted res5 block; a factory returning
+# None drops the spatial unit (the block then strides in conv_a).
+RES5_SPATIAL_OPS: Registry[Callable[[PartContext], Optional[nn.Module]]] = Registry("res5 spatial operator")
+# What replaces the 3x1x1 temporal conv of a converted res5 block.
+RES5_TEMPORAL_OPS: Registry[Factory] = Registry("res5 temporal operator")
+
+
+@TOKENIZERS.register("tokenlearner")
+def _tokenlearner(ctx: PartContext) -> nn.Module:
+    tl = ctx.tokenlearner
+    return TokenLearner(
+        dim=ctx.dim,
+        num_tokens=tl.num_tokens,
+        alpha_layers=tl.alpha_layers,
+        alpha_kernel=tl.alpha_kernel,
+        pooling=tl.pooling,
+        use_layernorm=tl.layernorm,
+        act_layer=ctx.act_layer,
+    )
+
+
+@TOKENIZERS.register("tokenlearner_v11")
+def _tokenlearner_v11(ctx: PartContext) -> nn.Module:
+    tl = ctx.tokenlearner
+    return TokenLearnerV11(
+        dim=ctx.dim, num_tokens=tl.num_tokens, hidden_dim=tl.v11_hidden_dim, act_layer=ctx.act_layer, dropout=tl.dropout
+    )
+
+
+@TOKENIZERS.register("fixed_grid")
+def _fixed_grid(ctx: PartContext) -> nn.Module:
+    return FixedGridTokenizer(num_tokens=ctx.tokenlearner.num_tokens)
+
+
+@TOKENIZERS.register("dense")
+def _dense(ctx: PartContext) -> nn.Module:
+    return DenseTokenizer(num_tokens=ctx.tokenlearner.num_tokens, spatial_size=ctx.spatial_size)
+
+
+@TOKENIZERS.register("pool_mlp")
+def _pool_mlp(ctx: PartContext) -> nn.Module:
+    return PoolMlpTokenizer(dim=ctx.dim, num_tokens=ctx.tokenlearner.num_tokens)
+
+
+@TOKEN_TRANSFORMERS.register("vector")
+def _vector(ctx: PartContext) -> nn.Module:
+    tl = ctx.tokenlearner
+    attention = VectorAttention(dim=ctx.dim, attention_dim=tl.dim, chunk_size=tl.chunk_size)
+    return TokenTransformerLayer(dim=ctx.dim, attention=attention, mlp_ratio=tl.mlp_ratio)
+
+
+@TOKEN_TRANSFORMERS.register("mhsa")
+def _mhsa(ctx: PartContext) -> nn.Module:
+    tl = ctx.tokenlearner
+    attention = MultiHeadSelfAttention(dim=ctx.dim, num_heads=tl.num_heads, attention_dim=tl.dim)
+    return TokenTransformerLayer(dim=ctx.dim, attention=attention, mlp_ratio=tl.mlp_ratio)
+
+
+@FUSERS.register("tokenfuser")
+def _tokenfuser(ctx: PartContext) -> nn.Module:
+    tl = ctx.tokenlearner
+    return TokenFuser(
+        dim=ctx.dim,
+        num_tokens=tl.num_tokens,
+        num_frames=ctx.num_frames,
+        mix=tl.fuser_mix,
+        weights=tl.fuser_weights,
+        mix_bias=tl.fuser_mix_bias,
+        hidden_dim=tl.fuser_hidden_dim,
+        act_layer=ctx.act_layer,
+        dropout=tl.dropout,
+    )
+
+
+@FUSERS.register("broadcast")
+def _broadcast(ctx: PartContext) -> nn.Module:
+    return BroadcastFuser(num_tokens=ctx.tokenlearner.num_tokens)
+
+
+@FUSERS.register("unpool_masks")
+def _unpool_masks(ctx: PartContext) -> nn.Module:
+    return MaskUnpoolFuser(num_tokens=ctx.tokenlearner.num_tokens)
+
+
+def build_tokenizer(ctx: PartContext) -> nn.Module:
+    return TOKENIZERS.get(ctx.tokenlearner.tokenizer)(ctx)
+
+
+def build_fuser(ctx: PartContext) -> nn.Module:
+    return FUSERS.get(ctx.tokenlearner.fuser)(ctx)
+
+
+def build_tokenlearner_module(ctx: PartContext) -> TokenLearnerModule:
+    """TokenLearner -> token transformer -> fuser, the res5 temporal module (Fig. 9)."""
+    return TokenLearnerModule(
+        tokenizer=build_tokenizer(ctx),
+        transformer=TOKEN_TRANSFORMERS.get(ctx.tokenlearner.transformer)(ctx),
+        fuser=build_fuser(ctx),
+    )
+
+
+RES5_SPATIAL_OPS.register(
+    "conv2d",
+    lambda ctx: nn.Conv3d(
+        ctx.dim, ctx.dim, (1, 3, 3), stride=(1, ctx.stride, ctx.stride), padding=(0, 1, 1), bias=False
+    ),
+)
+RES5_SPATIAL_OPS.register(
+    "spatial_mhsa", lambda ctx: AxisSelfAttention(dim=ctx.dim, num_heads=ctx.num_heads, axes="hw")
+)
+RES5_SPATIAL_OPS.register("none", lambda ctx: None)
+
+RES5_TEMPORAL_OPS.register("conv1d", lambda ctx: nn.Conv3d(ctx.dim, ctx.dim, (3, 1, 1), padding=(1, 0, 0), bias=False))
+RES5_TEMPORAL_OPS.register("tokenlearner", build_tokenlearner_module)
+RES5_TEMPORAL_OPS.register(
+    "joint_mhsa", lambda ctx: AxisSelfAttention(dim=ctx.dim, num_heads=ctx.num_heads, axes="thw")
+)
+RES5_TEMPORAL_OPS.register(
+    "temporal_mhsa", lambda ctx: AxisSelfAttention(dim=ctx.dim, num_heads=ctx.num_heads, axes="t")
+)
+RES5_TEMPORAL_OPS.register("mlp_mixer", lambda ctx: TemporalMlpMixer(dim=ctx.dim, num_frames=ctx.num_frames))
