@@ -14,11 +14,12 @@ TOOLS = {
     "videotl-benchmark": "benchmark",
     "videotl-demo": "run_demo",
     "videotl-ablate": "ablate",
+    "videotl-export": "export",
 }
 
 setup(
     name="videotl",
-    version="0.1.0",
+    version="0.2.0",
     description="TokenLearner video recognition: X(2+1)D Bottleneck Transformer and ViViT, on real video files",
     python_requires=">=3.9",
     packages=[
@@ -60,5 +61,8 @@ setup(
         "matplotlib",
         "pillow",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout", "ruff"]},
+    extras_require={
+        "export": ["onnx", "onnxscript", "onnxruntime"],
+        "test": ["pytest>=7", "pytest-timeout", "ruff", "wheel", "onnx", "onnxscript", "onnxruntime"],
+    },
 )

@@ -25,3 +25,28 @@ def _restore_videotl_logger():
             logger.removeHandler(handler)
             handler.close()
     logger.propagate, logger.level = propagate, level
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory):
+    """(config, Charades-format data root, checkpoint) of a tiny TokenLearner model trained for one
+    epoch on the real pipeline: what the notebook API and the installed-wheel tests load."""
+    from videotl.config import load_config
+    from videotl.engine import train
+
+    from .data.conftest import CHARADES_CLASSES, write_charades
+    from .models.conftest import TINY_X3D
+
+    root = write_charades(tmp_path_factory.mktemp("charades"))
+    out = tmp_path_factory.mktemp("run")
+    overrides = [
+        *TINY_X3D,
+        "RES5.TEMPORAL", "tokenlearner", "MODEL.NUM_CLASSES", str(len(CHARADES_CLASSES)),
+        "DATA.PATH_TO_DATA_DIR", str(root), "DATA.NUM_FRAMES", "8", "DATA_LOADER.NUM_WORKERS", "0",
+        "TRAIN.BATCH_SIZE_PER_DEVICE", "2", "TEST.BATCH_SIZE_PER_DEVICE", "2", "SOLVER.MAX_EPOCH", "1",
+        "TRAIN.EVAL_PERIOD", "0", "TENSORBOARD.ENABLE", "False", "DEVICE", "cpu", "OUTPUT_DIR", str(out),
+    ]  # fmt: skip
+    cfg = load_config("", overrides)
+    train(cfg)
+    # train() points the "videotl" logger at this test's stream; the autouse fixture restores it.
+    return cfg, root, out / "checkpoints" / "checkpoint_epoch_00001.pyth"

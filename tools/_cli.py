@@ -14,7 +14,16 @@ from fvcore.common.config import CfgNode
 
 from videotl.config import ConfigError, load_config
 
-__all__ = ["add_config_arguments", "config_from", "make_parser", "parse", "parse_args", "parse_shape", "run"]
+__all__ = [
+    "add_config_arguments",
+    "config_from",
+    "load_checkpoint_model",
+    "make_parser",
+    "parse",
+    "parse_args",
+    "parse_shape",
+    "run",
+]
 
 OVERRIDES_HELP = (
     "Overrides are KEY VALUE pairs, e.g. DATA.PATH_TO_DATA_DIR /data/charades OUTPUT_DIR runs/c12; "
@@ -54,7 +63,21 @@ def parse_shape(text: str) -> Tuple[int, ...]:
 
 
 def config_from(args: argparse.Namespace, extra: List[str] = ()) -> CfgNode:
-    return load_config(args.cfg_file, [*args.opts, *extra])
+    return load_config(args.cfg_file or "", [*args.opts, *extra])
+
+
+def load_checkpoint_model(args: argparse.Namespace):
+    """The model of ``args.checkpoint`` for tools that run one: with ``--cfg`` (a model-only file,
+    an old checkpoint) that config and the overrides, else the config stored in the checkpoint
+    changed by the overrides. On the CPU; the caller moves it to ``model.videotl_config.DEVICE``."""
+    from videotl.engine.distributed import resolve_device
+    from videotl.engine.inference import load_model
+
+    if args.cfg_file is None:
+        model = load_model(args.checkpoint, overrides=args.opts, device="cpu")
+    else:
+        model = load_model(args.checkpoint, cfg=config_from(args), device="cpu")
+    return model.to(resolve_device(model.videotl_config.DEVICE))
 
 
 def parse(description: str, argv: Optional[List[str]] = None) -> CfgNode:
@@ -71,11 +94,20 @@ def run(main: Callable[[], Optional[int]]) -> int:
     from videotl.data import DatasetError, VideoDecodeError
     from videotl.engine import distributed as du
     from videotl.engine.checkpoint import CheckpointError
+    from videotl.models.export import ExportError
     from videotl.registry import RegistryError
 
     try:
         status = main()
-    except (ConfigError, DatasetError, VideoDecodeError, FloatingPointError, CheckpointError, RegistryError) as error:
+    except (
+        ConfigError,
+        DatasetError,
+        VideoDecodeError,
+        FloatingPointError,
+        CheckpointError,
+        RegistryError,
+        ExportError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except OSError as error:

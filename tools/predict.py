@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """Predict whole videos segment by segment (the evaluation code path) and draw their timelines.
 
-    python tools/predict.py --cfg configs/demo/synthetic_charades.yaml \\
-        --checkpoint runs/demo/checkpoints/checkpoint_epoch_00010.pyth --video VIDEO [VIDEO ...] \\
-        [--top-k 5] [--annotations test] [--out DIR] [KEY VALUE ...]
+    python tools/predict.py --checkpoint runs/demo/checkpoints/checkpoint_epoch_00010.pyth \\
+        --video VIDEO [VIDEO ...] [--top-k 5] [--annotations test] [--out DIR] [--cfg FILE] [KEY VALUE ...]
+
+The checkpoint carries its config and class names; --cfg is for files that do not (model-only
+weights, older checkpoints). KEY VALUE pairs change the config (e.g. DEVICE cpu).
 
 Prints the top-k classes of each video, writes DIR/predictions.json and DIR/<video>_timeline.png.
 --annotations SPLIT draws the ground-truth intervals of the configured dataset's SPLIT (e.g. test)
@@ -14,28 +16,22 @@ import sys
 from pathlib import Path
 
 from videotl.data import load_records
-from videotl.data.datasets import DatasetError
-from videotl.engine.distributed import resolve_device
-from videotl.engine.inference import load_trained_model, predict_videos, save_predictions
-from videotl_tools._cli import add_config_arguments, config_from, make_parser, parse_args, run
+from videotl.engine.inference import predict_videos, save_predictions
+from videotl_tools._cli import add_config_arguments, load_checkpoint_model, make_parser, parse_args, run
 
 
 def predict(args) -> int:
-    cfg = config_from(args)
-    try:
-        records, class_names = load_records(cfg, args.annotations or cfg.TEST.SPLIT, cfg.TEST.DATASET)
-    except DatasetError as error:
-        if args.annotations:
-            raise
-        print(f"note: class names unavailable ({error}); classes are numbered", file=sys.stderr)
-        records, class_names = [], [f"class {c}" for c in range(cfg.MODEL.NUM_CLASSES)]
+    model = load_checkpoint_model(args)
+    cfg = model.videotl_config
+    device = next(model.parameters()).device
+    class_names = model.class_names
     ground_truth = {}
     if args.annotations:
+        records, names = load_records(cfg, args.annotations, cfg.TEST.DATASET)
+        class_names = names if len(names) == len(class_names) else class_names
         by_path = {r.path.resolve(): r.intervals for r in records}
         ground_truth = {v: by_path[Path(v).resolve()] for v in args.video if Path(v).resolve() in by_path}
 
-    device = resolve_device(cfg.DEVICE)
-    model = load_trained_model(cfg, args.checkpoint, device=device)
     predictions = predict_videos(model, args.video, cfg=cfg, class_names=class_names, device=device)
     out = args.out or str(Path(cfg.OUTPUT_DIR) / "predictions")
     written = save_predictions(
@@ -56,7 +52,7 @@ def predict(args) -> int:
 
 def main(argv=None) -> int:
     parser = make_parser(__doc__)
-    add_config_arguments(parser, required=True)
+    add_config_arguments(parser, default=None)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--video", nargs="+", required=True, help="video files to predict")
     parser.add_argument("--top-k", type=int, default=5)

@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Draw a TokenLearner module's spatial attention maps over a clip (the paper's Figure 10).
 
-    python tools/visualize_tokens.py --cfg configs/demo/synthetic_charades.yaml \
-        --checkpoint runs/demo/checkpoints/checkpoint_epoch_00010.pyth --video VIDEO.mp4 \
-        [--tokens 0,1,2,3] [--start 2.0] [--module 0] --out DIR [KEY VALUE ...]
+    python tools/visualize_tokens.py --checkpoint runs/demo/checkpoints/checkpoint_epoch_00010.pyth \
+        --video VIDEO.mp4 [--tokens 0,1,2,3] [--start 2.0] [--module 0] --out DIR [--cfg FILE] [KEY VALUE ...]
+
+The checkpoint carries its config; --cfg is for files that do not.
 
 Writes DIR/tokens_grid.png (frames in the first row, one row per token) and DIR/tokens.gif.
 """
@@ -12,14 +13,13 @@ import sys
 
 from videotl.data import read_clip
 from videotl.data.build import build_transforms
-from videotl.engine.inference import load_trained_model
 from videotl.visualization import render_token_attention
-from videotl_tools._cli import add_config_arguments, config_from, make_parser, parse_args, run
+from videotl_tools._cli import add_config_arguments, load_checkpoint_model, make_parser, parse_args, run
 
 
 def main(argv=None) -> int:
     parser = make_parser(__doc__)
-    add_config_arguments(parser, required=True)
+    add_config_arguments(parser, default=None)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--video", required=True)
     parser.add_argument("--tokens", default="0,1,2,3", help="comma-separated token indices (default 0,1,2,3)")
@@ -30,9 +30,9 @@ def main(argv=None) -> int:
     args = parse_args(parser, argv)
 
     def work():
-        cfg = config_from(args)
         tokens = [int(t) for t in args.tokens.split(",") if t.strip()]
-        model = load_trained_model(cfg, args.checkpoint)
+        model = load_checkpoint_model(args)
+        cfg = model.videotl_config
         clip = read_clip(
             args.video,
             args.start,

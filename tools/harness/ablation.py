@@ -48,7 +48,7 @@ logger = logging.getLogger("videotl")
 # The variants' folder among the configs shipped with videotl.
 ABLATION_DIR = find_config("configs/ablations/tokenlearner.yaml").parent
 _SECTIONS = ("RES5", "TOKENLEARNER")
-# The rows of the issue, in the paper's order.
+# The default rows, in the paper's order.
 DEFAULT_VARIANTS = ("tokenlearner", "conv2d_tokenlearner", "conv2d_conv1d", "joint_mhsa", "fixed_grid")
 VARIANT_LABELS = {
     "tokenlearner": "TokenLearner + VectT + TokenFuser",

@@ -25,11 +25,9 @@ Peak memory is the memory the pass needs above what is allocated before it (mode
 
 Timing workers fix glibc's thresholds the other way: allocations up to 32 MiB (glibc's maximum)
 come from the heap and the heap is never trimmed, so after the warm-up round a pass reuses memory
-instead of page-faulting, whatever the allocation history. With the 128 KiB threshold a 64 x 256 x
-256 fw+bw pass of X(2+1)D-M took 51 s instead of 36 s; with glibc's adaptive default, two instances
-of that same network timed side by side differed by 12% in fw+bw (the second one faster in 5 of 5
-rounds), with the fixed thresholds by 3-4.5% (the control case in ``default_cases``), and the
-forward pass went from 13.7 to 10.5 s.
+instead of page-faulting, whatever the allocation history (docs/benchmarks.md has what the small
+threshold and glibc's adaptive default did to whole-network timings, and the control case in
+``default_cases`` measures what remains).
 
 Each comparison is reported twice: the ratio of the two cases' medians, and in how many rounds the
 first case was the faster one (both ran in the same round, minutes apart at most, so a slow spell of
@@ -130,7 +128,7 @@ def default_cases(
     module_input: Tuple[int, ...] = (1, 432, 64, 8, 8),
     vector_attention_input: Tuple[int, ...] = (2, 512, 432),
 ) -> List[BenchmarkCase]:
-    """The comparison of issue 6: baseline, TokenLearner and joint-MHSA models and res5 modules,
+    """The standard comparison: baseline, TokenLearner and joint-MHSA models and res5 modules,
     and the naive against the chunked Vector Transformer.
 
     The whole networks run at ``model_input`` (docs/benchmarks.md uses the paper's 64 x 256 x 256
@@ -421,7 +419,7 @@ def _speed_pairs(results: Sequence[Dict[str, Any]]):
 
 
 def compare(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """The issue's targets from a run of ``default_cases``: speed ratios (> 1: faster) and the
+    """The speed targets from a run of ``default_cases``: speed ratios (> 1: faster) and the
     chunked / naive Vector Transformer time and peak-memory ratios."""
     out: Dict[str, Any] = {key: a["clips_per_s"] / b["clips_per_s"] for key, a, b in _speed_pairs(results)}
     for mode in ("fw", "fwbw"):
@@ -457,7 +455,7 @@ def _mib(value: int) -> str:
     return f"{value / 2**20:,.1f}"
 
 
-# The issue's targets: text and check, per comparison key.
+# The speed targets (docs/benchmarks.md): text and check, per comparison key.
 TARGETS = {
     "avid_tl_model_vs_baseline_speed": ("> 1 + control (paper compute ratio 532 / 487 = 1.09)", lambda v: v > 1.0),
     "charades_tl_model_vs_baseline_speed": ("> 1 + control", lambda v: v > 1.0),
@@ -563,7 +561,7 @@ def render_markdown_section(payload: Dict[str, Any]) -> str:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--cfg", default=None, help="config of the model to time (default: the issue-6 comparison suite)"
+        "--cfg", default=None, help="config of the model to time (default: the standard comparison suite)"
     )
     parser.add_argument(
         "--input",

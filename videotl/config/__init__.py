@@ -31,6 +31,7 @@ __all__ = [
     "CONFIG_CONCERNS",
     "ConfigConcern",
     "ConfigError",
+    "config_from_text",
     "dump_config",
     "find_config",
     "get_default_config",
@@ -232,6 +233,25 @@ def load_config(path: str = "", overrides: Sequence[str] = ()) -> CfgNode:
     if path:
         for file, updates in config_chain(str(path)):
             _merge(cfg, updates, str(file))
+    merge_overrides(cfg, overrides)
+    validate_config(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def config_from_text(text: str, *, source: str, overrides: Sequence[str] = ()) -> CfgNode:
+    """Defaults <- a YAML text (a config stored in a checkpoint, ``cfg.dump()``) <- overrides, then
+    validate and freeze. ``source`` names where the text came from in error messages."""
+    try:
+        updates = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{source} is not valid YAML: {problem}") from None
+    if not isinstance(updates, dict):
+        raise ConfigError(f"{source}: expected a mapping of config keys, got {type(updates).__name__}")
+    updates.pop(_BASE_KEY, None)
+    cfg = get_default_config()
+    _merge(cfg, updates, source)
     merge_overrides(cfg, overrides)
     validate_config(cfg)
     cfg.freeze()

@@ -4,8 +4,6 @@ from fvcore.common.config import CfgNode
 
 from ._checks import require_choice, require_positive
 
-DATASETS = ("charades", "avid", "csv", "image_folder")
-
 
 def add_data_defaults(cfg: CfgNode) -> None:
     cfg.DATA = CfgNode()

@@ -2,8 +2,7 @@
 
 from fvcore.common.config import CfgNode
 
-from ._checks import require_choice, require_positive
-from .data import DATASETS
+from ._checks import lookup, require_choice, require_positive
 
 
 def add_run_defaults(cfg: CfgNode) -> None:
@@ -52,6 +51,9 @@ def add_run_defaults(cfg: CfgNode) -> None:
     cfg.TEST.NUM_ENSEMBLE_VIEWS = 1
     cfg.TEST.NUM_SPATIAL_CROPS = 1
     cfg.TEST.ENSEMBLE_METHOD = "max"
+    # A videotl.evaluation.METRICS suite: "charades_map" (official mAP), "accuracy" (top-1 / top-5,
+    # mean per-class); "auto" picks charades_map for multi-label data, accuracy otherwise.
+    cfg.TEST.METRIC = "auto"
     # Weights to test; empty means the newest checkpoint in OUTPUT_DIR/checkpoints.
     cfg.TEST.CHECKPOINT_FILE_PATH = ""
     # test_net writes the score file (submission format), per-class CSV and PNG and metrics JSON.
@@ -67,8 +69,17 @@ def add_run_defaults(cfg: CfgNode) -> None:
 def validate_run(cfg: CfgNode, errors: list) -> None:
     require_choice(errors, cfg, "DEVICE", ("auto", "cpu", "cuda"))
     require_positive(errors, cfg, "LOG_PERIOD")
-    require_choice(errors, cfg, "TRAIN.DATASET", DATASETS)
-    require_choice(errors, cfg, "TEST.DATASET", DATASETS)
+    from ..data.build import DATASETS
+    from ..evaluation.metrics import METRICS
+
+    for key in ("TRAIN.DATASET", "TEST.DATASET"):
+        name = lookup(cfg, key)
+        if name not in DATASETS:
+            errors.append(f"{key} = {name!r}: must be one of {', '.join(map(repr, DATASETS.names()))}")
+    if cfg.TEST.METRIC != "auto" and cfg.TEST.METRIC not in METRICS:
+        errors.append(
+            f"TEST.METRIC = {cfg.TEST.METRIC!r}: must be 'auto' or one of {', '.join(map(repr, METRICS.names()))}"
+        )
     require_positive(errors, cfg, "TRAIN.BATCH_SIZE_PER_DEVICE")
     require_choice(errors, cfg, "DIST_BACKEND", ("auto", "gloo", "nccl"))
     require_positive(errors, cfg, "TRAIN.EVAL_PERIOD", allow_zero=True)

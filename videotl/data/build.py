@@ -1,11 +1,24 @@
-"""Config -> dataset. The only place in ``videotl.data`` that reads config keys."""
+"""Config -> dataset: the registry of datasets and the functions that read ``DATA`` / ``TRAIN`` /
+``TEST`` keys for them (with ``image_folder.build_image_folder``, the only readers of config in
+``videotl.data``; decoding, sampling and transforms take plain arguments).
+
+A dataset is registered as a :class:`DatasetEntry`. A video dataset gives ``load_records(cfg,
+split) -> (records, class_names)`` and gets videotl's sampling, decoding and transforms; any other
+gives ``build(cfg, split, mode) -> Dataset`` following the sample contract of
+:class:`~videotl.data.datasets.base.VideoDataset`::
+
+    DATASETS.register("my_videos", DatasetEntry(load_records=read_my_annotations))
+    # read_my_annotations(cfg, split) -> (records, class_names); then TRAIN.DATASET my_videos
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
+from ..registry import Registry
 from .datasets.avid import load_avid
 from .datasets.base import MODES, DatasetError, VideoDataset, VideoRecord
 from .datasets.charades import load_charades
@@ -13,9 +26,57 @@ from .datasets.video_list import load_csv
 from .image_folder import build_image_folder
 from .transforms import EvalTransform, TrainTransform
 
-__all__ = ["build_dataset", "build_transforms", "dataset_from_records", "load_records"]
+__all__ = ["DATASETS", "DatasetEntry", "build_dataset", "build_transforms", "dataset_from_records", "load_records"]
 
 logger = logging.getLogger("videotl.data")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A dataset: video records to sample from (``load_records``), or a whole dataset (``build``)."""
+
+    load_records: Optional[Callable[..., Tuple[List[VideoRecord], List[str]]]] = None
+    build: Optional[Callable[..., object]] = None
+
+
+DATASETS: Registry[DatasetEntry] = Registry("dataset")
+
+
+def _root(cfg) -> Path:
+    if not cfg.DATA.PATH_TO_DATA_DIR:
+        raise DatasetError("DATA.PATH_TO_DATA_DIR is empty: give the dataset root (see datasets/DATASETS.md)")
+    return Path(cfg.DATA.PATH_TO_DATA_DIR)
+
+
+def _charades_records(cfg, split: str):
+    return load_charades(_root(cfg), split, video_dir=cfg.DATA.VIDEO_DIR)
+
+
+def _avid_records(cfg, split: str):
+    records, names, _ = load_avid(
+        _root(cfg),
+        split,
+        video_dir=cfg.DATA.VIDEO_DIR,
+        none_label=cfg.DATA.AVID_NONE_LABEL,
+        unknown_label=cfg.DATA.AVID_UNKNOWN_LABEL,
+    )
+    return records, names
+
+
+def _csv_records(cfg, split: str):
+    return load_csv(
+        _root(cfg),
+        split,
+        num_classes=cfg.MODEL.NUM_CLASSES,
+        path_prefix=cfg.DATA.PATH_PREFIX,
+        separator=cfg.DATA.PATH_LABEL_SEPARATOR,
+    )
+
+
+DATASETS.register("charades", DatasetEntry(load_records=_charades_records))
+DATASETS.register("avid", DatasetEntry(load_records=_avid_records))
+DATASETS.register("csv", DatasetEntry(load_records=_csv_records))
+DATASETS.register("image_folder", DatasetEntry(build=build_image_folder))
 
 
 def _dataset_name(cfg, mode: str) -> str:
@@ -23,33 +84,17 @@ def _dataset_name(cfg, mode: str) -> str:
 
 
 def load_records(cfg, split: str, dataset: str) -> Tuple[List[VideoRecord], List[str]]:
-    """Parse the annotations of ``dataset`` (``"charades"``, ``"avid"``, ``"csv"``) for ``split``."""
-    if not cfg.DATA.PATH_TO_DATA_DIR:
-        raise DatasetError("DATA.PATH_TO_DATA_DIR is empty: give the dataset root (see datasets/DATASETS.md)")
-    root = Path(cfg.DATA.PATH_TO_DATA_DIR)
-    if dataset == "charades":
-        return load_charades(root, split, video_dir=cfg.DATA.VIDEO_DIR)
-    if dataset == "avid":
-        records, names, _ = load_avid(
-            root,
-            split,
-            video_dir=cfg.DATA.VIDEO_DIR,
-            none_label=cfg.DATA.AVID_NONE_LABEL,
-            unknown_label=cfg.DATA.AVID_UNKNOWN_LABEL,
-        )
-        return records, names
-    if dataset == "csv":
-        return load_csv(
-            root,
-            split,
-            num_classes=cfg.MODEL.NUM_CLASSES,
-            path_prefix=cfg.DATA.PATH_PREFIX,
-            separator=cfg.DATA.PATH_LABEL_SEPARATOR,
-        )
-    raise DatasetError(f"unknown dataset {dataset!r}: expected 'charades', 'avid' or 'csv'")
+    """Parse the annotations of ``dataset`` (a registered video dataset: ``"charades"``, ``"avid"``,
+    ``"csv"``) for ``split``."""
+    if dataset not in DATASETS:
+        raise DatasetError(f"unknown dataset {dataset!r}: registered are {', '.join(DATASETS.names())}")
+    entry = DATASETS.get(dataset)
+    if entry.load_records is None:
+        raise DatasetError(f"dataset {dataset!r} has no video records (it builds its own dataset)")
+    return entry.load_records(cfg, split)
 
 
-def build_dataset(cfg, split: str, mode: str) -> VideoDataset:
+def build_dataset(cfg, split: str, mode: str):
     """Build the dataset of ``split`` for ``mode``.
 
     Args:
@@ -62,7 +107,8 @@ def build_dataset(cfg, split: str, mode: str) -> VideoDataset:
             segment of every video; probes all videos to count them).
 
     Returns:
-        a :class:`~videotl.data.datasets.base.VideoDataset` (see there for the sample dict).
+        a :class:`~videotl.data.datasets.base.VideoDataset` (see there for the sample dict), or
+        what a registered ``build`` returns.
 
     Raises:
         DatasetError: missing root / annotation / class file, malformed row, class count that
@@ -71,8 +117,9 @@ def build_dataset(cfg, split: str, mode: str) -> VideoDataset:
     if mode not in MODES:
         raise ValueError(f"mode = {mode!r}: must be one of {MODES}")
     dataset = _dataset_name(cfg, mode)
-    if dataset == "image_folder":
-        return build_image_folder(cfg, split, mode)
+    entry = DATASETS.get(dataset)
+    if entry.build is not None:
+        return entry.build(cfg, split, mode)
     records, class_names = load_records(cfg, split, dataset)
     if len(class_names) != cfg.MODEL.NUM_CLASSES:
         raise DatasetError(

@@ -51,7 +51,7 @@ BACKENDS = ("decord", "pyav")
 # timestamps (about 2 microseconds of error at 30 s), and k / fps in float64 may fall a hair short
 # of a PTS it equals exactly. 0.1 ms is far below any frame interval.
 TIME_EPS = 1e-4
-# decord may list a few frames past the last decodable one (its issue #373); a failure this close
+# decord may list a few frames past the last decodable one (it over-reports len()); a failure this close
 # to the end is retried without them instead of failing the whole clip.
 _DECORD_TAIL_RETRIES = 4
 

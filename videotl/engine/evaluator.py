@@ -15,14 +15,12 @@ from tqdm import tqdm
 from ..evaluation import (
     ViewAggregator,
     ViewCountError,
-    accuracy_metrics,
-    charades_map,
     plot_per_class,
-    sklearn_map,
     write_metrics_json,
     write_per_class_csv,
     write_submission,
 )
+from ..evaluation.metrics import metric_suite
 from . import distributed as du
 
 __all__ = ["EvalResult", "evaluate", "head_activation", "save_results", "score_batches"]
@@ -189,7 +187,7 @@ def evaluate(
         failed_videos=failed,
         unscored_videos=unscored,
     )
-    _score(result)
+    _score(result, cfg.TEST.METRIC)
     result.metrics.update(
         num_videos=len(video_ids),
         num_views=int(aggregator.expected.sum()),
@@ -209,33 +207,10 @@ def evaluate(
     return result
 
 
-def _score(result: EvalResult) -> None:
-    if result.multi_label:
-        official = charades_map(result.scores, result.labels)
-        variant = sklearn_map(result.scores, result.labels)
-        result.metrics.update(
-            map=official.mean_ap,
-            # Official per-class AP averaged over the classes with a positive: a number even when
-            # the official mean is NaN (small test sets, subsets of classes).
-            map_classes_with_positives=official.map_over_evaluated,
-            map_sklearn=variant.mean_ap,
-            num_classes_evaluated=variant.num_classes_evaluated,
-            num_classes=len(official.per_class_ap),
-            # The official mean is NaN when a class has no positive; say so instead of leaving a bare NaN.
-            classes_without_positives=len(official.classes_without_positives),
-        )
-        result.per_class = {"ap": official.per_class_ap, "ap_sklearn": variant.per_class_ap}
-    else:
-        accuracy = accuracy_metrics(result.scores, result.labels)
-        result.metrics.update(
-            top1=accuracy.top1,
-            top5=accuracy.top5,
-            top_k=accuracy.top_k,
-            mean_class_accuracy=accuracy.mean_class_accuracy,
-            num_classes_evaluated=accuracy.num_classes_evaluated,
-            num_classes=len(accuracy.per_class_accuracy),
-        )
-        result.per_class = {"accuracy": accuracy.per_class_accuracy}
+def _score(result: EvalResult, metric: str = "auto") -> None:
+    metrics, per_class = metric_suite(metric, multi_label=result.multi_label)(result.scores, result.labels)
+    result.metrics.update(metrics)
+    result.per_class = per_class
 
 
 def save_results(

@@ -10,7 +10,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from .. import __version__
 from ..config import ConfigError, dump_config
 from . import distributed as du
 from .checkpoint import (
@@ -158,6 +159,7 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     train_loader = build_loader_fn(cfg, cfg.TRAIN.SPLIT, "train", distributed=world_size > 1)
+    class_names = _class_names(train_loader, cfg.MODEL.NUM_CLASSES)
     iters_per_epoch = len(train_loader)
     if iters_per_epoch == 0:
         raise RuntimeError(
@@ -215,6 +217,7 @@ def train(
                 _save(
                     cfg,
                     ctx,
+                    class_names=class_names,
                     model=model,
                     optimizer=optimizer,
                     schedule=schedule,
@@ -358,7 +361,18 @@ def _sync_buffers(model: nn.Module) -> None:
         dist.broadcast(buffer.data, src=0)
 
 
-def _save(cfg, ctx, *, model, optimizer, schedule, scaler, epoch: int, global_iter: int) -> None:
+def _class_names(loader, num_classes: int) -> List[str]:
+    """The training set's class names, for the checkpoint; numbered when the dataset has none."""
+    dataset = getattr(loader, "dataset", None)
+    names = getattr(dataset, "class_names", None) or getattr(getattr(dataset, "dataset", None), "class_names", None)
+    return (
+        [str(n) for n in names] if names and len(names) == num_classes else [f"class {c}" for c in range(num_classes)]
+    )
+
+
+def _save(
+    cfg, ctx, *, model, optimizer, schedule, scaler, epoch: int, global_iter: int, class_names: List[str]
+) -> None:
     # Every rank's generators: a resume on the same number of ranks continues each stream exactly.
     rng_states = du.all_gather_objects(capture_rng_state())
     if ctx.is_main:
@@ -374,6 +388,10 @@ def _save(cfg, ctx, *, model, optimizer, schedule, scaler, epoch: int, global_it
             "iteration": global_iter,
             "world_size": ctx.world_size,
             "config": cfg.dump(),
+            # What videotl.load_model needs to rebuild and use the model from this file alone.
+            "model_name": cfg.MODEL.ARCH,
+            "class_names": list(class_names),
+            "videotl_version": __version__,
         }
         path = save_checkpoint(checkpoint_path(cfg.OUTPUT_DIR, epoch), state)
         logger.info(f"saved {path}")

@@ -18,7 +18,7 @@ class ViewAggregator:
     ``[0, expected_views[i])``; anything else raises :class:`ViewCountError` at ``add`` (a repeat
     or an out-of-range index) or at ``finalize`` (a missing view), naming the videos. Sums and
     maxima are kept in float64 and the maximum starts from ``-inf`` (a float32 ``-1e10`` start
-    would swallow real scores, as in PySlowFast's issue 190).
+    would swallow real scores, as PySlowFast's multi-label "sum" ensemble does).
 
     A view whose clip could not be decoded (``valid`` False) counts towards the total but adds no
     score. A video with no valid view keeps ``-inf`` everywhere, which the metrics rank last, the

@@ -6,11 +6,15 @@ returns plain Python numbers so results serialise to JSON unchanged.
 """
 
 from dataclasses import dataclass, field
-from typing import List, Sequence
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from ..registry import Registry
+
 __all__ = [
+    "METRICS",
+    "metric_suite",
     "MapResult",
     "AccuracyResult",
     "official_average_precision",
@@ -173,3 +177,51 @@ def accuracy_metrics(scores, labels: Sequence[int], *, top_k: int = 5) -> Accura
         num_classes_evaluated=len(evaluated),
         top_k=k,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Video-level metric suites, by name (``TEST.METRIC``; ``auto`` picks ``charades_map`` for
+# multi-label data, ``accuracy`` otherwise). Each takes the per-video scores and labels and returns
+# ``(metrics, per_class)``: a flat dict of numbers for the logs and the per-class columns.
+
+MetricSuite = Callable[[np.ndarray, np.ndarray], Tuple[Dict[str, Any], Dict[str, List[float]]]]
+METRICS: Registry[MetricSuite] = Registry("metric")
+
+
+@METRICS.register("charades_map")
+def _charades_map_suite(scores: np.ndarray, labels: np.ndarray):
+    official = charades_map(scores, labels)
+    variant = sklearn_map(scores, labels)
+    metrics = dict(
+        map=official.mean_ap,
+        # Official per-class AP averaged over the classes with a positive: a number even when the
+        # official mean is NaN (small test sets, subsets of classes).
+        map_classes_with_positives=official.map_over_evaluated,
+        map_sklearn=variant.mean_ap,
+        num_classes_evaluated=variant.num_classes_evaluated,
+        num_classes=len(official.per_class_ap),
+        # The official mean is NaN when a class has no positive; say so instead of leaving a bare NaN.
+        classes_without_positives=len(official.classes_without_positives),
+    )
+    return metrics, {"ap": official.per_class_ap, "ap_sklearn": variant.per_class_ap}
+
+
+@METRICS.register("accuracy")
+def _accuracy_suite(scores: np.ndarray, labels: np.ndarray):
+    accuracy = accuracy_metrics(scores, labels)
+    metrics = dict(
+        top1=accuracy.top1,
+        top5=accuracy.top5,
+        top_k=accuracy.top_k,
+        mean_class_accuracy=accuracy.mean_class_accuracy,
+        num_classes_evaluated=accuracy.num_classes_evaluated,
+        num_classes=len(accuracy.per_class_accuracy),
+    )
+    return metrics, {"accuracy": accuracy.per_class_accuracy}
+
+
+def metric_suite(name: str, *, multi_label: bool) -> MetricSuite:
+    """The suite ``name`` names; ``auto`` is ``charades_map`` for multi-label data, else ``accuracy``."""
+    if name == "auto":
+        name = "charades_map" if multi_label else "accuracy"
+    return METRICS.get(name)

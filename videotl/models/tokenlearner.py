@@ -34,7 +34,7 @@ class ChannelLayerNorm(nn.LayerNorm):
 def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """A conv with a 1 x 1 (x 1) kernel on (B, C, *positions), as one matrix product per clip:
     (S, C) @ (C, positions). The same result as ``conv2d`` / ``conv3d``; on CPU their backward for
-    such a kernel takes 2x as long (14 vs 6 ms for 432 -> 8 channels at 64 x 8 x 8, one thread)."""
+    such a kernel is much slower than this product (docs/benchmarks.md)."""
     b, c = x.shape[:2]
     out = torch.matmul(weight.reshape(weight.shape[0], c), x.reshape(b, c, -1))
     if bias is not None:
@@ -44,7 +44,7 @@ def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.T
 
 def _conv2d_per_frame(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv`` on every frame of (B, C, T, H, W), as a 3D conv with a 1 x k x k kernel: the same
-    result as on ``_frames(x)``, without copying the volume into frame order (3-4x faster on CPU)."""
+    result as on ``_frames(x)``, without copying the volume into frame order."""
     if conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.groups == 1:
         return pointwise_conv(x, conv.weight, conv.bias)
     return F.conv3d(

@@ -4,7 +4,7 @@ The kernels are plain C, compiled on first use with the machine's C compiler (``
 ``cc`` / ``gcc`` / ``clang``) for the machine's own instruction set, and cached under
 ``$VIDEOTL_CACHE_DIR/kernels`` (default ``~/.cache/videotl/kernels``), keyed by the source, the
 flags, the compiler and the CPU. Without a compiler the Vector Transformer runs on PyTorch ops, which is
-exact but 20-30x slower on CPU; a warning says so once. ``VIDEOTL_CPU_KERNELS=0`` turns the
+exact but far slower on CPU (docs/benchmarks.md); a warning says so once. ``VIDEOTL_CPU_KERNELS=0`` turns the
 kernels off.
 
 Calls go through ``ctypes``, which releases the GIL, so query rows are split across
@@ -36,7 +36,7 @@ _FLAG_SETS: Tuple[Tuple[str, ...], ...] = (
     ("-mcpu=native",),
     (),
 )
-# ISO C mode turns off fused multiply-adds by default; the kernels are 1.7x faster with them.
+# ISO C mode turns off fused multiply-adds by default; the kernels need them to be fast.
 _BASE_FLAGS = ("-std=c11", "-O3", "-ffp-contract=fast", "-fPIC", "-shared")
 
 
@@ -105,13 +105,13 @@ def load_kernels() -> Optional[ctypes.CDLL]:
     compiler = _find_compiler()
     if compiler is None:
         logger.warning(
-            "No C compiler found (set CC): the Vector Transformer runs on PyTorch ops, exact but 20-30x slower on CPU."
+            "No C compiler found (set CC): the Vector Transformer runs on PyTorch ops, exact but far slower on CPU."
         )
         return None
     try:
         return open_kernels(build_kernels(compiler))
     except (RuntimeError, OSError) as err:
-        logger.warning("%s\nThe Vector Transformer runs on PyTorch ops, exact but 20-30x slower on CPU.", err)
+        logger.warning("%s\nThe Vector Transformer runs on PyTorch ops, exact but far slower on CPU.", err)
         return None
 
 

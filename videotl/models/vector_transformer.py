@@ -58,7 +58,7 @@ class _ChunkedVectorAttention(torch.autograd.Function):
                 weights = logits.sub_(peak[:, rows].unsqueeze(2)).exp_()
                 norm[:, rows] = weights.sum(dim=2)
                 # sum_j p_ij * v_j as multiply-then-sum, in place: on CPU einsum turns this (and the
-                # three contractions in backward) into d-batched matrix-vector products, 3-5x slower.
+                # three contractions in backward) into d-batched matrix-vector products, which are slower.
                 out[:, rows] = weights.mul_(v.unsqueeze(1)).sum(dim=2) / norm[:, rows]
             lse = peak + norm.log()
         ctx.save_for_backward(q, k, v, out, lse)

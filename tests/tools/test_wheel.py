@@ -1,0 +1,56 @@
+"""videotl as an installed package: build the wheel, install it into a fresh virtual environment
+outside the checkout, and use it there (console scripts, packaged configs, the notebook API)."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_works_outside_the_checkout(tmp_path, tiny_trained):
+    _, data, checkpoint = tiny_trained
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (wheel,) = wheels.glob("videotl-*.whl")
+    venv = tmp_path / "venv"
+    # The heavy dependencies (torch, decord, ...) come from this interpreter's site-packages.
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    python, bin_dir = venv / "bin" / "python", venv / "bin"
+    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, timeout=600)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+
+    help_text = subprocess.run(
+        [str(bin_dir / "videotl-train"), "--cfg", "charades_12fps.yaml", "--help"],
+        cwd=work, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert help_text.returncode == 0 and "--cfg" in help_text.stdout, help_text.stderr
+
+    script = textwrap.dedent(
+        f"""
+        import videotl, videotl_tools
+        from videotl.config import load_config
+        assert videotl.__file__.startswith({str(venv)!r}), videotl.__file__
+        assert videotl_tools.__file__.startswith({str(venv)!r}), videotl_tools.__file__
+        m = videotl.create_model('x2plus1d_m_tokenlearner_charades')
+        names = videotl.list_models()
+        assert 'x2plus1d_m_tokenlearner_avid' in names and m.num_classes == 157
+        assert load_config('charades_12fps.yaml').RES5.TEMPORAL == 'tokenlearner'
+        model = videotl.load_model({str(checkpoint)!r})
+        prediction = videotl.predict(model, {str(data / "Charades_v1_480" / "AAA01.mp4")!r}, top_k=2)
+        print(len(names), prediction.top)
+        """
+    )
+    used = subprocess.run([str(python), "-c", script], cwd=work, capture_output=True, text=True, timeout=600)
+    assert used.returncode == 0, used.stderr[-3000:]
+    assert "[(" in used.stdout
