@@ -17,10 +17,9 @@ from ..config import config_from_text, get_default_config, load_config
 from ..data import DatasetError, VideoRecord, build_loader, load_records
 from ..data.build import dataset_from_records
 from ..evaluation import ViewAggregator
-from ..evaluation.results import json_safe
 from ..models import build_model
 from ..utils.checkpoints import CheckpointError, model_state_from, read_checkpoint
-from ..utils.fileio import atomic_write_text
+from ..utils.fileio import atomic_write_text, json_safe
 from ..visualization import plot_timeline
 from .checkpoint import load_model_state
 from .distributed import resolve_device

@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from ..utils.fileio import atomic_write_text
+from ..utils.fileio import atomic_write_text, json_safe
 
 __all__ = ["setup_logging", "StatsWriter", "write_environment", "memory_mb"]
 
@@ -51,12 +51,6 @@ def memory_mb(device: torch.device) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 class StatsWriter:
     """Appends one JSON object per line to ``stats.jsonl`` and mirrors numbers to TensorBoard.
 
@@ -90,7 +84,7 @@ class StatsWriter:
     def write(self, record: Dict[str, Any], *, step: Optional[int] = None, prefix: str = "") -> None:
         if not self.enabled:
             return
-        clean = {k: _finite_or_none(v) for k, v in record.items()}
+        clean = json_safe(record)
         self._handle.write(json.dumps(clean, sort_keys=False) + "\n")
         self._handle.flush()
         if self._tb is not None and step is not None:

@@ -7,22 +7,11 @@ import math
 from pathlib import Path
 from typing import Any, Dict, Sequence, Union
 
-from ..utils.fileio import atomic_path, atomic_write_text
+from ..utils.fileio import atomic_path, atomic_write_text, json_safe
 
-__all__ = ["write_per_class_csv", "plot_per_class", "write_metrics_json", "json_safe"]
+__all__ = ["write_per_class_csv", "plot_per_class", "write_metrics_json"]
 
 PathLike = Union[str, Path]
-
-
-def json_safe(value: Any) -> Any:
-    """Replace NaN and infinities (not valid JSON) by None, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def write_metrics_json(path: PathLike, metrics: Dict[str, Any]) -> None:

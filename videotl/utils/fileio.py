@@ -1,10 +1,12 @@
-"""Atomic file writes: a crash never leaves a half-written file under the final name."""
+"""Atomic file writes (a crash never leaves a half-written file under the final name) and the one
+NaN-safe conversion for JSON files."""
 
 import contextlib
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Iterator, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -34,3 +36,14 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 def atomic_write_text(path: PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN and infinities (not valid JSON) by None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
