@@ -12,6 +12,8 @@ RES5_TEMPORAL = ("conv1d", "tokenlearner", "joint_mhsa", "temporal_mhsa", "mlp_m
 TOKENIZERS = ("tokenlearner", "tokenlearner_v11", "fixed_grid", "dense", "pool_mlp")
 TOKEN_TRANSFORMERS = ("vector", "mhsa")
 FUSERS = ("tokenfuser", "broadcast", "unpool_masks")
+# videotl.models.vector_transformer.IMPLEMENTATIONS (not imported: the config does not load models).
+ATTENTION_IMPLS = ("auto", "triton", "pytorch")
 
 
 def add_model_defaults(cfg: CfgNode) -> None:
@@ -61,6 +63,9 @@ def add_model_defaults(cfg: CfgNode) -> None:
     cfg.TOKENLEARNER.NUM_HEADS = 8
     # Query chunk of the Vector Transformer; 0 builds the naive (ST x ST x d) version.
     cfg.TOKENLEARNER.CHUNK_SIZE = 64
+    # Kernels of the Vector Transformer: "auto" (Triton on CUDA, the fused C kernels on CPU),
+    # "triton" or "pytorch" (the chunked PyTorch ops) to force one.
+    cfg.TOKENLEARNER.ATTENTION_IMPL = "auto"
     # Hidden width ratio of the MLP after the token transformer; 0 = none (matches the paper's 0.81M).
     cfg.TOKENLEARNER.MLP_RATIO = 0.0
     cfg.TOKENLEARNER.FUSER = "tokenfuser"
@@ -117,6 +122,12 @@ def validate_model(cfg: CfgNode, errors: list) -> None:
     require_choice(errors, cfg, "TOKENLEARNER.TRANSFORMER", TOKEN_TRANSFORMERS)
     require_positive(errors, cfg, "TOKENLEARNER.NUM_HEADS")
     require_positive(errors, cfg, "TOKENLEARNER.CHUNK_SIZE", allow_zero=True)
+    require_choice(errors, cfg, "TOKENLEARNER.ATTENTION_IMPL", ATTENTION_IMPLS)
+    if cfg.TOKENLEARNER.CHUNK_SIZE == 0 and cfg.TOKENLEARNER.ATTENTION_IMPL != "auto":
+        errors.append(
+            f"TOKENLEARNER.ATTENTION_IMPL = {cfg.TOKENLEARNER.ATTENTION_IMPL!r} with TOKENLEARNER.CHUNK_SIZE = 0, "
+            "which builds the naive implementation: set CHUNK_SIZE > 0 or ATTENTION_IMPL 'auto'"
+        )
     require_positive(errors, cfg, "TOKENLEARNER.MLP_RATIO", allow_zero=True)
     require_choice(errors, cfg, "TOKENLEARNER.FUSER", FUSERS)
     require_choice(errors, cfg, "TOKENLEARNER.FUSER_MIX", ("all", "frame"))

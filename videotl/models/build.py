@@ -62,7 +62,9 @@ def build_tokenizer(cfg: CfgNode, *, dim: int) -> nn.Module:
 def build_token_transformer(cfg: CfgNode, *, dim: int) -> nn.Module:
     tl = cfg.TOKENLEARNER
     if tl.TRANSFORMER == "vector":
-        attention = VectorAttention(dim=dim, attention_dim=tl.DIM, chunk_size=tl.CHUNK_SIZE)
+        attention = VectorAttention(
+            dim=dim, attention_dim=tl.DIM, chunk_size=tl.CHUNK_SIZE, implementation=tl.ATTENTION_IMPL
+        )
     else:
         attention = MultiHeadSelfAttention(dim=dim, num_heads=tl.NUM_HEADS, attention_dim=tl.DIM)
     return TokenTransformerLayer(dim=dim, attention=attention, mlp_ratio=tl.MLP_RATIO)
