@@ -46,7 +46,7 @@ def _assert_matches(got_out, got_grads, q, k, v, grad, *, atol, rtol, grad_atol=
     torch.testing.assert_close(got_out.double(), want_out, atol=atol, rtol=rtol)
     for name, got, want in zip("qkv", got_grads, want_grads):
         torch.testing.assert_close(
-            got.double(), want, atol=grad_atol or atol, rtol=rtol, msg=lambda m: f"grad {name}: {m}"
+            got.double(), want, atol=grad_atol or atol, rtol=rtol, msg=lambda m, name=name: f"grad {name}: {m}"
         )
 
 
