@@ -26,6 +26,9 @@ def add_model_defaults(cfg: CfgNode) -> None:
     # Activation turning logits into scores at evaluation time.
     cfg.MODEL.HEAD_ACT = "sigmoid"
     cfg.MODEL.DROPOUT_RATE = 0.5
+    # torch.compile the model (in place, static shapes: one graph per mode and batch shape) for
+    # training and evaluation.
+    cfg.MODEL.COMPILE = False
 
     # X3D family (X3D-M by default). X(2+1)D shares every width and depth with X3D.
     cfg.X3D = CfgNode()
