@@ -29,6 +29,7 @@ def test_cpu_runs_keep_the_cuda_defaults():
         (["DEVICE", "cpu", "BN.SYNC", "True"], "BN.SYNC"),
         (["DEVICE", "cpu", "DIST_BACKEND", "nccl"], "DIST_BACKEND"),
         (["DIST_BACKEND", "mpi"], "DIST_BACKEND"),
+        (["DIST_TIMEOUT_MINUTES", "0"], "DIST_TIMEOUT_MINUTES"),
         (["DEVICE", "cpu", "TRAIN.AMP_DTYPE", "float16"], "TRAIN.AMP_DTYPE = 'float16' needs CUDA"),
         (["TRAIN.AMP_DTYPE", "float8"], "TRAIN.AMP_DTYPE = 'float8'"),
         (

@@ -17,6 +17,10 @@ def add_run_defaults(cfg: CfgNode) -> None:
     cfg.LOG_PERIOD = 10
     # Process-group backend under torchrun: "auto" is NCCL on CUDA and gloo on CPU.
     cfg.DIST_BACKEND = "auto"
+    # How long a rank waits at a collective (barrier, gather) for the others before the run fails.
+    # Evaluation runs on every rank and the ranks meet only at its end, so the slowest shard (and
+    # rank 0 writing a checkpoint or the results) sets the wait; a hung rank is found after this.
+    cfg.DIST_TIMEOUT_MINUTES = 60.0
 
     cfg.TENSORBOARD = CfgNode()
     # Scalars (loss, lr, evaluation metrics) to OUTPUT_DIR/tensorboard, besides stats.jsonl.
@@ -94,6 +98,7 @@ def validate_run(cfg: CfgNode, errors: list) -> None:
     require_choice(errors, cfg, "TEST.DATASET", DATASETS)
     require_positive(errors, cfg, "TRAIN.BATCH_SIZE_PER_DEVICE")
     require_choice(errors, cfg, "DIST_BACKEND", ("auto", "gloo", "nccl"))
+    require_positive(errors, cfg, "DIST_TIMEOUT_MINUTES")
     require_positive(errors, cfg, "TRAIN.EVAL_PERIOD", allow_zero=True)
     require_positive(errors, cfg, "TRAIN.CHECKPOINT_PERIOD")
     require_positive(errors, cfg, "TEST.BATCH_SIZE_PER_DEVICE")

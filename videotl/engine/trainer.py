@@ -75,7 +75,7 @@ def setup_run(cfg: CfgNode) -> du.DistContext:
         problems = cuda_only_settings(cfg)
         if problems:
             raise ConfigError("; ".join(problems) + ", but DEVICE = 'auto' finds no CUDA device")
-    ctx = du.init_distributed(device=cfg.DEVICE, backend=cfg.DIST_BACKEND)
+    ctx = du.init_distributed(device=cfg.DEVICE, backend=cfg.DIST_BACKEND, timeout_minutes=cfg.DIST_TIMEOUT_MINUTES)
     setup_logging(cfg.OUTPUT_DIR, is_main=ctx.is_main)
     # Each rank draws different augmentations; the seed is still fixed per rank.
     seed = cfg.RNG_SEED + ctx.rank
