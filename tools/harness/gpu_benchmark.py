@@ -1,4 +1,4 @@
-"""The GPU benchmark (``python tools/benchmark.py gpu``): about five minutes on one CUDA GPU.
+"""The GPU benchmark (``python tools/benchmark.py gpu``), meant to take about five minutes on one CUDA GPU.
 
 Parts, each a function returning a JSON-ready dict (``--parts`` picks some; all by default):
 

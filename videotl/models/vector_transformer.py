@@ -14,8 +14,8 @@ Three implementations of that one algorithm sit behind one ``torch.library`` ope
 without a graph break):
 
 - the fused Triton kernels of ``vector_attention_triton``, the default on CUDA;
-- the fused C kernels of ``vector_attention_cpu``, the default on CPU in float32 (20-30x faster
-  than the PyTorch ops there);
+- the fused C kernels of ``vector_attention_cpu``, the default on CPU in float32 (far faster than
+  the PyTorch ops there; docs/benchmarks.md);
 - chunked PyTorch ops, ``chunk_size`` query rows of the attention tensor at a time, in forward and
   backward: the fallback (no Triton, no C compiler, other dtypes) and the reference.
 """
@@ -89,7 +89,7 @@ _REQUESTS = IMPLEMENTATIONS + ("cpu_kernels",)
 def _warn_no_triton() -> None:
     logger.warning(
         "triton is not installed: the Vector Transformer runs on chunked PyTorch ops on CUDA, "
-        "exact but several times slower than the fused kernels."
+        "exact but slower than the fused kernels."
     )
 
 
