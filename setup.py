@@ -12,6 +12,7 @@ TOOLS = {
     "videotl-model-info": "model_info",
     "videotl-profile-flops": "profile_flops",
     "videotl-benchmark": "benchmark",
+    "videotl-check-distributed": "check_distributed",
     "videotl-demo": "run_demo",
     "videotl-ablate": "ablate",
     "videotl-export": "export",

@@ -3,6 +3,7 @@
 
     python tools/benchmark.py data [--video FILE | --workdir DIR] [--backend decord pyav] [--output FILE.json]
     python tools/benchmark.py model [--cfg FILE [--module NAME]] [--input TxHxW] [--device cpu|cuda] [--output FILE.json]
+    python tools/benchmark.py gpu [--parts kernel models share loss] [--markdown docs/benchmarks.md] [--output FILE.json]
 
 Each subcommand is a :class:`Benchmark` in the ``BENCHMARKS`` registry: a function that adds its
 arguments and one that runs it and returns a JSON-ready dict.
@@ -17,7 +18,7 @@ from typing import Callable, Dict
 from videotl.registry import Registry
 from videotl.utils.fileio import atomic_write_text
 from videotl_tools._cli import run
-from videotl_tools.harness import data_benchmark, model_benchmark
+from videotl_tools.harness import data_benchmark, gpu_benchmark, model_benchmark
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,14 @@ BENCHMARKS.register(
         "fw and fw+bw clips/s and peak memory of models, res5 modules, naive vs chunked VectT",
         model_benchmark.add_model_arguments,
         model_benchmark.run_model,
+    ),
+)
+BENCHMARKS.register(
+    "gpu",
+    Benchmark(
+        "CUDA only: Triton kernel check, bf16 models eager and compiled, VectT share of a step, bf16 vs fp32 loss",
+        gpu_benchmark.add_gpu_arguments,
+        gpu_benchmark.run_gpu,
     ),
 )
 

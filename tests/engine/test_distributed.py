@@ -68,3 +68,25 @@ def test_two_process_training_and_evaluation_match_one_process(tmp_path):
     assert len(during) == 1
     for key in ("map", "map_sklearn", "map_classes_with_positives"):
         assert during[0][key] == m1[key], key
+
+
+def test_collective_timeout_comes_from_the_config(tmp_path, monkeypatch):
+    # A long evaluation on every rank meets the others only at its end: the wait is DIST_TIMEOUT_MINUTES.
+    from datetime import timedelta
+
+    import fakes
+    import torch.distributed as dist
+
+    from videotl.config import load_config
+    from videotl.engine import setup_run
+
+    joined = {}
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda **options: joined.update(options))
+    for key, value in (("WORLD_SIZE", "2"), ("RANK", "1"), ("LOCAL_RANK", "1")):
+        monkeypatch.setenv(key, value)
+    cfg = load_config("", [*fakes.TINY, "OUTPUT_DIR", str(tmp_path), "DIST_TIMEOUT_MINUTES", "90"])
+    ctx = setup_run(cfg)
+    assert (ctx.rank, ctx.world_size) == (1, 2)
+    assert joined == {"backend": "gloo", "init_method": "env://", "world_size": 2, "rank": 1,
+                      "timeout": timedelta(minutes=90)}  # fmt: skip

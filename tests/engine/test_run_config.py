@@ -12,6 +12,15 @@ def test_defaults_load():
     assert load_config("", ["TRAIN.EVAL_PERIOD", "0"]).TRAIN.EVAL_PERIOD == 0
 
 
+def test_cpu_runs_keep_the_cuda_defaults():
+    # Mixed precision is on by default and simply does not apply on CPU; only an explicit CUDA-only
+    # value is an error there.
+    cfg = load_config("", ["DEVICE", "cpu"])
+    assert cfg.TRAIN.MIXED_PRECISION and cfg.TRAIN.AMP_DTYPE == "auto" and not cfg.MODEL.COMPILE
+    assert cfg.TOKENLEARNER.ATTENTION_IMPL == "auto" and cfg.DATA.DECODE_DEVICE == "cpu"
+    assert load_config("", ["DEVICE", "cpu", "TRAIN.MIXED_PRECISION", "False", "TRAIN.AMP_DTYPE", "float16"])
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -20,6 +29,18 @@ def test_defaults_load():
         (["DEVICE", "cpu", "BN.SYNC", "True"], "BN.SYNC"),
         (["DEVICE", "cpu", "DIST_BACKEND", "nccl"], "DIST_BACKEND"),
         (["DIST_BACKEND", "mpi"], "DIST_BACKEND"),
+        (["DIST_TIMEOUT_MINUTES", "0"], "DIST_TIMEOUT_MINUTES"),
+        (["DEVICE", "cpu", "TRAIN.AMP_DTYPE", "float16"], "TRAIN.AMP_DTYPE = 'float16' needs CUDA"),
+        (["TRAIN.AMP_DTYPE", "float8"], "TRAIN.AMP_DTYPE = 'float8'"),
+        (
+            ["DEVICE", "cpu", "TOKENLEARNER.ATTENTION_IMPL", "triton"],
+            "TOKENLEARNER.ATTENTION_IMPL = 'triton' needs CUDA",
+        ),
+        (["TOKENLEARNER.ATTENTION_IMPL", "cuda"], "TOKENLEARNER.ATTENTION_IMPL = 'cuda'"),
+        (["TOKENLEARNER.CHUNK_SIZE", "0", "TOKENLEARNER.ATTENTION_IMPL", "pytorch"], "TOKENLEARNER.CHUNK_SIZE = 0"),
+        (["DATA.DECODE_DEVICE", "cuda"], "DATA.DECODE_DEVICE = 'cuda'"),
+        (["DATA.DECODE_DEVICE", "gpu"], "DATA.DECODE_DEVICE = 'gpu'"),
+        (["MODEL.COMPILE", "1"], "MODEL.COMPILE"),
         (["TRAIN.EVAL_PERIOD", "-1"], "TRAIN.EVAL_PERIOD"),
         (["TRAIN.CHECKPOINT_PERIOD", "0"], "TRAIN.CHECKPOINT_PERIOD"),
         (["SOLVER.MOMENTUM", "0"], "SOLVER.NESTEROV"),

@@ -23,7 +23,7 @@ from ..utils.fileio import atomic_write_text
 from ._checks import ConfigError
 from .data import add_data_defaults, validate_data
 from .model import add_model_defaults, validate_model
-from .run import add_run_defaults, validate_run
+from .run import add_run_defaults, cuda_only_settings, validate_run
 from .solver import add_solver_defaults, validate_solver
 from .vit import add_vit_defaults, validate_vit
 
@@ -32,6 +32,7 @@ __all__ = [
     "ConfigConcern",
     "ConfigError",
     "config_from_text",
+    "cuda_only_settings",
     "dump_config",
     "find_config",
     "get_default_config",

@@ -14,6 +14,9 @@ def add_data_defaults(cfg: CfgNode) -> None:
     cfg.DATA.TARGET_FPS = 12.0
     cfg.DATA.MULTI_LABEL = True
     cfg.DATA.DECODING_BACKEND = "decord"
+    # Where videos are decoded: "cpu" (DataLoader workers). "cuda" (the GPU, in the main process)
+    # is reserved for the torchcodec backend and refused until it exists.
+    cfg.DATA.DECODE_DEVICE = "cpu"
     # Video folder relative to PATH_TO_DATA_DIR; "" = the dataset's default (Charades:
     # Charades_v1_480, else Charades_v1; AViD: videos).
     cfg.DATA.VIDEO_DIR = ""
@@ -48,6 +51,12 @@ def validate_data(cfg: CfgNode, errors: list) -> None:
     require_positive(errors, cfg, "DATA.NUM_FRAMES")
     require_positive(errors, cfg, "DATA.TARGET_FPS")
     require_choice(errors, cfg, "DATA.DECODING_BACKEND", ("decord", "pyav"))
+    require_choice(errors, cfg, "DATA.DECODE_DEVICE", ("cpu", "cuda"))
+    if cfg.DATA.DECODE_DEVICE == "cuda":
+        errors.append(
+            "DATA.DECODE_DEVICE = 'cuda': GPU decoding (torchcodec in the main process) is not available in this "
+            "version; use 'cpu'"
+        )
     require_positive(errors, cfg, "DATA.TRAIN_JITTER_SCALES")
     require_positive(errors, cfg, "DATA.TRAIN_CROP_SIZE")
     require_positive(errors, cfg, "DATA.TEST_CROP_SIZE")

@@ -11,6 +11,8 @@ from ._checks import lookup, require_choice, require_positive, require_range
 POOLINGS = ("mean", "sum")
 FUSER_MIXES = ("all", "frame")
 FUSER_WEIGHTS = ("linear", "mlp")
+# videotl.models.vector_transformer.IMPLEMENTATIONS.
+ATTENTION_IMPLS = ("auto", "triton", "pytorch")
 
 
 def add_model_defaults(cfg: CfgNode) -> None:
@@ -25,6 +27,9 @@ def add_model_defaults(cfg: CfgNode) -> None:
     # Activation turning logits into scores at evaluation time.
     cfg.MODEL.HEAD_ACT = "sigmoid"
     cfg.MODEL.DROPOUT_RATE = 0.5
+    # torch.compile the model (in place, static shapes: one graph per mode and batch shape) for
+    # training and evaluation.
+    cfg.MODEL.COMPILE = False
 
     # X3D family (X3D-M by default). X(2+1)D shares every width and depth with X3D.
     cfg.X3D = CfgNode()
@@ -70,6 +75,9 @@ def add_model_defaults(cfg: CfgNode) -> None:
     cfg.TOKENLEARNER.NUM_HEADS = 8
     # Query chunk of the Vector Transformer; 0 builds the naive (ST x ST x d) version.
     cfg.TOKENLEARNER.CHUNK_SIZE = 64
+    # Kernels of the Vector Transformer: "auto" (Triton on CUDA, the fused C kernels on CPU),
+    # "triton" or "pytorch" (the chunked PyTorch ops) to force one.
+    cfg.TOKENLEARNER.ATTENTION_IMPL = "auto"
     # Hidden width ratio of the MLP after the token transformer; 0 = none (matches the paper's 0.81M).
     cfg.TOKENLEARNER.MLP_RATIO = 0.0
     # tokenfuser, broadcast, unpool_masks; "none" = no fuser (ViT only: the paper's Figure 3 (a)).
@@ -161,6 +169,12 @@ def validate_model(cfg: CfgNode, errors: list) -> None:
     _require_registered(errors, cfg, "TOKENLEARNER.TRANSFORMER", components.TOKEN_TRANSFORMERS)
     require_positive(errors, cfg, "TOKENLEARNER.NUM_HEADS")
     require_positive(errors, cfg, "TOKENLEARNER.CHUNK_SIZE", allow_zero=True)
+    require_choice(errors, cfg, "TOKENLEARNER.ATTENTION_IMPL", ATTENTION_IMPLS)
+    if cfg.TOKENLEARNER.CHUNK_SIZE == 0 and cfg.TOKENLEARNER.ATTENTION_IMPL != "auto":
+        errors.append(
+            f"TOKENLEARNER.ATTENTION_IMPL = {cfg.TOKENLEARNER.ATTENTION_IMPL!r} with TOKENLEARNER.CHUNK_SIZE = 0, "
+            "which builds the naive implementation: set CHUNK_SIZE > 0 or ATTENTION_IMPL 'auto'"
+        )
     require_positive(errors, cfg, "TOKENLEARNER.MLP_RATIO", allow_zero=True)
     if tl.FUSER != components.NO_FUSER:
         _require_registered(errors, cfg, "TOKENLEARNER.FUSER", components.FUSERS)

@@ -1,5 +1,7 @@
 """Defaults for a run: training and testing switches, devices, output, checkpoints, logging."""
 
+from typing import List
+
 from fvcore.common.config import CfgNode
 
 from ._checks import lookup, require_choice, require_positive
@@ -14,6 +16,10 @@ def add_run_defaults(cfg: CfgNode) -> None:
     cfg.LOG_PERIOD = 10
     # Process-group backend under torchrun: "auto" is NCCL on CUDA and gloo on CPU.
     cfg.DIST_BACKEND = "auto"
+    # How long a rank waits at a collective (barrier, gather) for the others before the run fails.
+    # Evaluation runs on every rank and the ranks meet only at its end, so the slowest shard (and
+    # rank 0 writing a checkpoint or the results) sets the wait; a hung rank is found after this.
+    cfg.DIST_TIMEOUT_MINUTES = 60.0
 
     cfg.TENSORBOARD = CfgNode()
     # Scalars (loss, lr, evaluation metrics) to OUTPUT_DIR/tensorboard, besides stats.jsonl.
@@ -37,6 +43,9 @@ def add_run_defaults(cfg: CfgNode) -> None:
     cfg.TRAIN.CHECKPOINT_FILE_PATH = ""
     # Automatic mixed precision and channels-last memory layout; both apply on CUDA only.
     cfg.TRAIN.MIXED_PRECISION = True
+    # Autocast dtype: "auto" is bfloat16 where the GPU has it natively (Ampere and later), else
+    # float16; only float16 uses a gradient scaler. Evaluation runs under the same autocast.
+    cfg.TRAIN.AMP_DTYPE = "auto"
     cfg.TRAIN.CHANNELS_LAST = True
     # Deterministic algorithms (bit-exact reruns and resumes on CPU, slower on CUDA).
     cfg.TRAIN.DETERMINISTIC = False
@@ -66,6 +75,24 @@ def add_run_defaults(cfg: CfgNode) -> None:
     cfg.BN.SYNC = False
 
 
+def cuda_only_settings(cfg: CfgNode) -> List[str]:
+    """The settings of ``cfg`` that cannot run without CUDA, one message each ("KEY = value needs
+    CUDA ..."): checked here for DEVICE cpu, and by the engine when DEVICE auto finds no GPU."""
+    found = []
+    if cfg.DIST_BACKEND == "nccl":
+        found.append("DIST_BACKEND = 'nccl' needs CUDA")
+    if cfg.TRAIN.MIXED_PRECISION and cfg.TRAIN.AMP_DTYPE != "auto":
+        found.append(
+            f"TRAIN.AMP_DTYPE = {cfg.TRAIN.AMP_DTYPE!r} needs CUDA (mixed precision applies on CUDA only: leave it "
+            "'auto' or set TRAIN.MIXED_PRECISION False)"
+        )
+    if cfg.TOKENLEARNER.ATTENTION_IMPL == "triton":
+        found.append("TOKENLEARNER.ATTENTION_IMPL = 'triton' needs CUDA ('auto' runs the fused C kernels on CPU)")
+    if cfg.DATA.DECODE_DEVICE == "cuda":
+        found.append("DATA.DECODE_DEVICE = 'cuda' needs CUDA")
+    return found
+
+
 def validate_run(cfg: CfgNode, errors: list) -> None:
     require_choice(errors, cfg, "DEVICE", ("auto", "cpu", "cuda"))
     require_positive(errors, cfg, "LOG_PERIOD")
@@ -82,6 +109,7 @@ def validate_run(cfg: CfgNode, errors: list) -> None:
         )
     require_positive(errors, cfg, "TRAIN.BATCH_SIZE_PER_DEVICE")
     require_choice(errors, cfg, "DIST_BACKEND", ("auto", "gloo", "nccl"))
+    require_positive(errors, cfg, "DIST_TIMEOUT_MINUTES")
     require_positive(errors, cfg, "TRAIN.EVAL_PERIOD", allow_zero=True)
     require_positive(errors, cfg, "TRAIN.CHECKPOINT_PERIOD")
     require_positive(errors, cfg, "TEST.BATCH_SIZE_PER_DEVICE")
@@ -94,7 +122,8 @@ def validate_run(cfg: CfgNode, errors: list) -> None:
         errors.append(f"TEST.SUBMISSION_FILE = {name!r}: must be a plain file name (it lives in OUTPUT_DIR)")
     if cfg.BN.SYNC and cfg.DEVICE == "cpu":
         errors.append("BN.SYNC = True needs CUDA (PyTorch's SyncBatchNorm has no CPU version), but DEVICE = 'cpu'")
-    if cfg.DIST_BACKEND == "nccl" and cfg.DEVICE == "cpu":
-        errors.append("DIST_BACKEND = 'nccl' needs CUDA, but DEVICE = 'cpu'")
+    require_choice(errors, cfg, "TRAIN.AMP_DTYPE", ("auto", "bfloat16", "float16"))
+    if cfg.DEVICE == "cpu":
+        errors.extend(f"{problem}, but DEVICE = 'cpu'" for problem in cuda_only_settings(cfg))
     if not cfg.OUTPUT_DIR:
         errors.append("OUTPUT_DIR is empty: give a folder for logs and checkpoints")

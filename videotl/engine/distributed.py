@@ -11,6 +11,7 @@ import torch.distributed as dist
 __all__ = [
     "DistContext",
     "init_distributed",
+    "resolve_backend",
     "resolve_device",
     "all_gather_objects",
     "broadcast_object",
@@ -47,27 +48,34 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def init_distributed(*, device: str = "auto", backend: str = "auto") -> DistContext:
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """``"auto"`` -> NCCL for CUDA devices, gloo for CPU."""
+    if backend == "auto":
+        return "nccl" if device.type == "cuda" else "gloo"
+    return backend
+
+
+def init_distributed(*, device: str = "auto", backend: str = "auto", timeout_minutes: float = 30.0) -> DistContext:
     """Join the process group ``torchrun`` describes in the environment, if any.
 
     Without ``WORLD_SIZE`` (a plain ``python tools/train_net.py``) this is a single process and no
     group is created. The rendezvous is always env:// (MASTER_ADDR/MASTER_PORT), never an
-    init_method string built by hand.
+    init_method string built by hand. ``timeout_minutes`` bounds forming the group and every
+    collective: how long a rank waits at a barrier or gather for the slowest one.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     torch_device = resolve_device(device, local_rank)
     if world_size > 1 and not dist.is_initialized():
-        if backend == "auto":
-            backend = "nccl" if torch_device.type == "cuda" else "gloo"
+        backend = resolve_backend(backend, torch_device)
         options = {"device_id": torch_device} if backend == "nccl" else {}
         dist.init_process_group(
             backend=backend,
             init_method="env://",
             world_size=world_size,
             rank=rank,
-            timeout=timedelta(minutes=30),
+            timeout=timedelta(minutes=timeout_minutes),
             **options,
         )
     return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=torch_device)

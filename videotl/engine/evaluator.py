@@ -1,6 +1,5 @@
 """Evaluation: run the model over every view or segment, gather across ranks, merge per video, score."""
 
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from ..evaluation import (
 )
 from ..evaluation.metrics import metric_suite
 from . import distributed as du
+from .precision import autocast
 
 __all__ = ["EvalResult", "evaluate", "head_activation", "save_results", "score_batches"]
 
@@ -74,25 +74,20 @@ def _prepare_inputs(inputs: torch.Tensor, device: torch.device, channels_last: b
     return inputs
 
 
-def _autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
-
-
 def score_batches(
     model: nn.Module,
     loader,
     *,
     cfg: CfgNode,
     device: torch.device,
-    use_amp: bool = False,
+    amp_dtype: Optional[torch.dtype] = None,
     channels_last: bool = False,
     show_progress: bool = True,
 ) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Run the model over ``loader`` and yield, per batch, ``(video_index, view_index, valid, scores)``
     as numpy arrays (scores float64 after ``MODEL.HEAD_ACT``). Evaluation and prediction both use it;
-    the model is in eval mode meanwhile and back in its former mode afterwards."""
+    the model is in eval mode meanwhile and back in its former mode afterwards. ``amp_dtype``: the
+    autocast dtype (training's, so that a model is evaluated as it trains), None for full precision."""
     was_training = model.training
     model.eval()
     bar = tqdm(
@@ -106,7 +101,7 @@ def score_batches(
     try:
         for batch in bar:
             # Grad mode is entered per batch, not around the yield, so it never leaks to the caller.
-            with torch.no_grad(), _autocast(device, use_amp):
+            with torch.no_grad(), autocast(device, amp_dtype):
                 logits = model(_prepare_inputs(batch["inputs"], device, channels_last))
             scores = head_activation(cfg.MODEL.HEAD_ACT, logits).cpu().numpy().astype(np.float64)
             valid = torch.as_tensor(batch.get("valid", torch.ones(len(scores), dtype=torch.bool))).numpy()
@@ -127,7 +122,7 @@ def evaluate(
     *,
     cfg: CfgNode,
     device: torch.device,
-    use_amp: bool = False,
+    amp_dtype: Optional[torch.dtype] = None,
     channels_last: bool = False,
     show_progress: bool = True,
 ) -> EvalResult:
@@ -148,7 +143,13 @@ def evaluate(
     # instead of the others waiting for this one forever.
     error = ""
     batches = score_batches(
-        model, loader, cfg=cfg, device=device, use_amp=use_amp, channels_last=channels_last, show_progress=show_progress
+        model,
+        loader,
+        cfg=cfg,
+        device=device,
+        amp_dtype=amp_dtype,
+        channels_last=channels_last,
+        show_progress=show_progress,
     )
     for video_index, view_index, valid, scores in batches:
         nonfinite += int((~np.isfinite(scores[valid])).any(axis=1).sum())

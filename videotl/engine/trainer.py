@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .. import __version__
-from ..config import ConfigError, dump_config
+from ..config import ConfigError, cuda_only_settings, dump_config
 from . import distributed as du
 from .checkpoint import (
     CheckpointError,
@@ -37,7 +37,8 @@ from .checkpoint import (
     save_checkpoint,
     unwrap_model,
 )
-from .evaluator import EvalResult, _autocast, _prepare_inputs, evaluate, save_results
+from .evaluator import EvalResult, _prepare_inputs, evaluate, save_results
+from .precision import autocast, needs_grad_scaler, resolve_amp_dtype
 from .run_log import StatsWriter, memory_mb, setup_logging, write_environment
 from .solver import build_loss, build_optimizer, build_schedule
 
@@ -47,6 +48,10 @@ logger = logging.getLogger("videotl")
 
 ModelBuilder = Callable[[CfgNode], nn.Module]
 LoaderBuilder = Callable[..., Any]
+
+# torch.compile options under MODEL.COMPILE: static shapes, so each mode (train, eval) and batch
+# shape gets its own graph instead of one with symbolic sizes.
+COMPILE_OPTIONS: Dict[str, Any] = {"dynamic": False}
 
 
 def _default_model_builder() -> ModelBuilder:
@@ -66,7 +71,12 @@ def setup_run(cfg: CfgNode) -> du.DistContext:
     if cfg.TRAIN.DETERMINISTIC:
         # cuBLAS reads this when CUDA starts; it must be set before the device is touched.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    ctx = du.init_distributed(device=cfg.DEVICE, backend=cfg.DIST_BACKEND)
+    if cfg.DEVICE == "auto" and not torch.cuda.is_available():
+        # load_config refuses these with DEVICE cpu; "auto" only finds out here.
+        problems = cuda_only_settings(cfg)
+        if problems:
+            raise ConfigError("; ".join(problems) + ", but DEVICE = 'auto' finds no CUDA device")
+    ctx = du.init_distributed(device=cfg.DEVICE, backend=cfg.DIST_BACKEND, timeout_minutes=cfg.DIST_TIMEOUT_MINUTES)
     setup_logging(cfg.OUTPUT_DIR, is_main=ctx.is_main)
     # Each rank draws different augmentations; the seed is still fixed per rank.
     seed = cfg.RNG_SEED + ctx.rank
@@ -144,7 +154,7 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         dump_config(cfg)
         write_environment(str(out), device=device, world_size=world_size)
-    use_amp = cfg.TRAIN.MIXED_PRECISION and device.type == "cuda"
+    amp_dtype = resolve_amp_dtype(cfg.TRAIN.AMP_DTYPE, enabled=cfg.TRAIN.MIXED_PRECISION, device=device)
     channels_last = cfg.TRAIN.CHANNELS_LAST and device.type == "cuda"
 
     model = build_model_fn(cfg).to(device)
@@ -154,9 +164,10 @@ def train(
         if device.type != "cuda":
             raise ConfigError("BN.SYNC = True needs CUDA: PyTorch's SyncBatchNorm has no CPU implementation")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    _compile(model, cfg)
     optimizer = build_optimizer(model, cfg=cfg)
     loss_fn = build_loss(cfg)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(amp_dtype))
 
     train_loader = build_loader_fn(cfg, cfg.TRAIN.SPLIT, "train", distributed=world_size > 1)
     class_names = _class_names(train_loader, cfg.MODEL.NUM_CLASSES)
@@ -183,7 +194,8 @@ def train(
     logger.info(
         f"training {type(unwrap_model(model)).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters) "
         f"on {world_size} x {device}: epochs {start_epoch + 1}..{num_epochs}, {iters_per_epoch} iterations per epoch, "
-        f"{total_iters} in all, base lr {schedule.base_lr:g}, AMP {use_amp}"
+        f"{total_iters} in all, base lr {schedule.base_lr:g}, AMP {_dtype_name(amp_dtype)}, "
+        f"compiled {cfg.MODEL.COMPILE}"
     )
     last_metrics: Dict[str, Any] = {}
     try:
@@ -200,7 +212,7 @@ def train(
                 schedule=schedule,
                 scaler=scaler,
                 loss_fn=loss_fn,
-                use_amp=use_amp,
+                amp_dtype=amp_dtype,
                 channels_last=channels_last,
                 stats=stats,
             )
@@ -238,7 +250,7 @@ def train(
                     make_loader,
                     cfg=cfg,
                     device=device,
-                    use_amp=use_amp,
+                    amp_dtype=amp_dtype,
                     channels_last=channels_last,
                 )
                 last_metrics = dict(result.metrics)
@@ -266,7 +278,7 @@ def _train_epoch(
     schedule,
     scaler,
     loss_fn,
-    use_amp,
+    amp_dtype,
     channels_last,
     stats,
 ) -> float:
@@ -294,7 +306,7 @@ def _train_epoch(
             lr = schedule.apply(optimizer, global_iter)
             inputs = _prepare_inputs(batch["inputs"], device, channels_last)
             labels = _labels_for(loss_fn, batch["label"], device)
-            with _autocast(device, use_amp):
+            with autocast(device, amp_dtype):
                 logits = model(inputs)
             loss = loss_fn(logits.float(), labels)
 
@@ -345,6 +357,17 @@ def _train_epoch(
     if count < steps:
         raise RuntimeError(f"epoch {epoch + 1}: the loader gave {count} batches, {steps} expected")
     return loss_sum / max(count, 1)
+
+
+def _dtype_name(dtype: Optional[torch.dtype]) -> str:
+    return str(dtype).removeprefix("torch.") if dtype is not None else "off"
+
+
+def _compile(model: nn.Module, cfg: CfgNode) -> None:
+    """``MODEL.COMPILE``: compile the module in place (``nn.Module.compile``), so that its state
+    dict, DDP's wrapper and the evaluation of the bare module all stay as they are."""
+    if cfg.MODEL.COMPILE:
+        model.compile(**COMPILE_OPTIONS)
 
 
 def _sync_buffers(model: nn.Module) -> None:
@@ -412,7 +435,10 @@ def _restore(cfg, ctx, *, model, optimizer, schedule, scaler) -> int:
             load_model_state(model, model_state_from(state), strict=True)
             optimizer.load_state_dict(state["optimizer"])
             schedule.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
+            # A run saved with a disabled scaler (float32, bfloat16) has an empty state; a float16
+            # run resumed from it starts from a fresh scale.
+            if state["scaler"]:
+                scaler.load_state_dict(state["scaler"])
         except (KeyError, RuntimeError, ValueError) as error:
             raise CheckpointError(
                 f"cannot resume from {found}: {error}. It belongs to another run; use a new OUTPUT_DIR "
@@ -450,7 +476,7 @@ def test(
     build_loader_fn = build_loader_fn or _default_loader_builder()
     ctx = setup_run(cfg)
     device = ctx.device
-    use_amp = cfg.TRAIN.MIXED_PRECISION and device.type == "cuda"
+    amp_dtype = resolve_amp_dtype(cfg.TRAIN.AMP_DTYPE, enabled=cfg.TRAIN.MIXED_PRECISION, device=device)
     channels_last = cfg.TRAIN.CHANNELS_LAST and device.type == "cuda"
     weights = cfg.TEST.CHECKPOINT_FILE_PATH or last_checkpoint(cfg.OUTPUT_DIR)
     if not weights:
@@ -462,9 +488,10 @@ def test(
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     state = load_weights(model, weights)
+    _compile(model, cfg)
     logger.info(f"testing {weights} on split {cfg.TEST.SPLIT!r} ({cfg.TEST.MODE})")
     loader = build_loader_fn(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE, distributed=ctx.world_size > 1)
-    result = evaluate(model, loader, cfg=cfg, device=device, use_amp=use_amp, channels_last=channels_last)
+    result = evaluate(model, loader, cfg=cfg, device=device, amp_dtype=amp_dtype, channels_last=channels_last)
     logger.info(f"test: {_format_metrics(result.metrics)}")
     if ctx.is_main:
         Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,7 @@ def tokenlearner_spec_from_config(cfg: CfgNode) -> TokenLearnerSpec:
         fuser_mix_bias=tl.FUSER_MIX_BIAS,
         fuser_hidden_dim=tl.FUSER_HIDDEN_DIM,
         dropout=tl.DROPOUT,
+        attention_impl=tl.ATTENTION_IMPL,
     )
 
 

@@ -76,6 +76,8 @@ class TokenLearnerSpec:
         fuser_mix_bias: a bias in the token map (Scenic has one, the paper's M has none).
         fuser_hidden_dim: hidden width of the ``mlp`` beta.
         dropout: Scenic's dropout inside the v1.1 MLP, the fuser's MLP and on the fuser's output.
+        attention_impl: the Vector Transformer's kernels, ``auto`` (Triton on CUDA, the C kernels on
+            CPU), ``triton`` or ``pytorch``.
     """
 
     tokenizer: str = "tokenlearner"
@@ -96,6 +98,7 @@ class TokenLearnerSpec:
     fuser_mix_bias: bool = False
     fuser_hidden_dim: int = 64
     dropout: float = 0.0
+    attention_impl: str = "auto"
 
 
 def tokenlearner_spec(
@@ -190,7 +193,9 @@ def _pool_mlp(ctx: PartContext) -> nn.Module:
 @TOKEN_TRANSFORMERS.register("vector")
 def _vector(ctx: PartContext) -> nn.Module:
     tl = ctx.tokenlearner
-    attention = VectorAttention(dim=ctx.dim, attention_dim=tl.dim, chunk_size=tl.chunk_size)
+    attention = VectorAttention(
+        dim=ctx.dim, attention_dim=tl.dim, chunk_size=tl.chunk_size, implementation=tl.attention_impl
+    )
     return TokenTransformerLayer(dim=ctx.dim, attention=attention, mlp_ratio=tl.mlp_ratio)
 
 

@@ -6,26 +6,38 @@ For tokens ``z`` (B, N, C) with projections ``q = f_q(z)``, ``k = f_k(z)``, ``v 
 
 i.e. multi-head attention with one head per channel. The attention *tensor* is N x N x d: at
 N = 512 tokens and d = 432 it is 113M floats (450 MB) per clip, and autograd keeps more than one
-copy of it. ``vector_attention_chunked`` never holds more than ``chunk_size`` query rows of it, in
-the forward or the backward pass, by saving only the per-(query, channel) log-sum-exp and
-recomputing the probabilities chunk by chunk in backward.
+copy of it. ``vector_attention`` never stores it: it saves only q, k, v, the output and the
+per-(query, channel) log-sum-exp, and backward recomputes the probabilities from those.
 
-On CPU in float32 the same function runs the fused C kernels of ``vector_attention_cpu`` (one
-pass over the keys per block of queries, nothing of the attention tensor stored), 20-30x
-faster than the PyTorch ops, which remain the path on CUDA, for other dtypes, and where no C
-compiler is available.
+Three implementations of that one algorithm sit behind one ``torch.library`` operator
+(``videotl::vector_attention``, with its backward and fake kernels, so ``torch.compile`` traces it
+without a graph break):
+
+- the fused Triton kernels of ``vector_attention_triton``, the default on CUDA;
+- the fused C kernels of ``vector_attention_cpu``, the default on CPU in float32 (far faster than
+  the PyTorch ops there; docs/benchmarks.md);
+- chunked PyTorch ops, ``chunk_size`` query rows of the attention tensor at a time, in forward and
+  backward: the fallback (no Triton, no C compiler, other dtypes) and the reference.
+
+When the query / key width d differs from the value width C, eq. 3's gamma (a linear map d -> C
+of every pairwise product, inside the softmax) does not reduce to the softmax, and
+``vector_attention_projected_*`` compute it in PyTorch ops.
 """
 
 import contextlib
 import contextvars
-from typing import Iterator
+import functools
+import logging
+from typing import Iterator, Tuple
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from . import vector_attention_cpu
+from . import vector_attention_cpu, vector_attention_triton
 from .attention import Mlp
+
+logger = logging.getLogger(__name__)
 
 
 def vector_attention_naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -41,66 +53,181 @@ def softmax_peak(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return torch.where(q >= 0, q * k.amax(dim=1, keepdim=True), q * k.amin(dim=1, keepdim=True))
 
 
-class _ChunkedVectorAttention(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, chunk_size: int, cpu_kernels: bool):
-        ctx.chunk_size = chunk_size
-        ctx.cpu_kernels = cpu_kernels and vector_attention_cpu.kernels_apply(q, k, v)
-        if ctx.cpu_kernels:
-            out, lse = vector_attention_cpu.fused_forward(q, k, v)
-        else:
-            peak = softmax_peak(q, k)
-            out = torch.empty_like(q)
-            norm = torch.empty_like(q)
-            for start in range(0, q.shape[1], chunk_size):
-                rows = slice(start, start + chunk_size)
-                logits = q[:, rows].unsqueeze(2) * k.unsqueeze(1)  # (B, c, N, d)
-                weights = logits.sub_(peak[:, rows].unsqueeze(2)).exp_()
-                norm[:, rows] = weights.sum(dim=2)
-                # sum_j p_ij * v_j as multiply-then-sum, in place: on CPU einsum turns this (and the
-                # three contractions in backward) into d-batched matrix-vector products, which are slower.
-                out[:, rows] = weights.mul_(v.unsqueeze(1)).sum(dim=2) / norm[:, rows]
-            lse = peak + norm.log()
-        ctx.save_for_backward(q, k, v, out, lse)
-        return out
+def _chunked_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk_size: int):
+    """The output and log-sum-exp of eq. 3 in PyTorch ops, ``chunk_size`` query rows at a time."""
+    peak = softmax_peak(q, k)
+    out = torch.empty_like(q)
+    norm = torch.empty_like(q)
+    for start in range(0, q.shape[1], chunk_size):
+        rows = slice(start, start + chunk_size)
+        logits = q[:, rows].unsqueeze(2) * k.unsqueeze(1)  # (B, c, N, d)
+        weights = logits.sub_(peak[:, rows].unsqueeze(2)).exp_()
+        norm[:, rows] = weights.sum(dim=2)
+        # sum_j p_ij * v_j as multiply-then-sum, in place: on CPU einsum turns this (and the
+        # three contractions in backward) into d-batched matrix-vector products, which are slower.
+        out[:, rows] = weights.mul_(v.unsqueeze(1)).sum(dim=2) / norm[:, rows]
+    return out, peak + norm.log()
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        q, k, v, out, lse = ctx.saved_tensors
-        if ctx.cpu_kernels and vector_attention_cpu.kernels_apply(grad_out):
-            return (*vector_attention_cpu.fused_backward(q, k, v, out, lse, grad_out), None, None)
-        grad_q = torch.empty_like(q)
-        grad_k = torch.zeros_like(k)
-        grad_v = torch.zeros_like(v)
-        for start in range(0, q.shape[1], ctx.chunk_size):
-            rows = slice(start, start + ctx.chunk_size)
-            q_c, g_c = q[:, rows], grad_out[:, rows]
-            weights = (q_c.unsqueeze(2) * k.unsqueeze(1)).sub_(lse[:, rows].unsqueeze(2)).exp_()  # (B, c, N, d)
-            grad_v += (weights * g_c.unsqueeze(2)).sum(dim=1)
-            # d logits = p * (dL/dp - sum_j p dL/dp) = p * g_i * (v_j - y_i)
-            grad_logits = weights.mul_(g_c.unsqueeze(2)).mul_(v.unsqueeze(1) - out[:, rows].unsqueeze(2))
-            grad_q[:, rows] = (grad_logits * k.unsqueeze(1)).sum(dim=2)
-            grad_k += grad_logits.mul_(q_c.unsqueeze(2)).sum(dim=1)
-        return grad_q, grad_k, grad_v, None, None
+
+def _chunked_backward(q, k, v, out, lse, grad_out, chunk_size: int):
+    grad_q = torch.empty_like(q)
+    grad_k = torch.zeros_like(k)
+    grad_v = torch.zeros_like(v)
+    for start in range(0, q.shape[1], chunk_size):
+        rows = slice(start, start + chunk_size)
+        q_c, g_c = q[:, rows], grad_out[:, rows]
+        weights = (q_c.unsqueeze(2) * k.unsqueeze(1)).sub_(lse[:, rows].unsqueeze(2)).exp_()  # (B, c, N, d)
+        grad_v += (weights * g_c.unsqueeze(2)).sum(dim=1)
+        # d logits = p * (dL/dp - sum_j p dL/dp) = p * g_i * (v_j - y_i)
+        grad_logits = weights.mul_(g_c.unsqueeze(2)).mul_(v.unsqueeze(1) - out[:, rows].unsqueeze(2))
+        grad_q[:, rows] = (grad_logits * k.unsqueeze(1)).sum(dim=2)
+        grad_k += grad_logits.mul_(q_c.unsqueeze(2)).sum(dim=1)
+    return grad_q, grad_k, grad_v
+
+
+# What ``implementation`` may ask for. "auto": the Triton kernels on CUDA, the fused C kernels on
+# CPU in float32, the chunked PyTorch ops otherwise; "triton" and "pytorch" force one of them.
+IMPLEMENTATIONS = ("auto", "triton", "pytorch")
+# Internal requests besides those: the C kernels where they apply, else PyTorch ops (never Triton).
+_REQUESTS = IMPLEMENTATIONS + ("cpu_kernels",)
+
+
+@functools.cache
+def _warn_no_triton() -> None:
+    logger.warning(
+        "triton is not installed: the Vector Transformer runs on chunked PyTorch ops on CUDA, "
+        "exact but slower than the fused kernels."
+    )
+
+
+def resolve_implementation(implementation: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
+    """Which kernels ``implementation`` runs on these tensors: "triton", "cpu_kernels" or "pytorch"."""
+    if implementation not in _REQUESTS:
+        raise ValueError(
+            f"implementation must be one of {', '.join(map(repr, IMPLEMENTATIONS))}, got {implementation!r}"
+        )
+    if implementation == "triton":
+        if not vector_attention_triton.triton_applies(q, k, v):
+            raise RuntimeError(
+                "implementation 'triton' needs triton and CUDA tensors (or CPU tensors with TRITON_INTERPRET=1), "
+                f"got {q.device} tensors" + ("" if vector_attention_triton.triton_installed() else " and no triton")
+            )
+        return "triton"
+    if implementation == "pytorch":
+        return "pytorch"
+    if implementation == "auto" and q.is_cuda:
+        if vector_attention_triton.triton_applies(q, k, v):
+            return "triton"
+        if not vector_attention_triton.triton_installed():
+            _warn_no_triton()
+        return "pytorch"
+    # The C kernels read float32, which half inputs are converted to (_computing).
+    on_cpu = all(t.device.type == "cpu" for t in (q, k, v))
+    if on_cpu and vector_attention_triton.compute_dtype(q.dtype) == torch.float32:
+        return "cpu_kernels" if vector_attention_cpu.load_kernels() is not None else "pytorch"
+    return "pytorch"
+
+
+def _computing(dtype: torch.dtype, *tensors: torch.Tensor):
+    """The tensors in the compute dtype: float32 for half inputs (the softmax over N products needs
+    the range), float64 for float64."""
+    compute = vector_attention_triton.compute_dtype(dtype)
+    return [t.to(compute) for t in tensors]
+
+
+@torch.library.custom_op("videotl::vector_attention", mutates_args=())
+def _vector_attention_op(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, implementation: str, chunk_size: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 3: the output and the per-(query, channel) log-sum-exp, in the compute dtype. One
+    operator for all three implementations, so that ``torch.compile`` sees a single opaque call and
+    the choice happens when it runs."""
+    path = resolve_implementation(implementation, q, k, v)
+    if path == "triton":
+        return vector_attention_triton.forward(q, k, v)
+    q, k, v = _computing(q.dtype, q, k, v)
+    if path == "cpu_kernels":
+        return vector_attention_cpu.fused_forward(q, k, v)
+    return _chunked_forward(q, k, v, chunk_size)
+
+
+@_vector_attention_op.register_fake
+def _vector_attention_fake(q, k, v, implementation, chunk_size):
+    out = q.new_empty(q.shape, dtype=vector_attention_triton.compute_dtype(q.dtype))
+    return out, torch.empty_like(out)
+
+
+@torch.library.custom_op("videotl::vector_attention_backward", mutates_args=())
+def _vector_attention_backward_op(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    grad_out: torch.Tensor,
+    implementation: str,
+    chunk_size: int,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of eq. 3 with respect to q, k, v (in their dtypes), recomputing the attention
+    from the saved log-sum-exp with the implementation the forward pass used."""
+    path = resolve_implementation(implementation, q, k, v)
+    if path == "triton":
+        return vector_attention_triton.backward(q, k, v, out, lse, grad_out)
+    dtypes = (q.dtype, k.dtype, v.dtype)
+    q_c, k_c, v_c, out, lse, grad_out = _computing(q.dtype, q, k, v, out, lse, grad_out)
+    if path == "cpu_kernels":
+        grads = vector_attention_cpu.fused_backward(q_c, k_c, v_c, out, lse, grad_out)
+    else:
+        grads = _chunked_backward(q_c, k_c, v_c, out, lse, grad_out, chunk_size)
+    return tuple(g.to(dtype) for g, dtype in zip(grads, dtypes))
+
+
+@_vector_attention_backward_op.register_fake
+def _vector_attention_backward_fake(q, k, v, out, lse, grad_out, implementation, chunk_size):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    q, k, v, implementation, chunk_size = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse)
+    ctx.implementation, ctx.chunk_size = implementation, chunk_size
+    ctx.mark_non_differentiable(lse)
+
+
+def _backward(ctx, grad_out, grad_lse):
+    # The log-sum-exp is an internal output (never returned by ``vector_attention``): no gradient.
+    q, k, v, out, lse = ctx.saved_tensors
+    grads = torch.ops.videotl.vector_attention_backward(q, k, v, out, lse, grad_out, ctx.implementation, ctx.chunk_size)
+    return (*grads, None, None)
+
+
+torch.library.register_autograd("videotl::vector_attention", _backward, setup_context=_setup_context)
+
+
+def vector_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, implementation: str = "auto", chunk_size: int = 64
+) -> torch.Tensor:
+    """Eq. 3, exactly as ``vector_attention_naive``, without ever storing the attention tensor.
+
+    ``implementation`` (see ``IMPLEMENTATIONS``) picks the kernels; ``chunk_size`` is the query
+    chunk of the PyTorch ops. Half-precision inputs (autocast) are computed in float32 and the
+    output is returned in the inputs' dtype. Under ``torch.export`` and ONNX export, and inside
+    :func:`exportable_ops` (for a TorchScript trace), it runs the chunked computation in plain
+    differentiable ops, which every exporter can follow.
+    """
+    if _exporting():
+        return _chunked_forward_ops(q, k, v, chunk_size)
+    out, _ = torch.ops.videotl.vector_attention(q, k, v, implementation, chunk_size)
+    return out.to(q.dtype)
 
 
 def vector_attention_chunked(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, chunk_size: int = 64, cpu_kernels: bool = True
 ) -> torch.Tensor:
-    """Eq. 3, exactly as ``vector_attention_naive``, at a fraction of its memory (see module doc).
-
-    ``cpu_kernels=False`` keeps to PyTorch ops on CPU too (the fused kernels are the default there).
-    Under CUDA autocast it computes in float32: the softmax over N products needs the range.
-    Under ``torch.export`` and ONNX export, and inside :func:`exportable_ops` (for a TorchScript
-    trace), it runs the same chunked computation in plain differentiable ops, which every exporter
-    can follow; otherwise it is one autograd function (which the FLOP counter recognises).
-    """
-    if _exporting():
-        return _chunked_forward_ops(q, k, v, chunk_size)
-    if q.is_cuda and torch.is_autocast_enabled("cuda"):
-        with torch.autocast("cuda", enabled=False):
-            return _ChunkedVectorAttention.apply(q.float(), k.float(), v.float(), chunk_size, cpu_kernels)
-    return _ChunkedVectorAttention.apply(q, k, v, chunk_size, cpu_kernels)
+    """Eq. 3 by the chunked algorithm of the module doc, never by Triton: the fused C kernels on
+    CPU in float32 (``cpu_kernels=False`` keeps to PyTorch ops there too), PyTorch ops elsewhere."""
+    return vector_attention(q, k, v, implementation="cpu_kernels" if cpu_kernels else "pytorch", chunk_size=chunk_size)
 
 
 _EXPORTABLE = contextvars.ContextVar("videotl_exportable_ops", default=False)
@@ -169,13 +296,24 @@ class VectorAttention(nn.Module):
     softmax function over j": a linear map d -> C over the channels of every pairwise product,
     inside the softmax. With equal widths (``attention_dim`` 0 or ``dim``, the paper's models) it
     reduces to the softmax alone, and the chunked path (fused kernels on CPU) runs; with unequal
-    widths the projected form runs in PyTorch ops. ``chunk_size = 0`` uses the naive implementations.
+    widths the projected form runs in PyTorch ops. ``implementation`` is one of ``IMPLEMENTATIONS``
+    ("auto": Triton on CUDA, the C kernels on CPU); ``chunk_size`` is the query chunk of the PyTorch
+    ops, and 0 uses the naive implementations.
     """
 
-    def __init__(self, *, dim: int, attention_dim: int = 0, chunk_size: int = 64) -> None:
+    def __init__(self, *, dim: int, attention_dim: int = 0, chunk_size: int = 64, implementation: str = "auto") -> None:
         super().__init__()
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(
+                f"implementation must be one of {', '.join(map(repr, IMPLEMENTATIONS))}, got {implementation!r}"
+            )
+        if chunk_size == 0 and implementation != "auto":
+            raise ValueError(
+                f"chunk_size = 0 builds the naive implementation; implementation {implementation!r} needs chunk_size > 0"
+            )
         attention_dim = attention_dim or dim
         self.chunk_size = chunk_size
+        self.implementation = implementation
         self.f_q = nn.Linear(dim, attention_dim, bias=False)
         self.f_k = nn.Linear(dim, attention_dim, bias=False)
         self.f_v = nn.Linear(dim, dim, bias=False)
@@ -188,7 +326,7 @@ class VectorAttention(nn.Module):
                 return vector_attention_projected_chunked(q, k, v, self.gamma.weight, chunk_size=self.chunk_size)
             return vector_attention_projected_naive(q, k, v, self.gamma.weight)
         if self.chunk_size:
-            return vector_attention_chunked(q, k, v, chunk_size=self.chunk_size)
+            return vector_attention(q, k, v, implementation=self.implementation, chunk_size=self.chunk_size)
         return vector_attention_naive(q, k, v)
 
 

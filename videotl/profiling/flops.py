@@ -182,7 +182,7 @@ def softmax_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
 
 
 def vector_attention_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
-    """The chunked Vector Transformer (``_ChunkedVectorAttention``, traced as one Python op).
+    """The fused Vector Transformer (the ``videotl::vector_attention`` operator, traced as one op).
 
     Eq. 3 with q (B, N, d), k and v (B, M, d): B N M d pairwise products, a softmax over the
     B N M d attention tensor and B N M d multiply-adds of the weighted sum, the same count the
@@ -203,7 +203,7 @@ VIDEOTL_OP_HANDLES: Dict[str, Handle] = {
     "aten::mul_": mul_flop_jit,
     "aten::softmax": softmax_flop_jit,
     "aten::_softmax": softmax_flop_jit,
-    "prim::PythonOp._ChunkedVectorAttention": vector_attention_flop_jit,
+    "videotl::vector_attention": vector_attention_flop_jit,
     # fvcore counts adaptive_avg_pool2d at one unit per input element; the same for the 3D pools.
     "aten::adaptive_avg_pool3d": elementwise_flop_counter(1, 0),
     "aten::adaptive_avg_pool1d": elementwise_flop_counter(1, 0),

@@ -1,0 +1,708 @@
+"""The GPU benchmark (``python tools/benchmark.py gpu``), meant to take about five minutes on one CUDA GPU.
+
+Parts, each a function returning a JSON-ready dict (``--parts`` picks some; all by default):
+
+- ``kernel``: the Triton vector attention against eq. 3 computed naively in float64 on the GPU
+  (largest errors of the output and the three gradients, float32 and bfloat16 inputs), then
+  fw and fw+bw time of Triton, the chunked PyTorch ops and the naive version at (batch, 512, 432).
+- ``models``: fw (eval, no autograd) and training-step (forward, loss, backward, SGD step) clips/s
+  and peak memory of the X(2+1)D-M baseline, the Charades TokenLearner model and the joint-MHSA
+  model at T x H x W, under autocast, eager and ``torch.compile``-d.
+- ``share``: the Vector Transformer's share of the TokenLearner model's training step, with the
+  Triton kernels and with the chunked PyTorch ops (the attention timed alone at the shape and dtype
+  it gets inside the model, times the number of layers, over the step time).
+- ``loss``: the same number of training steps on the same random batches from the same weights
+  in bfloat16 autocast and in float32; the final losses and their relative difference.
+
+GPU decoding against CPU decoding is not a part yet: it needs the torchcodec backend.
+
+Every function takes the device, so the machinery runs on CPU at tiny sizes in the tests; the
+command itself refuses to run without CUDA.
+"""
+
+import argparse
+import copy
+import functools
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from videotl_tools._cli import parse_shape
+from videotl_tools.harness.reports import machine_info, update_markdown_section
+
+__all__ = [
+    "MODELS",
+    "PARTS",
+    "TARGETS",
+    "add_gpu_arguments",
+    "check_kernel",
+    "measure_loss",
+    "measure_models",
+    "measure_share",
+    "render_markdown_section",
+    "run_gpu",
+    "target_rows",
+    "time_kernels",
+]
+
+MODELS = {
+    "X(2+1)D-M baseline": "configs/baselines/x2plus1d_m.yaml",
+    "Charades TokenLearner model": "configs/charades_12fps.yaml",
+    "Joint space-time MHSA model": "configs/ablations/joint_mhsa.yaml",
+}
+BASELINE, TOKENLEARNER_MODEL = "X(2+1)D-M baseline", "Charades TokenLearner model"
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": None}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], Any], *, device: torch.device, warmup: int, repeats: int) -> Dict[str, Any]:
+    """Seconds per call of ``fn`` after ``warmup`` untimed calls (the first one, which compiles or
+    autotunes, is reported on its own), with the peak memory of the last call on CUDA."""
+    first = None
+    for index in range(warmup):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        if index == 0:
+            first = time.perf_counter() - start
+    times = []
+    peak = None
+    for index in range(repeats):
+        last = index == repeats - 1
+        if last and device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            before = torch.cuda.memory_allocated(device)
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+        if last and device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(device) - before
+    return {"median_s": statistics.median(times), "times_s": times, "first_call_s": first, "peak_memory_bytes": peak}
+
+
+# ---------------------------------------------------------------------------------------------
+# kernel
+
+
+def _attention(implementation: str) -> Callable:
+    from videotl.models.vector_transformer import vector_attention, vector_attention_naive
+
+    if implementation == "naive":
+        return vector_attention_naive
+    return lambda q, k, v: vector_attention(q, k, v, implementation=implementation)
+
+
+def _attention_forward(fn: Callable, inputs: Sequence[torch.Tensor]) -> None:
+    with torch.no_grad():
+        fn(*inputs)
+
+
+def _attention_forward_backward(fn: Callable, leaves: Sequence[torch.Tensor]) -> None:
+    fn(*leaves).float().sum().backward()
+    for leaf in leaves:
+        leaf.grad = None  # each call allocates its gradients, as a training step does
+
+
+def _max_errors(q, k, v, grad, implementation: str) -> Dict[str, float]:
+    """Largest absolute error of the output and of grad q, k, v against float64 eq. 3 on the same
+    inputs, each relative to the reference's largest magnitude. The output is the operator's own,
+    in its compute dtype (float32 for half inputs: what the accumulation gives, before the public
+    function rounds it to the inputs' dtype); the gradients come through the public function."""
+    from videotl.models.vector_transformer import vector_attention, vector_attention_naive
+
+    raw_out, _ = torch.ops.videotl.vector_attention(q, k, v, implementation, 64)
+    leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+    out = vector_attention(*leaves, implementation=implementation)
+    got = [raw_out, *torch.autograd.grad(out, leaves, grad.to(out.dtype))]
+    exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    reference = vector_attention_naive(*exact)
+    want = [reference, *torch.autograd.grad(reference, exact, grad.double())]
+    errors = {}
+    for name, a, b in zip(("out", "grad_q", "grad_k", "grad_v"), got, want):
+        a, b = a.detach().double(), b.detach()
+        errors[name] = float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+    return errors
+
+
+# Largest error, relative to the reference's scale, each input dtype may show: float32 arithmetic
+# (with the GPU's fast exp) throughout; bfloat16 gradients are rounded to bfloat16 once at the end.
+KERNEL_TOLERANCES = {"float32": {"out": 1e-4, "grad": 1e-4}, "bfloat16": {"out": 1e-4, "grad": 1e-2}}
+
+
+def check_kernel(
+    *, device: torch.device, implementation: str = "triton", shape: Tuple[int, int, int] = (1, 512, 432), seed: int = 0
+) -> Dict[str, Any]:
+    """``implementation`` against float64 eq. 3 at ``shape`` (B, N, d) and at a ragged small shape,
+    for float32 and bfloat16 inputs."""
+    generator = torch.Generator().manual_seed(seed)
+    checks = []
+    for dims in (tuple(shape), (2, 37, 27)):
+        for dtype_name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+            # Scaled like LayerNorm-ed tokens through a d-wide projection.
+            q, k, v, grad = (
+                (torch.randn(dims, generator=generator) * (0.5 if i < 3 else 1.0)).to(device, dtype) for i in range(4)
+            )
+            errors = _max_errors(q, k, v, grad, implementation)
+            limits = KERNEL_TOLERANCES[dtype_name]
+            ok = errors["out"] <= limits["out"] and all(
+                errors[g] <= limits["grad"] for g in ("grad_q", "grad_k", "grad_v")
+            )
+            checks.append({"shape": list(dims), "dtype": dtype_name, "errors": errors, "within_tolerance": ok})
+    return {"implementation": implementation, "tolerances": KERNEL_TOLERANCES, "checks": checks,
+            "all_within_tolerance": all(c["within_tolerance"] for c in checks)}  # fmt: skip
+
+
+def time_kernels(
+    *,
+    device: torch.device,
+    shape: Tuple[int, int, int] = (8, 512, 432),
+    implementations: Sequence[str] = ("triton", "pytorch", "naive"),
+    dtypes: Sequence[str] = ("float32", "bfloat16"),
+    warmup: int = 3,
+    repeats: int = 10,
+) -> Dict[str, Any]:
+    """fw and fw+bw seconds of eq. 3 alone per implementation and input dtype (naive in float32 only:
+    its attention tensor is the memory problem the others solve)."""
+    rows = []
+    for dtype_name in dtypes:
+        dtype = AMP_DTYPES[dtype_name] or torch.float32
+        q, k, v = (torch.randn(shape, device=device, dtype=dtype) * 0.5 for _ in range(3))
+        for implementation in implementations:
+            if implementation == "naive" and dtype != torch.float32:
+                continue
+            fn = _attention(implementation)
+            leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+            forward = functools.partial(_attention_forward, fn, (q, k, v))
+            forward_backward = functools.partial(_attention_forward_backward, fn, leaves)
+            for mode, call in (("fw", forward), ("fwbw", forward_backward)):
+                row = {"implementation": implementation, "dtype": dtype_name, "mode": mode}
+                try:
+                    row.update(_timed(call, device=device, warmup=warmup, repeats=repeats))
+                except torch.OutOfMemoryError:
+                    # The naive attention tensor may not fit a smaller GPU; the others always do.
+                    row["error"] = "out of memory"
+                    for leaf in leaves:
+                        leaf.grad = None
+                    torch.cuda.empty_cache()
+                rows.append(row)
+                took = f"{row['median_s'] * 1e3:9.3f} ms" if "median_s" in row else row["error"]
+                print(f"  kernel {implementation:<8} {dtype_name:<9} {mode:<5} {took}")
+    return {"shape": list(shape), "results": rows, "ratios": _kernel_ratios(rows)}
+
+
+def _kernel_ratios(rows: Sequence[Dict[str, Any]]) -> Dict[str, float]:
+    """Speed of Triton over the chunked PyTorch ops and over naive, per dtype and mode."""
+    by = {(r["implementation"], r["dtype"], r["mode"]): r["median_s"] for r in rows if "median_s" in r}
+    ratios = {}
+    for (implementation, dtype, mode), seconds in by.items():
+        if implementation == "triton":
+            for other in ("pytorch", "naive"):
+                if (other, dtype, mode) in by:
+                    ratios[f"triton_vs_{other}_{dtype}_{mode}"] = by[(other, dtype, mode)] / seconds
+    return ratios
+
+
+# ---------------------------------------------------------------------------------------------
+# models
+
+
+def _build(config: str, *, frames: int, overrides: Sequence[str], device: torch.device):
+    from videotl.config import load_config
+    from videotl.engine.solver import build_loss, build_optimizer
+    from videotl.models import build_model
+
+    cfg = load_config(config, ["DATA.NUM_FRAMES", str(frames), *overrides])
+    torch.manual_seed(0)
+    model = build_model(cfg).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last_3d)
+    return cfg, model, build_optimizer(model, cfg=cfg), build_loss(cfg)
+
+
+def _batch(cfg, *, batch: int, clip: Tuple[int, int, int], device: torch.device, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.randn((batch, 3, *clip), generator=generator).to(device)
+    if device.type == "cuda":
+        inputs = inputs.contiguous(memory_format=torch.channels_last_3d)
+    if cfg.MODEL.LOSS_FUNC == "bce_logits":
+        labels = (torch.rand((batch, cfg.MODEL.NUM_CLASSES), generator=generator) < 0.05).float()
+    else:
+        labels = torch.randint(cfg.MODEL.NUM_CLASSES, (batch,), generator=generator)
+    return inputs, labels.to(device)
+
+
+def _train_step(model, optimizer, loss_fn, inputs, labels, *, device, amp_dtype) -> torch.Tensor:
+    """One training step as the trainer takes it (without a gradient scaler: no float16 here)."""
+    from videotl.engine.precision import autocast
+
+    with autocast(device, amp_dtype):
+        logits = model(inputs)
+    loss = loss_fn(logits.float(), labels)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+def _forward(model, inputs, *, device, amp_dtype) -> None:
+    from videotl.engine.precision import autocast
+
+    with torch.no_grad(), autocast(device, amp_dtype):
+        model(inputs)
+
+
+def measure_models(
+    *,
+    device: torch.device,
+    models: Dict[str, str] = MODELS,
+    clip: Tuple[int, int, int] = (64, 224, 224),
+    batch: int = 8,
+    amp_dtype: Optional[torch.dtype] = torch.bfloat16,
+    variants: Sequence[str] = ("eager", "compiled"),
+    compile_backend: str = "inductor",
+    overrides: Sequence[str] = (),
+    warmup: int = 3,
+    repeats: int = 10,
+) -> Dict[str, Any]:
+    """fw and training-step clips/s and peak memory per model and variant (see the module doc).
+    The compiled variant's first call, which compiles, is reported as ``first_call_s``."""
+    rows = []
+    for name, config in models.items():
+        for variant in variants:
+            cfg, model, optimizer, loss_fn = _build(config, frames=clip[0], overrides=overrides, device=device)
+            inputs, labels = _batch(cfg, batch=batch, clip=clip, device=device)
+            torch._dynamo.reset()
+            runner = torch.compile(model, dynamic=False, backend=compile_backend) if variant == "compiled" else model
+            calls = {
+                "fw": functools.partial(_forward, runner, inputs, device=device, amp_dtype=amp_dtype),
+                "fwbw": functools.partial(
+                    _train_step, runner, optimizer, loss_fn, inputs, labels, device=device, amp_dtype=amp_dtype
+                ),
+            }
+            for mode, call in calls.items():
+                model.train(mode == "fwbw")
+                result = _timed(call, device=device, warmup=warmup, repeats=repeats)
+                result["clips_per_s"] = batch / result["median_s"]
+                rows.append({"model": name, "config": config, "variant": variant, "mode": mode, **result})
+                print(f"  {name:<30} {variant:<8} {mode:<5} {result['clips_per_s']:8.2f} clips/s")
+            del model, optimizer, runner, calls
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return {"clip": list(clip), "batch": batch, "amp_dtype": _dtype_name(amp_dtype), "results": rows,
+            "ratios": _model_ratios(rows)}  # fmt: skip
+
+
+def _model_ratios(rows: Sequence[Dict[str, Any]]) -> Dict[str, float]:
+    """TokenLearner model over baseline speed, and compiled over eager speed, per mode."""
+    by = {(r["model"], r["variant"], r["mode"]): r["clips_per_s"] for r in rows}
+    ratios = {}
+    for (model, variant, mode), speed in by.items():
+        if model == TOKENLEARNER_MODEL and (BASELINE, variant, mode) in by:
+            ratios[f"tl_model_vs_baseline_speed_{variant}_{mode}"] = speed / by[(BASELINE, variant, mode)]
+        if variant == "compiled" and (model, "eager", mode) in by:
+            ratios[f"compiled_vs_eager_speed_{_slug(model)}_{mode}"] = speed / by[(model, "eager", mode)]
+    return ratios
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_").replace("__", "_")
+
+
+def _dtype_name(dtype: Optional[torch.dtype]) -> str:
+    return str(dtype).removeprefix("torch.") if dtype is not None else "float32"
+
+
+# ---------------------------------------------------------------------------------------------
+# share
+
+
+def _attention_calls(model: nn.Module, inputs, *, device, amp_dtype) -> List[Tuple[Tuple[int, ...], torch.dtype]]:
+    """(shape, dtype) of q at every Vector Transformer call of one forward pass."""
+    from videotl.models.vector_transformer import VectorAttention
+
+    calls = []
+    hooks = [
+        module.f_q.register_forward_hook(lambda m, args, out: calls.append((tuple(out.shape), out.dtype)))
+        for module in model.modules()
+        if isinstance(module, VectorAttention)
+    ]
+    try:
+        _forward(model, inputs, device=device, amp_dtype=amp_dtype)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return calls
+
+
+def measure_share(
+    *,
+    device: torch.device,
+    config: str = MODELS[TOKENLEARNER_MODEL],
+    clip: Tuple[int, int, int] = (64, 224, 224),
+    batch: int = 8,
+    amp_dtype: Optional[torch.dtype] = torch.bfloat16,
+    implementations: Sequence[str] = ("triton", "pytorch"),
+    overrides: Sequence[str] = (),
+    warmup: int = 3,
+    repeats: int = 10,
+) -> Dict[str, Any]:
+    """The Vector Transformer's share of a training step per implementation (see the module doc)."""
+    rows = []
+    for implementation in implementations:
+        cfg, model, optimizer, loss_fn = _build(
+            config,
+            frames=clip[0],
+            overrides=[*overrides, "TOKENLEARNER.ATTENTION_IMPL", implementation],
+            device=device,
+        )
+        inputs, labels = _batch(cfg, batch=batch, clip=clip, device=device)
+        calls = _attention_calls(model, inputs, device=device, amp_dtype=amp_dtype)
+        if not calls:
+            raise ValueError(f"{config} has no Vector Transformer: nothing to take a share of")
+        model.train()
+        step = _timed(
+            functools.partial(
+                _train_step, model, optimizer, loss_fn, inputs, labels, device=device, amp_dtype=amp_dtype
+            ),
+            device=device,
+            warmup=warmup,
+            repeats=repeats,
+        )
+        attention_s = 0.0
+        for shape, dtype in calls:
+            q, k, v = (torch.randn(shape, device=device, dtype=dtype).requires_grad_() for _ in range(3))
+            call = functools.partial(_attention_forward_backward, _attention(implementation), (q, k, v))
+            attention_s += _timed(call, device=device, warmup=warmup, repeats=repeats)["median_s"]
+        rows.append({
+            "implementation": implementation,
+            "attention_calls": [{"shape": list(s), "dtype": _dtype_name(d)} for s, d in calls],
+            "step_s": step["median_s"],
+            "attention_fwbw_s": attention_s,
+            "share_of_step": attention_s / step["median_s"],
+        })  # fmt: skip
+        print(
+            f"  share {implementation:<8} step {step['median_s'] * 1e3:8.1f} ms, attention {attention_s * 1e3:8.2f} ms"
+        )
+        del model, optimizer
+    by = {r["implementation"]: r for r in rows}
+    ratios = {}
+    if "triton" in by and "pytorch" in by:
+        ratios["triton_vs_pytorch_attention_speed"] = (
+            by["pytorch"]["attention_fwbw_s"] / by["triton"]["attention_fwbw_s"]
+        )
+        ratios["triton_vs_pytorch_step_speed"] = by["pytorch"]["step_s"] / by["triton"]["step_s"]
+    return {"config": config, "clip": list(clip), "batch": batch, "amp_dtype": _dtype_name(amp_dtype),
+            "results": rows, "ratios": ratios}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# loss
+
+
+def measure_loss(
+    *,
+    device: torch.device,
+    config: str = MODELS[TOKENLEARNER_MODEL],
+    clip: Tuple[int, int, int] = (64, 224, 224),
+    batch: int = 8,
+    steps: int = 50,
+    distinct_batches: int = 4,
+    lr: float = 0.05,
+    amp_dtype: torch.dtype = torch.bfloat16,
+    overrides: Sequence[str] = (),
+    final_window: int = 5,
+) -> Dict[str, Any]:
+    """``steps`` SGD steps in ``amp_dtype`` autocast and in float32, from the same weights over the
+    same ``distinct_batches`` random batches (cycled, so the loss can fall), with the same dropout
+    draws. The final loss is the mean over the last ``final_window`` steps."""
+    cfg, model, _, loss_fn = _build(config, frames=clip[0], overrides=overrides, device=device)
+    initial = copy.deepcopy(model.state_dict())
+    batches = [_batch(cfg, batch=batch, clip=clip, device=device, seed=1 + i) for i in range(distinct_batches)]
+    curves = {}
+    for name, dtype in ((_dtype_name(amp_dtype), amp_dtype), ("float32", None)):
+        model.load_state_dict(initial)
+        model.train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        torch.manual_seed(0)
+        losses = []
+        for step in range(steps):
+            inputs, labels = batches[step % distinct_batches]
+            losses.append(float(_train_step(model, optimizer, loss_fn, inputs, labels, device=device, amp_dtype=dtype)))
+        curves[name] = losses
+        print(f"  loss {name:<9} first {losses[0]:.4f} last {losses[-1]:.4f}")
+    low, full = curves[_dtype_name(amp_dtype)], curves["float32"]
+    window = min(final_window, steps)
+    final_low, final_full = statistics.mean(low[-window:]), statistics.mean(full[-window:])
+    return {"config": config, "clip": list(clip), "batch": batch, "steps": steps, "lr": lr,
+            "distinct_batches": distinct_batches, "losses": curves, "final_window": window,
+            "final_loss": {_dtype_name(amp_dtype): final_low, "float32": final_full},
+            "relative_difference": abs(final_low - final_full) / abs(final_full)}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# targets and report
+
+# The issue's targets: (text, check) per key of ``_target_values``.
+TARGETS = {
+    "tl_model_vs_baseline_step_speed": (">= 1.05 (paper compute ratio 532 / 487 = 1.09)", lambda v: v >= 1.05),
+    "triton_vs_pytorch_attention_speed": (">= 10", lambda v: v >= 10.0),
+    "triton_share_of_step": ("<= 0.05", lambda v: v <= 0.05),
+    "bf16_vs_fp32_loss_relative_difference": ("<= 0.02", lambda v: v <= 0.02),
+    "kernel_matches_naive": ("all within tolerance", lambda v: bool(v)),
+}
+
+
+def _target_values(payload: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Each target's measured value (with where it comes from); absent when its part did not run."""
+    values: Dict[str, Dict[str, Any]] = {}
+    kernel = payload.get("kernel_check")
+    if kernel:
+        values["kernel_matches_naive"] = {"value": kernel["all_within_tolerance"], "from": "kernel check"}
+    models = payload.get("models", {}).get("ratios", {})
+    for variant in ("eager", "compiled"):
+        key = f"tl_model_vs_baseline_speed_{variant}_fwbw"
+        if key in models:
+            values[f"tl_model_vs_baseline_step_speed ({variant})"] = {"value": models[key], "from": key}
+    share = payload.get("share", {})
+    ratios = share.get("ratios", {})
+    if "triton_vs_pytorch_attention_speed" in ratios:
+        values["triton_vs_pytorch_attention_speed"] = {
+            "value": ratios["triton_vs_pytorch_attention_speed"],
+            "from": "attention fw+bw at the model's shape",
+        }
+    for row in share.get("results", []):
+        if row["implementation"] == "triton":
+            values["triton_share_of_step"] = {"value": row["share_of_step"], "from": "share"}
+    loss = payload.get("loss")
+    if loss:
+        values["bf16_vs_fp32_loss_relative_difference"] = {
+            "value": loss["relative_difference"],
+            "from": f"mean of the last {loss['final_window']} of {loss['steps']} steps",
+        }
+    return values
+
+
+def target_rows(payload: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """One row per target that was measured: name, value, target text, met."""
+    rows = []
+    for name, measured in _target_values(payload).items():
+        text, check = TARGETS[name.split(" (")[0]]
+        rows.append({"target": name, "value": measured["value"], "from": measured["from"], "wanted": text,
+                     "met": check(measured["value"])})  # fmt: skip
+    return rows
+
+
+def _mib(value: Optional[int]) -> str:
+    return "—" if value is None else f"{value / 2**20:,.0f}"
+
+
+def _ms(row: Dict[str, Any]) -> str:
+    return f"{row['median_s'] * 1e3:.3f}" if "median_s" in row else row.get("error", "—")
+
+
+def _seconds(value: Optional[float]) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def render_markdown_section(payload: Dict[str, Any]) -> str:
+    """The "GPU" section of docs/benchmarks.md from a ``run_gpu`` result."""
+    machine = payload["machine"]
+    lines = [
+        "## GPU",
+        "",
+        "Generated by:",
+        "",
+        "```",
+        payload.get("command", "python tools/benchmark.py gpu"),
+        "```",
+        "",
+        f"GPU: {machine.get('gpu', '?')}; torch {machine['torch']}, triton {payload.get('triton', '?')}, "
+        f"CUDA {payload.get('cuda_version', '?')}; {machine['cpu_count']} CPU cores. Medians of "
+        f"{payload['repeats']} timed calls after {payload['warmup']} untimed ones (the first of which "
+        "compiles or autotunes, reported as first call).",
+        "",
+    ]
+    targets = target_rows(payload)
+    if targets:
+        lines += ["| Target | Value | Wanted | Met | From |", "|---|---:|---|---|---|"]
+        lines += [f"| {r['target']} | {_number(r['value'])} | {r['wanted']} | {'yes' if r['met'] else 'no'} | {r['from']} |"
+                  for r in targets]  # fmt: skip
+        lines.append("")
+    kernel = payload.get("kernel_check")
+    if kernel:
+        lines += [
+            f"Kernel check ({kernel['implementation']} against float64 eq. 3; largest error relative to the "
+            "reference's largest magnitude):",
+            "",
+            "| Shape | Inputs | out | grad q | grad k | grad v | Within tolerance |",
+            "|---|---|---:|---:|---:|---:|---|",
+        ]
+        for check in kernel["checks"]:
+            e = check["errors"]
+            lines.append(
+                f"| {'x'.join(map(str, check['shape']))} | {check['dtype']} | {e['out']:.1e} | {e['grad_q']:.1e} | "
+                f"{e['grad_k']:.1e} | {e['grad_v']:.1e} | {'yes' if check['within_tolerance'] else 'no'} |"
+            )
+        lines.append("")
+    kernels = payload.get("kernel_timing")
+    if kernels:
+        lines += [
+            f"Vector attention alone at {'x'.join(map(str, kernels['shape']))} (B x N x d):",
+            "",
+            "| Implementation | Inputs | fw ms | fw+bw ms | fw+bw peak MiB |",
+            "|---|---|---:|---:|---:|",
+        ]
+        by = {(r["implementation"], r["dtype"], r["mode"]): r for r in kernels["results"]}
+        for implementation, dtype in dict.fromkeys((r["implementation"], r["dtype"]) for r in kernels["results"]):
+            fw, fwbw = by[(implementation, dtype, "fw")], by[(implementation, dtype, "fwbw")]
+            lines.append(
+                f"| {implementation} | {dtype} | {_ms(fw)} | {_ms(fwbw)} | {_mib(fwbw.get('peak_memory_bytes'))} |"
+            )
+        lines.append("")
+    models = payload.get("models")
+    if models:
+        lines += [
+            f"Whole networks at {'x'.join(map(str, models['clip']))}, batch {models['batch']}, "
+            f"{models['amp_dtype']} autocast; fw = eval without autograd, step = forward, loss, backward, SGD step:",
+            "",
+            "| Model | Variant | fw clips/s | fw peak MiB | step clips/s | step peak MiB | first step s |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        by = {(r["model"], r["variant"], r["mode"]): r for r in models["results"]}
+        for model, variant in dict.fromkeys((r["model"], r["variant"]) for r in models["results"]):
+            fw, step = by[(model, variant, "fw")], by[(model, variant, "fwbw")]
+            lines.append(
+                f"| {model} | {variant} | {fw['clips_per_s']:.2f} | {_mib(fw['peak_memory_bytes'])} | "
+                f"{step['clips_per_s']:.2f} | {_mib(step['peak_memory_bytes'])} | {_seconds(step['first_call_s'])} |"
+            )
+        lines.append("")
+    share = payload.get("share")
+    if share:
+        lines += [
+            "The Vector Transformer's share of the TokenLearner model's training step (its calls timed alone, "
+            "fw+bw, at the shape and dtype they get in the model):",
+            "",
+            "| Implementation | Step ms | Attention ms (all layers) | Share |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [f"| {r['implementation']} | {r['step_s'] * 1e3:.1f} | {r['attention_fwbw_s'] * 1e3:.2f} | "
+                  f"{r['share_of_step']:.1%} |" for r in share["results"]]  # fmt: skip
+        lines.append("")
+    loss = payload.get("loss")
+    if loss:
+        finals = ", ".join(f"{name} {value:.4f}" for name, value in loss["final_loss"].items())
+        lines += [
+            f"Loss after {loss['steps']} SGD steps (lr {loss['lr']}, momentum 0.9) on {loss['distinct_batches']} "
+            f"random batches, mean of the last {loss['final_window']}: {finals}; relative difference "
+            f"{loss['relative_difference']:.2%}.",
+            "",
+        ]
+    lines.append("GPU decoding against CPU decoding is not measured yet (it needs the torchcodec backend).")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# tools/benchmark.py ``gpu`` subcommand.
+
+PARTS = ("kernel", "models", "share", "loss")
+
+
+def add_gpu_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to run (default: all)")
+    parser.add_argument("--input", type=parse_shape, default=(64, 224, 224), help="T x H x W of the clips")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--amp-dtype", choices=("bfloat16", "float16"), default="bfloat16")
+    parser.add_argument("--variants", nargs="+", choices=("eager", "compiled"), default=["eager", "compiled"])
+    parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend of the compiled variant")
+    parser.add_argument("--steps", type=int, default=50, help="training steps of the loss comparison")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--markdown", default=None, help="also write the 'GPU' section of this markdown file (docs/benchmarks.md)"
+    )
+    parser.add_argument("--output", default="benchmark_gpu.json")
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    for name in ("batch", "steps", "warmup", "repeats"):
+        if getattr(args, name) < (0 if name == "warmup" else 1):
+            raise SystemExit(
+                f"error: --{name} must be {'>= 0' if name == 'warmup' else '>= 1'}, got {getattr(args, name)}"
+            )
+    if len(args.input) != 3:
+        raise SystemExit(f"error: --input takes T x H x W, got {'x'.join(map(str, args.input))}")
+
+
+def run_gpu(args: argparse.Namespace) -> Dict[str, Any]:
+    _check_arguments(args)
+    if not torch.cuda.is_available():
+        raise SystemExit(
+            "error: the gpu benchmark needs a CUDA GPU and torch finds none (torch.cuda.is_available() is False)"
+        )
+    device = torch.device("cuda", torch.cuda.current_device())
+    amp_dtype = AMP_DTYPES[args.amp_dtype]
+    clip, timing = tuple(args.input), {"warmup": args.warmup, "repeats": args.repeats}
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    payload: Dict[str, Any] = {
+        "machine": machine_info(device=str(device)),
+        "triton": triton_version,
+        "cuda_version": torch.version.cuda,
+        "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32},
+        **timing,
+    }
+    started = time.perf_counter()
+    if "kernel" in args.parts:
+        print("kernel: Triton against float64 eq. 3, then timings")
+        payload["kernel_check"] = check_kernel(device=device)
+        payload["kernel_timing"] = time_kernels(device=device, shape=(args.batch, 512, 432), **timing)
+    if "models" in args.parts:
+        print(f"models at {'x'.join(map(str, clip))}, batch {args.batch}, {args.amp_dtype}")
+        payload["models"] = measure_models(
+            device=device, clip=clip, batch=args.batch, amp_dtype=amp_dtype, variants=args.variants,
+            compile_backend=args.compile_backend, **timing,
+        )  # fmt: skip
+    if "share" in args.parts:
+        print("share of the Vector Transformer in a training step")
+        payload["share"] = measure_share(device=device, clip=clip, batch=args.batch, amp_dtype=amp_dtype, **timing)
+    if "loss" in args.parts:
+        print(f"loss: {args.steps} steps in {args.amp_dtype} and float32")
+        payload["loss"] = measure_loss(
+            device=device, clip=clip, batch=args.batch, steps=args.steps, amp_dtype=amp_dtype
+        )
+    payload["seconds"] = time.perf_counter() - started
+    payload["targets"] = target_rows(payload)
+    for row in payload["targets"]:
+        print(
+            f"{row['target']:<48} {_number(row['value']):>8}  wanted {row['wanted']:<45} {'met' if row['met'] else 'NOT met'}"
+        )
+    if args.markdown:
+        argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("benchmark.py") else []
+        payload["command"] = " ".join(["python tools/benchmark.py", *argv])
+        update_markdown_section(Path(args.markdown), render_markdown_section(payload))
+        print(f"updated the GPU section of {args.markdown}")
+    payload["load_average_at_end"] = os.getloadavg()
+    return payload
