@@ -60,5 +60,6 @@ setup(
         "matplotlib",
         "pillow",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout", "ruff"]},
+    # msgpack reads flax checkpoints (videotl.models.convert_flax); nothing else needs it.
+    extras_require={"test": ["pytest>=7", "pytest-timeout", "ruff", "msgpack"], "flax": ["msgpack"]},
 )
