@@ -95,6 +95,11 @@ def vector_attention_chunked(
     trace), it runs the same chunked computation in plain differentiable ops, which every exporter
     can follow; otherwise it is one autograd function (which the FLOP counter recognises).
     """
+    if q.shape[-1] != v.shape[-1] or k.shape[-1] != v.shape[-1]:
+        raise ValueError(
+            f"vector_attention_chunked takes q, k and v of one width (gamma reduced to the softmax); got widths "
+            f"{q.shape[-1]}, {k.shape[-1]}, {v.shape[-1]}: unequal widths need vector_attention_projected_chunked"
+        )
     if _exporting():
         return _chunked_forward_ops(q, k, v, chunk_size)
     if q.is_cuda and torch.is_autocast_enabled("cuda"):
