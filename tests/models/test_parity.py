@@ -362,6 +362,27 @@ def test_a_video_fuser_mixing_all_tokens_is_refused_with_the_key():
         load_flax_weights(model, _params(fixture), strict=False)
 
 
+def test_a_baseline_vit_tree_with_a_class_token_converts():
+    # scenic's baseline ViT: the same encoder names, a "cls" token and its position in the embedding.
+    params = {k: v for k, v in _params(_fixture("vit_v1_nofuser")).items() if "TokenLearnerModule" not in k}
+    pos = params["Transformer/posembed_input/pos_embedding"]
+    params["Transformer/posembed_input/pos_embedding"] = np.concatenate([pos[:, :1], pos], axis=1)
+    params["cls"] = np.random.default_rng(0).normal(size=(1, 1, 64))
+    model = create_vit(image_size=32, patch_size=4, dim=64, depth=4, num_heads=4, mlp_dim=128, num_classes=10,
+                       classifier="token").double()  # fmt: skip
+    assert load_flax_weights(model, params)["missing"] == []
+    np.testing.assert_array_equal(model.cls_token.detach().numpy(), params["cls"])
+
+
+def test_a_tokenlearner_without_layernorm_is_named():
+    model = create_vit(image_size=32, patch_size=4, dim=64, depth=4, num_heads=4, mlp_dim=128, num_classes=10,
+                       classifier="gap", tokenlearner_layer=2, tokenlearner={"layernorm": False})  # fmt: skip
+    with pytest.raises(
+        FlaxConversionError, match=r"LayerNorm_0/scale: the model has no tokenlearner.norm.weight; .*LAYERNORM True"
+    ):
+        flax_to_state_dict(_params(_fixture("vit_v1_nofuser")), model)
+
+
 def test_strict_loading_names_the_first_missing_parameter():
     model = _vit_for(_fixture("vivit_enc_v1_nofuser"))
     with pytest.raises(

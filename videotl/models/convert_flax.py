@@ -305,20 +305,23 @@ class _Converter:
         return [name for name in self.params if name not in self.used]
 
 
-def _check_module_prefix(names: List[str], flax_kind: str, model: VisionTransformer) -> None:
+def _check_tokenizer_kind(name: str, flax_kind: str, model: VisionTransformer) -> None:
     """A flax TokenLearner of the other version than the model's is a setting, not a layout, error."""
     tokenizer = model.tokenlearners[0] if model.tokenfuser else getattr(model, "tokenlearner", None)
     if tokenizer is None:
         raise FlaxConversionError(
-            f"{names[0]}: the flax model has a TokenLearner but this model none (VIT.TOKENLEARNER_LAYER)"
+            f"{name}: the flax model has a TokenLearner but this model none (VIT.TOKENLEARNER_LAYER)"
         )
     expected, _ = _module_kind(tokenizer)
     if flax_kind != expected:
         version = "tokenlearner_v11" if flax_kind == "TokenLearnerModuleV11" else "tokenlearner"
         raise FlaxConversionError(
-            f"{names[0]}: Scenic's {flax_kind}, but the model's tokenizer is {type(tokenizer).__name__} "
+            f"{name}: Scenic's {flax_kind}, but the model's tokenizer is {type(tokenizer).__name__} "
             f"(TOKENLEARNER.TOKENIZER {version})"
         )
+
+
+_TOKENIZER_HINT = "Scenic's TokenLearner: TOKENLEARNER.LAYERNORM True, ALPHA_LAYERS 4, ALPHA_KERNEL 3"
 
 
 def _vit_state(params: Mapping[str, np.ndarray], model: VisionTransformer) -> Tuple[Dict[str, torch.Tensor], List[str]]:
@@ -364,7 +367,7 @@ def _vit_state(params: Mapping[str, np.ndarray], model: VisionTransformer) -> Tu
         found = sorted({int(m.group(1)) for n in params if (m := pattern.match(n))})
         if not found:
             continue
-        _check_module_prefix([f"{enc}{flax_kind}_{found[0]}"], flax_kind, model)
+        _check_tokenizer_kind(f"{enc}{flax_kind}_{found[0]}", flax_kind, model)
         for index in found:
             if model.tokenfuser:
                 if index >= len(model.tokenlearners):
@@ -380,7 +383,7 @@ def _vit_state(params: Mapping[str, np.ndarray], model: VisionTransformer) -> Tu
                         "(TOKENLEARNER.FUSER tokenfuser builds one per layer)"
                     )
                 module, ours = model.tokenlearner, "tokenlearner."
-            conv.apply(f"{enc}{flax_kind}_{index}/", ours, _module_kind(module)[1](module))
+            conv.apply(f"{enc}{flax_kind}_{index}/", ours, _module_kind(module)[1](module), hint=_TOKENIZER_HINT)
 
     fusers = sorted({int(m.group(1)) for n in params if (m := re.match(rf"{enc}TokenFuser_(\d+)/", n))})
     for index in fusers:
