@@ -97,9 +97,9 @@ def vivit(
     init_inflation: str = "central_frame",
     **kwargs: Any,
 ) -> VisionTransformer:
-    """ViViT with joint space-time attention (ViViT-L/16x2 with a class token by default) on ``num_frames`` x
-    ``image_size``^2 clips, tubelets ``tubelet_size`` x ``patch_size``^2, with TokenLearner as in
-    :func:`vit`; an image checkpoint's patch kernel is inflated by ``init_inflation``.
+    """ViViT with joint space-time attention (ViViT-L/16x2 with a class token by default) on
+    ``num_frames`` x ``image_size``^2 clips, tubelets ``tubelet_size`` x ``patch_size``^2, with
+    TokenLearner as in :func:`vit`; an image checkpoint's patch kernel is inflated by ``init_inflation``.
 
     ::
 
