@@ -62,8 +62,10 @@ setup(
         "matplotlib",
         "pillow",
     ],
+    # msgpack reads flax checkpoints (videotl.models.convert_flax); nothing else needs it.
     extras_require={
         "export": ["onnx", "onnxscript", "onnxruntime"],
-        "test": ["pytest>=7", "pytest-timeout", "ruff", "wheel", "onnx", "onnxscript", "onnxruntime"],
+        "flax": ["msgpack"],
+        "test": ["pytest>=7", "pytest-timeout", "ruff", "wheel", "onnx", "onnxscript", "onnxruntime", "msgpack"],
     },
 )

@@ -96,3 +96,45 @@ def test_softmax_peak_equals_amax_of_all_products_exactly():
     q[0, 0] = 0.0  # a zero query: peak 0 whichever extreme of k it takes
     expected = (q.unsqueeze(2) * k.unsqueeze(1)).amax(dim=2)
     assert torch.equal(softmax_peak(q, k), expected)
+
+
+def _eq3_projected_loop(q, k, v, gamma):
+    """Eq. 3 with gamma a linear map over channels inside the softmax, one output at a time:
+    y_ic = sum_j softmax_j(sum_d gamma_cd q_id k_jd) v_jc."""
+    batch, n, _ = q.shape
+    rows = []
+    for b in range(batch):
+        for i in range(n):
+            outputs = []
+            for c in range(v.shape[-1]):
+                logits = torch.stack([(gamma[c] * q[b, i] * k[b, j]).sum() for j in range(n)])
+                outputs.append((torch.softmax(logits, dim=0) * v[b, :, c]).sum())
+            rows.append(torch.stack(outputs))
+    return torch.stack(rows).reshape(batch, n, -1)
+
+
+@pytest.mark.parametrize("chunk_size", [0, 2, 64], ids=["naive", "chunk2", "chunk64"])
+def test_unequal_widths_apply_gamma_inside_the_softmax(chunk_size):
+    torch.manual_seed(3)
+    module = VectorAttention(dim=6, attention_dim=4, chunk_size=chunk_size).double()
+    z = torch.randn(2, 5, 6, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(2, 5, 6, dtype=torch.float64)
+    out = module(z)
+    reference = _eq3_projected_loop(module.f_q(z), module.f_k(z), module.f_v(z), module.gamma.weight)
+    torch.testing.assert_close(out, reference)
+    inputs = (z, *module.parameters())  # f_q, f_k, f_v, gamma
+    for ours, theirs in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(reference, inputs, grad)):
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_fused_kernels_and_the_equal_width_path_refuse_unequal_widths():
+    from videotl.models import vector_attention_cpu
+
+    q, k, v = torch.randn(1, 5, 4), torch.randn(1, 5, 4), torch.randn(1, 5, 6)
+    with pytest.raises(ValueError, match=r"one width d; got q \(1, 5, 4\), k \(1, 5, 4\), v \(1, 5, 6\)"):
+        vector_attention_cpu.fused_forward(q, k, v)
+    with pytest.raises(ValueError, match="one width d"):
+        vector_attention_cpu.fused_backward(q, k, v, v, v, v)
+    for cpu_kernels in (True, False):
+        with pytest.raises(ValueError, match="unequal widths need vector_attention_projected_chunked"):
+            vector_attention_chunked(q, k, v, chunk_size=2, cpu_kernels=cpu_kernels)

@@ -89,5 +89,5 @@ def validate_data(cfg: CfgNode, errors: list) -> None:
     if cfg.DATA.MULTI_LABEL != (cfg.MODEL.LOSS_FUNC == "bce_logits"):
         errors.append(
             f"DATA.MULTI_LABEL = {cfg.DATA.MULTI_LABEL} does not fit MODEL.LOSS_FUNC = {cfg.MODEL.LOSS_FUNC!r}: "
-            "multi-label data trains with 'bce_logits', single-label with 'cross_entropy'"
+            "multi-label data trains with 'bce_logits', single-label with 'cross_entropy' (or 'bce_one_hot')"
         )

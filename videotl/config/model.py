@@ -22,7 +22,9 @@ def add_model_defaults(cfg: CfgNode) -> None:
     # preset, with MODEL.NUM_CLASSES and the clip size from here.
     cfg.MODEL.ARCH = "x2plus1d"
     cfg.MODEL.NUM_CLASSES = 157
-    # "bce_logits" for multi-label data (Charades), "cross_entropy" for single-label (AViD).
+    # "bce_logits" for multi-label data (Charades), "cross_entropy" for single-label (AViD);
+    # "bce_one_hot": a sigmoid head on single-label data, one-hot targets (the official TokenLearner
+    # ImageNet setting).
     cfg.MODEL.LOSS_FUNC = "bce_logits"
     # Activation turning logits into scores at evaluation time.
     cfg.MODEL.HEAD_ACT = "sigmoid"
@@ -121,12 +123,12 @@ def validate_model(cfg: CfgNode, errors: list) -> None:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         errors.append(f"MODEL.ARCH = {cfg.MODEL.ARCH!r}: not a registered model{hint}; see videotl.list_models()")
     require_positive(errors, cfg, "MODEL.NUM_CLASSES")
-    require_choice(errors, cfg, "MODEL.LOSS_FUNC", ("bce_logits", "cross_entropy"))
+    require_choice(errors, cfg, "MODEL.LOSS_FUNC", ("bce_logits", "cross_entropy", "bce_one_hot"))
     require_choice(errors, cfg, "MODEL.HEAD_ACT", ("sigmoid", "softmax", "none"))
     require_range(errors, cfg, "MODEL.DROPOUT_RATE", 0.0, 1.0)
-    if cfg.MODEL.LOSS_FUNC == "bce_logits" and cfg.MODEL.HEAD_ACT == "softmax":
+    if cfg.MODEL.LOSS_FUNC in ("bce_logits", "bce_one_hot") and cfg.MODEL.HEAD_ACT == "softmax":
         errors.append(
-            "MODEL.HEAD_ACT = 'softmax' with MODEL.LOSS_FUNC = 'bce_logits': multi-label scores need 'sigmoid'"
+            f"MODEL.HEAD_ACT = 'softmax' with MODEL.LOSS_FUNC = {cfg.MODEL.LOSS_FUNC!r}: sigmoid-trained scores need 'sigmoid'"
         )
 
     require_positive(errors, cfg, "X3D.STEM_DIM")

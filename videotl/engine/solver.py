@@ -7,7 +7,7 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import nn
 
-__all__ = ["build_optimizer", "LRSchedule", "build_schedule", "build_loss"]
+__all__ = ["build_optimizer", "LRSchedule", "build_schedule", "build_loss", "SigmoidCrossEntropy"]
 
 
 def build_optimizer(model: nn.Module, *, cfg: CfgNode) -> torch.optim.Optimizer:
@@ -115,10 +115,21 @@ def build_schedule(*, cfg: CfgNode, iters_per_epoch: int, total_iters: int, worl
     )
 
 
+class SigmoidCrossEntropy(nn.BCEWithLogitsLoss):
+    """BCE-with-logits on multi-hot (B, K) targets, or on class indices (B,) as one-hot targets
+    (``bce_one_hot``: a sigmoid head on single-label data, the official TokenLearner ImageNet setting)."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.dim() == logits.dim() - 1:
+            target = nn.functional.one_hot(target.long(), logits.shape[-1]).to(logits.dtype)
+        return super().forward(logits, target)
+
+
 def build_loss(cfg: CfgNode) -> nn.Module:
-    """BCE-with-logits on multi-hot targets, or cross-entropy with label smoothing on class indices."""
-    if cfg.MODEL.LOSS_FUNC == "bce_logits":
-        return nn.BCEWithLogitsLoss()
+    """BCE-with-logits on multi-hot targets (``bce_logits``) or on one-hot targets of single-label
+    data (``bce_one_hot``), or cross-entropy with label smoothing on class indices."""
+    if cfg.MODEL.LOSS_FUNC in ("bce_logits", "bce_one_hot"):
+        return SigmoidCrossEntropy()
     if cfg.MODEL.LOSS_FUNC == "cross_entropy":
         return nn.CrossEntropyLoss(label_smoothing=cfg.SOLVER.LABEL_SMOOTHING)
     raise ValueError(f"MODEL.LOSS_FUNC = {cfg.MODEL.LOSS_FUNC!r}: no such loss")

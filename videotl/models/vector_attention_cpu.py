@@ -196,6 +196,7 @@ def fused_backward(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, grad_out: torch.Tensor
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of eq. 3 with respect to q, k and v, recomputing the attention from ``lse``."""
+    _require_equal_widths(q, k, v)
     library = load_kernels()
     q, k, v, out, lse, grad_out = (t.contiguous() for t in (q, k, v, out, lse, grad_out))
     batch, n_q, dim = q.shape

@@ -216,6 +216,11 @@ def vector_attention(
     :func:`exportable_ops` (for a TorchScript trace), it runs the chunked computation in plain
     differentiable ops, which every exporter can follow.
     """
+    if q.shape[-1] != v.shape[-1] or k.shape[-1] != v.shape[-1]:
+        raise ValueError(
+            f"vector_attention takes q, k and v of one width (gamma reduced to the softmax); got widths "
+            f"{q.shape[-1]}, {k.shape[-1]}, {v.shape[-1]}: unequal widths need vector_attention_projected_chunked"
+        )
     if _exporting():
         return _chunked_forward_ops(q, k, v, chunk_size)
     out, _ = torch.ops.videotl.vector_attention(q, k, v, implementation, chunk_size)

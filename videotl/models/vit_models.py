@@ -50,13 +50,14 @@ def vit(
     depth: int = 12,
     num_heads: int = 12,
     mlp_dim: int = 3072,
+    classifier: str = "token",
     init_checkpoint: str = "",
     init_inflation: str = "central_frame",
     **kwargs: Any,
 ) -> VisionTransformer:
-    """ViT (ViT-B/16 by default) on ``image_size``^2 images, with TokenLearner and TokenFuser as
-    :class:`VisionTransformer` takes them (``tokenlearner_layer``, ``extra_layers``, ``tokenlearner``,
-    ``classifier``, dropouts).
+    """ViT (ViT-B/16 by default, reading a class token as ViT does) on ``image_size``^2 images, with
+    TokenLearner and TokenFuser as :class:`VisionTransformer` takes them (``tokenlearner_layer``,
+    ``extra_layers``, ``tokenlearner``, ``classifier``, dropouts).
 
     ::
 
@@ -74,6 +75,7 @@ def vit(
         num_heads=num_heads,
         mlp_dim=mlp_dim,
         num_classes=num_classes,
+        classifier=classifier,
         **kwargs,
     )
     return _initialise(model, init_checkpoint, init_inflation)
@@ -90,13 +92,14 @@ def vivit(
     depth: int = 24,
     num_heads: int = 16,
     mlp_dim: int = 4096,
+    classifier: str = "token",
     init_checkpoint: str = "",
     init_inflation: str = "central_frame",
     **kwargs: Any,
 ) -> VisionTransformer:
-    """ViViT with joint space-time attention (ViViT-L/16x2 by default) on ``num_frames`` x
-    ``image_size``^2 clips, tubelets ``tubelet_size`` x ``patch_size``^2, with TokenLearner as in
-    :func:`vit`; an image checkpoint's patch kernel is inflated by ``init_inflation``.
+    """ViViT with joint space-time attention (ViViT-L/16x2 with a class token by default) on
+    ``num_frames`` x ``image_size``^2 clips, tubelets ``tubelet_size`` x ``patch_size``^2, with
+    TokenLearner as in :func:`vit`; an image checkpoint's patch kernel is inflated by ``init_inflation``.
 
     ::
 
@@ -113,6 +116,7 @@ def vivit(
         num_heads=num_heads,
         mlp_dim=mlp_dim,
         num_classes=num_classes,
+        classifier=classifier,
         **kwargs,
     )
     return _initialise(model, init_checkpoint, init_inflation)
@@ -231,6 +235,7 @@ for _name, _size, _patch, _options in [
 @register_model(
     family="vit",
     default_cfg={**_IMAGENET, "crop_size": 224, "test_crop_size": 224, "multi_label": True,
+                 "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
                  "config": "vit/scenic_im1k_b16_tl16at9_v11.yaml"},
 )  # fmt: skip
 def vit_b16_tl16at9_v11_scenic(**kwargs: Any) -> VisionTransformer:
