@@ -17,7 +17,16 @@ from videotl.engine.interrupt import RunInterrupted, StopSignals
 HERE = Path(__file__).resolve().parent
 RUN = [sys.executable, str(HERE / "run_fake.py"), "train"]
 # 4 epochs of 6 iterations with two loader workers, a checkpoint and an evaluation after each.
-ARGS = ["SOLVER.MAX_EPOCH", "4", "TRAIN.CHECKPOINT_PERIOD", "1", "TRAIN.EVAL_PERIOD", "1", "DATA_LOADER.NUM_WORKERS", "2"]
+ARGS = [
+    "SOLVER.MAX_EPOCH",
+    "4",
+    "TRAIN.CHECKPOINT_PERIOD",
+    "1",
+    "TRAIN.EVAL_PERIOD",
+    "1",
+    "DATA_LOADER.NUM_WORKERS",
+    "2",
+]
 LINE = re.compile(
     r"^interrupted by (SIG\w+) at epoch (\d), iteration (\d+)( \(while evaluating\))?; the last checkpoint is "
     r"(\S+); run the same command to resume$"
@@ -36,10 +45,15 @@ def _weights(output_dir):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "run"
     subprocess.run(RUN + ARGS + ["OUTPUT_DIR", str(out)], env=_env(0), check=True, capture_output=True, timeout=600)
-    return _weights(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run):
+    return _weights(reference_run)
 
 
 def _interrupt(out, signum):
@@ -118,6 +132,33 @@ def test_sigterm_to_the_group_stops_with_143(tmp_path):
     _check_stopped_cleanly(out, returncode, stderr, signal.SIGTERM)
 
 
+def test_sigint_while_testing_stops_at_once_with_130(tmp_path, reference_run):
+    out = tmp_path / "test"
+    checkpoint = reference_run / "checkpoints" / "checkpoint_epoch_00004.pyth"
+    command = [sys.executable, str(HERE / "run_fake.py"), "test", "OUTPUT_DIR", str(out)]
+    command += ["TEST.CHECKPOINT_FILE_PATH", str(checkpoint), "DATA_LOADER.NUM_WORKERS", "2", "TEST.MODE", "segments"]
+    process = subprocess.Popen(
+        command, env=_env(0.3), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        log = out / "log.txt"
+        deadline = time.time() + 300
+        while not (log.exists() and "testing" in log.read_text()):
+            assert process.poll() is None and time.time() < deadline, "the test did not start"
+            time.sleep(0.02)
+        time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert stderr.rstrip().splitlines()[-1] == "interrupted by SIGINT while testing; run the same command to test again"
+    assert not (out / "test_metrics.json").exists()
+
+
 def test_first_signal_waits_for_the_boundary_and_a_second_stops_at_once():
     with StopSignals() as stop:
         with stop.deferred():
@@ -148,7 +189,8 @@ class _SignalInDel:
 def test_a_stop_raised_where_python_swallows_it_still_stops_the_run(capfd):
     with pytest.raises(RunInterrupted):
         with StopSignals():
-            _SignalInDel().__class__  # created and collected at once
+            doomed = _SignalInDel()
+            del doomed  # collected at once: its __del__ runs the handler
             time.sleep(1)
             raise AssertionError("the stop was lost")
     assert "Exception ignored" not in capfd.readouterr().err

@@ -32,6 +32,7 @@ __all__ = [
     "unwrap_model",
     "model_state_from",
     "load_model_state",
+    "one_line",
     "capture_rng_state",
     "restore_rng_state",
 ]
@@ -140,6 +141,11 @@ def save_checkpoint(path: PathLike, state: Dict[str, Any]) -> Path:
     return path
 
 
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (``load_state_dict`` lists missing and unexpected keys on several)."""
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
 def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], *, strict: bool = True) -> List[str]:
     """Load weights into ``model`` (DDP-wrapped or not).
 
@@ -175,5 +181,5 @@ def load_weights(model: nn.Module, path: PathLike) -> Dict[str, Any]:
     try:
         load_model_state(model, model_state_from(state), strict=True)
     except RuntimeError as error:
-        raise CheckpointError(f"{path} does not fit the configured model: {error}") from error
+        raise CheckpointError(f"{path} does not fit the configured model: {one_line(error)}") from error
     return state

@@ -36,6 +36,7 @@ from .checkpoint import (
     load_model_state,
     load_weights,
     model_state_from,
+    one_line,
     read_checkpoint,
     remove_stale_temporaries,
     restore_rng_state,
@@ -635,7 +636,7 @@ def _newest_readable_checkpoint(output_dir: str) -> Tuple[str, Optional[Dict[str
         try:
             return str(path), read_checkpoint(path)
         except (CheckpointError, FileNotFoundError) as error:
-            unreadable.append(f"{path.name} ({str(error).rpartition(': ')[2]})")
+            unreadable.append(f"{path.name} ({str(error).removeprefix(f'cannot read checkpoint {path}: ')})")
             logger.warning(f"{error}; skipping it, resuming from the newest checkpoint that reads")
     if unreadable:
         raise CheckpointError(
@@ -670,7 +671,7 @@ def _restore(cfg, ctx, *, model, optimizer, schedule, scaler, progress: _Progres
             scaler.load_state_dict(state["scaler"])
         except (KeyError, RuntimeError, ValueError) as error:
             raise CheckpointError(
-                f"cannot resume from {found}: {error}. It belongs to another run; use a new OUTPUT_DIR "
+                f"cannot resume from {found}: {one_line(error)}. It belongs to another run; use a new OUTPUT_DIR "
                 "or TRAIN.AUTO_RESUME False"
             ) from error
         rng_states = state.get("rng_states") or []
