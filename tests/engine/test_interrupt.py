@@ -194,3 +194,25 @@ def test_a_stop_raised_where_python_swallows_it_still_stops_the_run(capfd):
             time.sleep(1)
             raise AssertionError("the stop was lost")
     assert "Exception ignored" not in capfd.readouterr().err
+
+
+def test_shielded_workers_ignore_sigint_even_when_spawned():
+    # Forked workers inherit the run's handler, which leaves the decision to the main process;
+    # spawned ones start with Python's default (KeyboardInterrupt) unless shielded.
+    import fakes
+    from torch.utils.data import DataLoader
+
+    from videotl.engine.interrupt import shield_workers
+
+    def loader():
+        return DataLoader(
+            fakes.SelfInterruptingDataset(),
+            num_workers=1,
+            multiprocessing_context="spawn",
+            worker_init_fn=fakes.mark_worker,
+        )
+
+    items = [batch.tolist() for batch in shield_workers(loader())]
+    assert items == [[[0, 100]], [[1, 100]]]  # both items, and the loader's own init function ran
+    with pytest.raises(RuntimeError, match="exited unexpectedly"):
+        list(loader())

@@ -100,24 +100,41 @@ def test_sigkilled_holder_leaves_no_lock_even_with_a_worker_alive(tmp_path):
         pass
 
 
+def _free_in_another_process(out):
+    """Whether another process can take the folder's lock now (a bare flock: no videotl import)."""
+    code = (
+        "import fcntl, sys\n"
+        f"handle = open({str(out / LOCK_FILE)!r}, 'a')\n"
+        "try:\n    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n    sys.exit(3)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
 def test_lock_is_reentrant_in_one_process_and_exclusive_across_processes(tmp_path):
     out = tmp_path / "run"
-    probe = [sys.executable, "-c", f"from videotl.engine.output_dir import run_lock\nwith run_lock({str(out)!r}): pass"]
     with run_lock(out):
         with run_lock(out):  # train_net holds it around train(), which takes it again
             pass
+        # Still held after the inner block: the outer one owns it.
         holder = json.loads((out / LOCK_FILE).read_text())
         assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
-        other = subprocess.run(probe, capture_output=True, text=True, timeout=60)
+        assert not _free_in_another_process(out)
+        probe = [
+            sys.executable,
+            "-c",
+            f"from videotl.engine.output_dir import run_lock\nwith run_lock({str(out)!r}): pass",
+        ]
+        other = subprocess.run(probe, capture_output=True, text=True, timeout=120)
         assert other.returncode != 0 and "RunLockError" in other.stderr and f"PID {os.getpid()}" in other.stderr
-    assert subprocess.run(probe, capture_output=True, text=True, timeout=60).returncode == 0
+    assert _free_in_another_process(out)
     with run_lock(out, enabled=False):  # DDP ranks other than 0 take no lock
-        assert subprocess.run(probe, capture_output=True, text=True, timeout=60).returncode == 0
+        assert _free_in_another_process(out)
     # An error inside the block releases the lock too.
     with pytest.raises(ValueError):
         with run_lock(out):
             raise ValueError("inside")
-    assert subprocess.run(probe, capture_output=True, text=True, timeout=60).returncode == 0
+    assert _free_in_another_process(out)
 
 
 def test_ddp_ranks_all_stop_with_the_message_when_the_folder_is_held(tmp_path):

@@ -196,9 +196,12 @@ class _Progress:
 
 def _interrupted_message(signal_name: str, progress: _Progress, out: Path) -> str:
     last = last_checkpoint(out)
-    where = f"interrupted by {signal_name} at epoch {progress.epoch}, iteration {progress.iteration}"
-    if progress.phase:
-        where += f" ({progress.phase})"
+    if progress.phase == "while starting":
+        where = f"interrupted by {signal_name} while starting"
+    else:
+        where = f"interrupted by {signal_name} at epoch {progress.epoch}, iteration {progress.iteration}"
+        if progress.phase:
+            where += f" ({progress.phase})"
     if last is None:
         return f"{where}; no checkpoint was saved yet; run the same command to start again"
     return f"{where}; the last checkpoint is {last}; run the same command to resume"
@@ -378,7 +381,7 @@ def _train(cfg, ctx, stop: StopSignals, progress: _Progress, *, build_model_fn, 
                 )
     finally:
         stats.close()
-    if stop.requested:
+    if _agreed(stop.requested, device):
         raise stop.interrupted("stopped after the last epoch")
     logger.info(
         f"training done: {num_epochs} epochs, {total_iters} iterations in {out}; "
