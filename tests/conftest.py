@@ -50,3 +50,33 @@ def tiny_trained(tmp_path_factory):
     train(cfg)
     # train() points the "videotl" logger at this test's stream; the autouse fixture restores it.
     return cfg, root, out / "checkpoints" / "checkpoint_epoch_00001.pyth"
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``mount(name, size, read_only=False)``: a fresh tmpfs of ``size`` (``"1m"``) at
+    ``tmp_path / name``, unmounted after the test; the test is skipped where mounting is not
+    allowed (not root, a container without the capability)."""
+    import os
+    import shutil
+    import subprocess
+
+    mounted = []
+
+    def mount(name, size, read_only=False):
+        if os.name != "posix" or os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("mounting a tmpfs needs root and mount(8)")
+        folder = tmp_path / name
+        folder.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip() or result.returncode}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

@@ -7,12 +7,14 @@ videotl (``charades_12fps.yaml``).
 """
 
 import argparse
+import re
 import sys
 from typing import Callable, List, Optional, Tuple
 
 from fvcore.common.config import CfgNode
 
 from videotl.config import ConfigError, load_config
+from videotl.utils.fileio import WriteError
 
 __all__ = [
     "add_config_arguments",
@@ -87,19 +89,47 @@ def parse(description: str, argv: Optional[List[str]] = None) -> CfgNode:
     return config_from(parse_args(parser, argv))
 
 
+# PyTorch re-raises an error of a DataLoader worker in the main process as "Caught NAME in DataLoader
+# worker process N.\nOriginal Traceback ...", ending with the traceback's "module.NAME: message" line.
+_WORKER_ERROR = re.compile(r"\ACaught (\w+) in DataLoader worker process \d+\.\nOriginal Traceback")
+# Subclasses of the expected errors, as a worker's traceback names them.
+_SUBCLASSES = ("WriteError", "FileNotFoundError", "PermissionError", "IsADirectoryError", "NotADirectoryError")
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, OSError) and not isinstance(error, WriteError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror}"
+    return str(error)
+
+
+def worker_error_line(error: BaseException, names: Tuple[str, ...]) -> Optional[str]:
+    """The one-line message of an error of one of the classes ``names`` raised in a DataLoader
+    worker (what the same error says in the main process), or None for anything else."""
+    text = str(error)
+    match = _WORKER_ERROR.match(text)
+    if match is None or match.group(1) not in names:
+        return None
+    last = text.rstrip().splitlines()[-1]
+    prefix = re.match(rf"\A[\w.]*\b{match.group(1)}: ", last)
+    return last[prefix.end() :] if prefix else None
+
+
 def run(main: Callable[[], Optional[int]]) -> int:
     """Run ``main``; expected failures (bad config, missing file, unusable checkpoint, diverged loss,
-    a file system that refuses a write) end with one line instead of a traceback. Returns the exit
-    status: ``main``'s own when it returns an int, else 0; 1 after an error."""
+    a file system that refuses a write, another run holding OUTPUT_DIR) end with one line instead
+    of a traceback, and so do the same errors raised in a DataLoader worker. Returns the exit
+    status: ``main``'s own when it returns an int, else 0; 1 after an error; 130 / 143 after
+    SIGINT / SIGTERM (the shell's 128 + signal number)."""
     from videotl.data import DatasetError, VideoDecodeError
     from videotl.engine import distributed as du
     from videotl.engine.checkpoint import CheckpointError
+    from videotl.engine.interrupt import RunInterrupted
+    from videotl.engine.output_dir import RunLockError
     from videotl.models.export import ExportError
     from videotl.registry import RegistryError
 
-    try:
-        status = main()
-    except (
+    expected = (
         ConfigError,
         DatasetError,
         VideoDecodeError,
@@ -107,12 +137,26 @@ def run(main: Callable[[], Optional[int]]) -> int:
         CheckpointError,
         RegistryError,
         ExportError,
-    ) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        where = f"{error.filename}: " if getattr(error, "filename", None) else ""
-        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        RunLockError,
+        OSError,
+    )
+    try:
+        status = main()
+    except RunInterrupted as stop:
+        print(stop, file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        # A worker's error arrives as its traceback in one message (and as a RuntimeError when
+        # its class cannot be rebuilt from a string): give the line it would print here.
+        line = worker_error_line(error, tuple(kind.__name__ for kind in expected) + _SUBCLASSES)
+        if line is None and isinstance(error, expected):
+            line = _one_line(error)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 1
     finally:
         du.cleanup()

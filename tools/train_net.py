@@ -5,19 +5,24 @@ python tools/train_net.py --cfg configs/charades_12fps.yaml DATA.PATH_TO_DATA_DI
 torchrun --nproc_per_node 8 tools/train_net.py --cfg ...   # one process per GPU
 """
 
+import os
 import sys
 
 from videotl.engine import test, train
+from videotl.engine.output_dir import run_lock
 from videotl_tools._cli import parse, run
 
 
 def main(argv=None) -> int:
     def work():
         cfg = parse(__doc__.split("\n\n")[0], argv)
-        if cfg.TRAIN.ENABLE:
-            train(cfg)
-        if cfg.TEST.ENABLE:
-            test(cfg)
+        # One lock over training and the final test, so no other run takes the folder in between
+        # (rank 0 only under torchrun, as inside train() and test()).
+        with run_lock(cfg.OUTPUT_DIR, enabled=os.environ.get("RANK", "0") == "0"):
+            if cfg.TRAIN.ENABLE:
+                train(cfg)
+            if cfg.TEST.ENABLE:
+                test(cfg)
 
     return run(work)
 

@@ -47,3 +47,21 @@ def test_prepare_avid_writes_the_training_labels_as_class_list(tmp_path, capsys)
     assert (tmp_path / "avid_classes.txt").read_text() == "archery\nzumba\n"
     printed = capsys.readouterr().out
     assert "1 labelled 'none', 1 with an empty label" in printed and "1 with a name outside the class list" in printed
+
+
+def test_tool_takes_options_after_the_overrides_and_reports_errors_in_one_line(charades_root, tmp_path, capsys):
+    # The order datasets/DATASETS.md shows: overrides first, then --output and --split.
+    out = tmp_path / "broken.tsv"
+    overrides = ["DATA.PATH_TO_DATA_DIR", str(charades_root), "MODEL.NUM_CLASSES", "5"]
+    assert _tool().main([*overrides, "--output", str(out), "--split", "test"]) == 1
+    assert "charades test: 3 videos" in capsys.readouterr().out
+    assert out.read_text().startswith(str(charades_root / "Charades_v1_480" / "BROKE.mp4") + "\t")
+
+    for argv, expected in (
+        ([*overrides, "DATA.TARGET_FPS", ".nan"], "error: DATA.TARGET_FPS: the command line gives nan"),
+        (["DATA.PATH_TO_DATA_DIR", str(tmp_path / "nowhere"), "--split", "test"], str(tmp_path / "nowhere")),
+        (["--cfg", str(tmp_path / "missing.yaml")], "missing.yaml"),
+    ):
+        assert _tool().main(argv) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("error: ") and expected in err, err

@@ -173,3 +173,26 @@ TINY = [
     "LOG_PERIOD",
     "2",
 ]
+
+
+# Set in a DataLoader worker by mark_worker: shows that a loader's own worker_init_fn still runs.
+WORKER_MARK = 0
+
+
+def mark_worker(worker_id):
+    global WORKER_MARK
+    WORKER_MARK = 100 + worker_id
+
+
+class SelfInterruptingDataset(Dataset):
+    """Each item sends SIGINT to the process that loads it (a terminal's Ctrl-C reaching a worker)."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        return torch.tensor([index, WORKER_MARK])

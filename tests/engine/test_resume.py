@@ -76,3 +76,54 @@ def test_sigkill_and_restart_gives_identical_weights(tmp_path):
 
     for line in (killed / "stats.jsonl").read_text().splitlines():
         json.loads(line)
+
+
+def _train_in_process(output_dir, *overrides):
+    import fakes
+
+    from videotl import engine
+    from videotl.config import load_config
+
+    cfg = load_config("", fakes.TINY + ["OUTPUT_DIR", str(output_dir), "TRAIN.EVAL_PERIOD", "0", *overrides])
+    return engine.train(cfg, build_model_fn=fakes.build_model, build_loader_fn=fakes.build_loader)
+
+
+def test_resume_skips_damaged_newest_checkpoints_and_says_so(tmp_path):
+    reference = tmp_path / "reference"
+    _train_in_process(reference, "SOLVER.MAX_EPOCH", "3")
+
+    run = tmp_path / "run"
+    _train_in_process(run, "SOLVER.MAX_EPOCH", "3")
+    folder = run / "checkpoints"
+    # Epoch 3 truncated (a disk that failed under it), epoch 2 empty: epoch 1 is the newest that reads.
+    third = folder / "checkpoint_epoch_00003.pyth"
+    third.write_bytes(third.read_bytes()[:1000])
+    (folder / "checkpoint_epoch_00002.pyth").write_bytes(b"")
+    _train_in_process(run, "SOLVER.MAX_EPOCH", "3")
+    log = (run / "log.txt").read_text()
+    assert f"cannot read checkpoint {third}: " in log
+    assert f"cannot read checkpoint {folder / 'checkpoint_epoch_00002.pyth'}: the file is empty (0 bytes)" in log
+    assert "skipping it, resuming from the newest checkpoint that reads" in log
+    assert f"resumed from {folder / 'checkpoint_epoch_00001.pyth'} (epoch 1, iteration 6)" in log
+    # Epochs 2 and 3 trained again: the same weights as the run that never broke.
+    expected = torch.load(reference / "checkpoints" / "checkpoint_epoch_00003.pyth", weights_only=True)["model"]
+    actual = torch.load(third, weights_only=True)["model"]
+    for key in expected:
+        assert torch.equal(expected[key], actual[key]), key
+
+
+def test_resume_with_no_readable_checkpoint_names_them_all(tmp_path):
+    import pytest
+
+    from videotl.engine.checkpoint import CheckpointError
+
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "checkpoint_epoch_00001.pyth").write_bytes(b"")
+    (folder / "checkpoint_epoch_00002.pyth").write_bytes(b"PK\x03\x04 not an archive")
+    with pytest.raises(CheckpointError) as raised:
+        _train_in_process(tmp_path / "run")
+    message = str(raised.value)
+    assert message.startswith(f"no checkpoint in {folder} can be read: checkpoint_epoch_00002.pyth (")
+    assert "checkpoint_epoch_00001.pyth (the file is empty (0 bytes))" in message
+    assert "TRAIN.AUTO_RESUME False" in message and "\n" not in message

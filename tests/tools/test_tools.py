@@ -159,3 +159,16 @@ def test_tools_report_bad_input_in_one_line(tmp_path, tool):
     assert bad.returncode == 1 and "SOLVER.MAX_EPOCH" in bad.stderr
     nothing = tool("test_net.py", "DEVICE", "cpu", "OUTPUT_DIR", str(tmp_path / "empty"), check=False)
     assert nothing.returncode == 1 and "holds no checkpoint" in nothing.stderr
+    # Values that parse but cannot be right, a _BASE_ cycle and a YAML tag: one line each, naming the key or files.
+    (tmp_path / "a.yaml").write_text("_BASE_: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("_BASE_: a.yaml\n")
+    for args, named in (
+        (["DATA.TARGET_FPS", ".nan"], "DATA.TARGET_FPS"),
+        (["SOLVER.BASE_LR_PER_DEVICE", ".inf"], "SOLVER.BASE_LR_PER_DEVICE"),
+        (["RNG_SEED", "-1"], "RNG_SEED = -1"),
+        (["--cfg", str(tmp_path / "a.yaml")], f"_BASE_ cycle: {(tmp_path / 'a.yaml').resolve()} -> "),
+        (["OUTPUT_DIR", "!!python/object/apply:os.system ['true']"], "OUTPUT_DIR: the command line value"),
+    ):
+        result = tool("train_net.py", *args, check=False)
+        assert result.returncode == 1 and result.stderr.startswith("error: ") and named in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -4,11 +4,15 @@ from typing import List
 
 from fvcore.common.config import CfgNode
 
-from ._checks import lookup, require_choice, require_positive
+from ._checks import lookup, require_choice, require_positive, require_range
+
+# NumPy takes seeds below 2**32; the largest seed leaves room for the per-rank and per-epoch offsets.
+MAX_RNG_SEED = 2**31 - 1
 
 
 def add_run_defaults(cfg: CfgNode) -> None:
     cfg.OUTPUT_DIR = "./output"
+    # Seeds Python, NumPy and torch (plus the rank on each process): 0 .. 2**31 - 1.
     cfg.RNG_SEED = 0
     # "auto" picks CUDA when present; AMP and channels-last apply on CUDA only.
     cfg.DEVICE = "auto"
@@ -94,6 +98,7 @@ def cuda_only_settings(cfg: CfgNode) -> List[str]:
 
 
 def validate_run(cfg: CfgNode, errors: list) -> None:
+    require_range(errors, cfg, "RNG_SEED", 0, MAX_RNG_SEED)
     require_choice(errors, cfg, "DEVICE", ("auto", "cpu", "cuda"))
     require_positive(errors, cfg, "LOG_PERIOD")
     from ..data.build import DATASETS

@@ -5,8 +5,10 @@ number counting completed epochs). It only holds tensors, dicts, lists, numbers 
 ``torch.load(..., weights_only=True)`` reads it without running any pickled code.
 """
 
+import errno
 import random
 import re
+import shutil
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
@@ -16,19 +18,21 @@ import torch
 from torch import nn
 
 from ..utils.checkpoints import CheckpointError, model_state_from, read_checkpoint
-from ..utils.fileio import atomic_path
+from ..utils.fileio import WriteError, atomic_path
 
 __all__ = [
     "CheckpointError",
     "checkpoint_dir",
     "checkpoint_path",
     "last_checkpoint",
+    "list_checkpoints",
     "remove_stale_temporaries",
     "save_checkpoint",
     "read_checkpoint",
     "unwrap_model",
     "model_state_from",
     "load_model_state",
+    "one_line",
     "capture_rng_state",
     "restore_rng_state",
 ]
@@ -47,17 +51,26 @@ def checkpoint_path(output_dir: PathLike, epoch: int) -> Path:
     return checkpoint_dir(output_dir) / f"checkpoint_epoch_{epoch:05d}.pyth"
 
 
-def last_checkpoint(output_dir: PathLike) -> Optional[Path]:
-    """The checkpoint with the highest epoch, or None. Temporary files of a killed save are ignored."""
+def list_checkpoints(output_dir: PathLike) -> List[Path]:
+    """The run's checkpoints, newest (highest epoch) first. Temporary files of a killed save are ignored."""
     folder = checkpoint_dir(output_dir)
     if not folder.is_dir():
-        return None
+        return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
-    return max(found)[1] if found else None
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def last_checkpoint(output_dir: PathLike) -> Optional[Path]:
+    """The checkpoint with the highest epoch, or None. Temporary files of a killed save are ignored."""
+    found = list_checkpoints(output_dir)
+    return found[0] if found else None
 
 
 def remove_stale_temporaries(output_dir: PathLike) -> List[Path]:
-    """Delete the temporary files of checkpoint saves that a kill interrupted; return them."""
+    """Delete the temporary files of checkpoint saves that a kill interrupted; return them.
+
+    Only a process holding the run lock may call this: another run's save in progress looks the same.
+    """
     folder = checkpoint_dir(output_dir)
     if not folder.is_dir():
         return []
@@ -107,11 +120,30 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
 
 
 def save_checkpoint(path: PathLike, state: Dict[str, Any]) -> Path:
-    """Write ``state`` atomically: a crash (SIGKILL included) leaves the old file set unchanged."""
+    """Write ``state`` atomically: a crash (SIGKILL included) leaves the old file set unchanged.
+
+    A file system that refuses the write raises :class:`~videotl.utils.fileio.WriteError` naming
+    ``path`` and the reason ("no space left on device"); the partial temporary file is removed.
+    """
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            # Through a Python file, a refused write surfaces as the OSError behind torch's own error.
+            with open(tmp, "wb") as handle:
+                torch.save(state, handle)
+    except RuntimeError as error:
+        if "inline_container" not in str(error) and "write failed" not in str(error):
+            raise
+        # torch's writer lost the cause: a full file system is by far the usual one.
+        free = shutil.disk_usage(path.parent).free
+        reason = "no space left on device" if free < 2**20 else str(error).strip().splitlines()[0]
+        raise WriteError(f"cannot write {path}: {reason}", errno.ENOSPC if free < 2**20 else None) from None
     return path
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (``load_state_dict`` lists missing and unexpected keys on several)."""
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
 def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], *, strict: bool = True) -> List[str]:
@@ -149,5 +181,5 @@ def load_weights(model: nn.Module, path: PathLike) -> Dict[str, Any]:
     try:
         load_model_state(model, model_state_from(state), strict=True)
     except RuntimeError as error:
-        raise CheckpointError(f"{path} does not fit the configured model: {error}") from error
+        raise CheckpointError(f"{path} does not fit the configured model: {one_line(error)}") from error
     return state

@@ -3,6 +3,7 @@
 Only the main process writes; the other ranks get objects that do nothing.
 """
 
+import contextlib
 import json
 import logging
 import math
@@ -15,11 +16,41 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from ..utils.fileio import atomic_write_text, json_safe
+from ..utils.fileio import WriteError, atomic_write_text, json_safe, os_error_reason
 
 __all__ = ["setup_logging", "StatsWriter", "write_environment", "memory_mb"]
 
 LOGGER_NAME = "videotl"
+
+
+class _LogFile(logging.FileHandler):
+    """``log.txt``: a refused write (a full disk) is said once in one line, then the log goes on
+    on the console only, instead of a traceback per record."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handleError(record)
+            return
+        self.failed = True
+        sys.stderr.write(
+            f"warning: cannot write {self.baseFilename}: {os_error_reason(error)}; the log goes on on the console only\n"
+        )
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:
+            # What the buffer held could not be written; the failure was already said.
+            self.stream = None
 
 
 def setup_logging(output_dir: Optional[str], *, is_main: bool) -> logging.Logger:
@@ -27,7 +58,8 @@ def setup_logging(output_dir: Optional[str], *, is_main: bool) -> logging.Logger
     logger = logging.getLogger(LOGGER_NAME)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-        handler.close()
+        with contextlib.suppress(OSError):
+            handler.close()
     logger.propagate = False
     logger.setLevel(logging.INFO if is_main else logging.WARNING)
     formatter = logging.Formatter("[%(asctime)s %(levelname)s] %(message)s", datefmt="%m/%d %H:%M:%S")
@@ -35,8 +67,12 @@ def setup_logging(output_dir: Optional[str], *, is_main: bool) -> logging.Logger
     stream.setFormatter(formatter)
     logger.addHandler(stream)
     if is_main and output_dir:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(Path(output_dir) / "log.txt")
+        path = Path(output_dir) / "log.txt"
+        try:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            file_handler = _LogFile(path)
+        except OSError as error:
+            raise WriteError(f"cannot write {path}: {os_error_reason(error, path)}", error.errno) from None
         file_handler.setFormatter(formatter)
         logger.addHandler(file_handler)
     return logger
@@ -65,13 +101,22 @@ class StatsWriter:
         self._tb = None
         if not enabled:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._drop_partial_line()
-        self._handle = open(self.path, "a")
+        self._tb_dir = Path(output_dir) / "tensorboard"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._drop_partial_line()
+            self._handle = open(self.path, "a")
+        except OSError as error:
+            raise WriteError(f"cannot write {self.path}: {os_error_reason(error, self.path)}", error.errno) from None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"))
+            try:
+                self._tb = SummaryWriter(log_dir=str(self._tb_dir))
+            except OSError as error:
+                raise WriteError(
+                    f"cannot write {self._tb_dir}: {os_error_reason(error, self._tb_dir)}", error.errno
+                ) from None
 
     def _drop_partial_line(self) -> None:
         if not self.path.exists():
@@ -85,22 +130,31 @@ class StatsWriter:
         if not self.enabled:
             return
         clean = json_safe(record)
-        self._handle.write(json.dumps(clean, sort_keys=False) + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(json.dumps(clean, sort_keys=False) + "\n")
+            self._handle.flush()
+        except OSError as error:
+            raise WriteError(f"cannot write {self.path}: {os_error_reason(error)}", error.errno) from None
         if self._tb is not None and step is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("epoch", "iter"):
-                    if isinstance(value, float) and not math.isfinite(value):
-                        continue
-                    self._tb.add_scalar(f"{prefix}{key}", value, step)
+            try:
+                for key, value in record.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("epoch", "iter"):
+                        if isinstance(value, float) and not math.isfinite(value):
+                            continue
+                        self._tb.add_scalar(f"{prefix}{key}", value, step)
+            except OSError as error:
+                raise WriteError(f"cannot write {self._tb_dir}: {os_error_reason(error)}", error.errno) from None
 
     def close(self) -> None:
+        # Closing after a refused write must not hide that error with a second one.
         if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+            handle, self._handle = self._handle, None
+            with contextlib.suppress(OSError):
+                handle.close()
         if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+            tb, self._tb = self._tb, None
+            with contextlib.suppress(OSError):
+                tb.close()
 
 
 def write_environment(output_dir: str, *, device: torch.device, world_size: int) -> Path:

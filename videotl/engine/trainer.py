@@ -4,11 +4,13 @@ Nothing here knows which model or dataset it runs: both come from the builders
 (``videotl.models.build_model``, ``videotl.data.build_loader``), which callers may replace.
 """
 
+import contextlib
 import logging
 import math
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -22,15 +24,19 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..config import ConfigError, cuda_only_settings, dump_config
+from ..utils.fileio import WriteError, check_writable
 from . import distributed as du
 from .checkpoint import (
     CheckpointError,
     capture_rng_state,
+    checkpoint_dir,
     checkpoint_path,
     last_checkpoint,
+    list_checkpoints,
     load_model_state,
     load_weights,
     model_state_from,
+    one_line,
     read_checkpoint,
     remove_stale_temporaries,
     restore_rng_state,
@@ -38,6 +44,8 @@ from .checkpoint import (
     unwrap_model,
 )
 from .evaluator import EvalResult, _prepare_inputs, evaluate, save_results
+from .interrupt import RunInterrupted, StopSignals, shield_workers
+from .output_dir import RunLockError, checkpoint_size_estimate, run_lock
 from .precision import autocast, needs_grad_scaler, resolve_amp_dtype
 from .run_log import StatsWriter, memory_mb, setup_logging, write_environment
 from .solver import build_loss, build_optimizer, build_schedule
@@ -67,7 +75,10 @@ def _default_loader_builder() -> LoaderBuilder:
 
 
 def setup_run(cfg: CfgNode) -> du.DistContext:
-    """Process group, device, seeds, determinism and logging for one process of a run."""
+    """Process group, device, seeds, determinism and console logging for one process of a run.
+
+    ``OUTPUT_DIR/log.txt`` joins the log once the run holds the folder's lock (:func:`train`, :func:`test`).
+    """
     if cfg.TRAIN.DETERMINISTIC:
         # cuBLAS reads this when CUDA starts; it must be set before the device is touched.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -77,7 +88,7 @@ def setup_run(cfg: CfgNode) -> du.DistContext:
         if problems:
             raise ConfigError("; ".join(problems) + ", but DEVICE = 'auto' finds no CUDA device")
     ctx = du.init_distributed(device=cfg.DEVICE, backend=cfg.DIST_BACKEND, timeout_minutes=cfg.DIST_TIMEOUT_MINUTES)
-    setup_logging(cfg.OUTPUT_DIR, is_main=ctx.is_main)
+    setup_logging(None, is_main=ctx.is_main)
     # Each rank draws different augmentations; the seed is still fixed per rank.
     seed = cfg.RNG_SEED + ctx.rank
     random.seed(seed)
@@ -138,20 +149,106 @@ def _format_metrics(metrics: Dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _on_main(ctx: du.DistContext, work: Callable[[], Any]) -> Any:
+    """Run ``work`` on rank 0 and return its result on every rank; an expected error there (a
+    folder that cannot be written, a held lock, an unreadable checkpoint) is raised on every rank,
+    so that none waits for rank 0 in a later collective."""
+    result, error = None, None
+    if ctx.is_main:
+        try:
+            result = work()
+        except (WriteError, RunLockError, CheckpointError) as raised:
+            if ctx.world_size == 1:
+                raise
+            error = raised
+    if ctx.world_size > 1:
+        result, error = du.broadcast_object((result, error))
+    if error is not None:
+        raise error
+    return result
+
+
+@contextlib.contextmanager
+def _holding_output_dir(ctx: du.DistContext, out: Path):
+    """OUTPUT_DIR's run lock for the block, taken by rank 0; every rank stops if it cannot be had."""
+    with contextlib.ExitStack() as stack:
+
+        def take() -> None:
+            stack.enter_context(run_lock(out))
+
+        _on_main(ctx, take)
+        yield
+
+
+def _check_output(cfg: CfgNode, *, model: nn.Module, optimizer) -> None:
+    """Before any work: every folder the run writes takes a file, and the checkpoints' file
+    system has room for one more checkpoint."""
+    out = Path(cfg.OUTPUT_DIR)
+    check_writable(out, name="OUTPUT_DIR")
+    check_writable(
+        checkpoint_dir(out), name="OUTPUT_DIR/checkpoints", need_bytes=checkpoint_size_estimate(model, optimizer)
+    )
+    if cfg.TENSORBOARD.ENABLE:
+        check_writable(out / "tensorboard", name="OUTPUT_DIR/tensorboard")
+
+
+@dataclass
+class _Progress:
+    """Where training is, for the interruption message and the counts of skipped samples."""
+
+    epoch: int = 0
+    iteration: int = 0
+    # What the run was doing besides training steps, for the message ("while evaluating").
+    phase: str = "while starting"
+    skipped_samples: int = 0
+    broken_videos: frozenset = frozenset()
+
+
+def _interrupted_message(signal_name: str, progress: _Progress, out: Path) -> str:
+    last = last_checkpoint(out)
+    if progress.phase == "while starting":
+        where = f"interrupted by {signal_name} while starting"
+    else:
+        where = f"interrupted by {signal_name} at epoch {progress.epoch}, iteration {progress.iteration}"
+        if progress.phase:
+            where += f" ({progress.phase})"
+    if last is None:
+        return f"{where}; no checkpoint was saved yet; run the same command to start again"
+    return f"{where}; the last checkpoint is {last}; run the same command to resume"
+
+
 def train(
     cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None, build_loader_fn: Optional[LoaderBuilder] = None
 ) -> Dict[str, Any]:
     """Train ``cfg``'s model, resuming from OUTPUT_DIR when TRAIN.AUTO_RESUME finds a checkpoint.
 
-    Returns the metrics of the last evaluation (empty if none ran) and the final iteration.
+    The run holds OUTPUT_DIR's lock throughout (:class:`~videotl.engine.output_dir.RunLockError`
+    if another run has it) and checks that its folders can be written before any work. SIGINT and
+    SIGTERM stop it at the next step boundary with :class:`~videotl.engine.interrupt.RunInterrupted`,
+    whose message says where and how to resume.
+
+    Returns the metrics of the last evaluation (empty if none ran), the final iteration and epoch
+    count, and the unreadable training samples skipped (``skipped_samples``, over the whole run
+    including the part before a resume) and distinct broken videos found (``broken_videos``).
     """
     build_model_fn = build_model_fn or _default_model_builder()
     build_loader_fn = build_loader_fn or _default_loader_builder()
     ctx = setup_run(cfg)
+    out = Path(cfg.OUTPUT_DIR)
+    progress = _Progress()
+    stop = StopSignals()
+    try:
+        with stop, _holding_output_dir(ctx, out):
+            return _train(cfg, ctx, stop, progress, build_model_fn=build_model_fn, build_loader_fn=build_loader_fn)
+    except RunInterrupted as interrupted:
+        raise RunInterrupted(_interrupted_message(interrupted.signal_name, progress, out), interrupted.signum) from None
+
+
+def _train(cfg, ctx, stop: StopSignals, progress: _Progress, *, build_model_fn, build_loader_fn) -> Dict[str, Any]:
     device, world_size = ctx.device, ctx.world_size
     out = Path(cfg.OUTPUT_DIR)
     if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        setup_logging(str(out), is_main=True)
         dump_config(cfg)
         write_environment(str(out), device=device, world_size=world_size)
     amp_dtype = resolve_amp_dtype(cfg.TRAIN.AMP_DTYPE, enabled=cfg.TRAIN.MIXED_PRECISION, device=device)
@@ -168,8 +265,11 @@ def train(
     optimizer = build_optimizer(model, cfg=cfg)
     loss_fn = build_loss(cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(amp_dtype))
+    # Before the loaders (indexing a dataset takes a while) and the first epoch: a folder that
+    # cannot take a checkpoint fails now, not after an epoch's work.
+    _on_main(ctx, lambda: _check_output(cfg, model=model, optimizer=optimizer))
 
-    train_loader = build_loader_fn(cfg, cfg.TRAIN.SPLIT, "train", distributed=world_size > 1)
+    train_loader = shield_workers(build_loader_fn(cfg, cfg.TRAIN.SPLIT, "train", distributed=world_size > 1))
     class_names = _class_names(train_loader, cfg.MODEL.NUM_CLASSES)
     iters_per_epoch = len(train_loader)
     if iters_per_epoch == 0:
@@ -183,13 +283,16 @@ def train(
     # Built at the first evaluation: indexing every test video's segments takes a while.
     test_loader = None
 
-    start_epoch = _restore(cfg, ctx, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler)
+    start_epoch = _restore(
+        cfg, ctx, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, progress=progress
+    )
+    progress.epoch, progress.iteration = start_epoch, min(start_epoch * iters_per_epoch, total_iters)
     if world_size > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     if start_epoch >= num_epochs:
         logger.info(f"training already complete ({num_epochs} epochs, {total_iters} iterations) in {out}")
-        return {"metrics": {}, "iterations": total_iters, "epochs": num_epochs}
+        return _summary({}, total_iters, num_epochs, progress)
     stats = StatsWriter(str(out), enabled=ctx.is_main, tensorboard=cfg.TENSORBOARD.ENABLE)
     logger.info(
         f"training {type(unwrap_model(model)).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters) "
@@ -200,59 +303,87 @@ def train(
     last_metrics: Dict[str, Any] = {}
     try:
         for epoch in range(start_epoch, num_epochs):
-            epoch_loss = _train_epoch(
-                model,
-                train_loader,
-                cfg=cfg,
-                device=device,
-                epoch=epoch,
-                iters_per_epoch=iters_per_epoch,
-                total_iters=total_iters,
-                optimizer=optimizer,
-                schedule=schedule,
-                scaler=scaler,
-                loss_fn=loss_fn,
-                amp_dtype=amp_dtype,
-                channels_last=channels_last,
-                stats=stats,
-            )
+            progress.epoch, progress.phase = epoch + 1, ""
             done = epoch + 1
             global_iter = min(done * iters_per_epoch, total_iters)
-            _sync_buffers(model)
-            stats.write(
-                {"type": "train_epoch", "epoch": done, "iter": global_iter, "loss": epoch_loss},
-                step=global_iter,
-                prefix="train_epoch/",
-            )
-            last = done == num_epochs
-            if done % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last:
-                _save(
-                    cfg,
-                    ctx,
-                    class_names=class_names,
-                    model=model,
+            # Steps and the save: a first signal is acted on at the next step boundary.
+            with stop.deferred():
+                epoch_loss, skipped = _train_epoch(
+                    model,
+                    train_loader,
+                    cfg=cfg,
+                    device=device,
+                    epoch=epoch,
+                    iters_per_epoch=iters_per_epoch,
+                    total_iters=total_iters,
                     optimizer=optimizer,
                     schedule=schedule,
                     scaler=scaler,
-                    epoch=done,
-                    global_iter=global_iter,
+                    loss_fn=loss_fn,
+                    amp_dtype=amp_dtype,
+                    channels_last=channels_last,
+                    stats=stats,
+                    stop=stop,
+                    progress=progress,
                 )
+                if skipped is None:
+                    raise stop.interrupted("stopped at a step boundary")
+                skipped = _count_skips(progress, skipped, train_loader, device)
+                _sync_buffers(model)
+                logger.info(f"epoch {done}/{num_epochs}: loss {epoch_loss:.4f}; {_skips_text(skipped, progress)}")
+                stats.write(
+                    {
+                        "type": "train_epoch",
+                        "epoch": done,
+                        "iter": global_iter,
+                        "loss": epoch_loss,
+                        "skipped_samples": skipped,
+                        "broken_videos": len(progress.broken_videos),
+                    },
+                    step=global_iter,
+                    prefix="train_epoch/",
+                )
+                last = done == num_epochs
+                if done % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last:
+                    _save(
+                        cfg,
+                        ctx,
+                        class_names=class_names,
+                        model=model,
+                        optimizer=optimizer,
+                        schedule=schedule,
+                        scaler=scaler,
+                        epoch=done,
+                        global_iter=global_iter,
+                        progress=progress,
+                    )
+            # The epoch is complete (and saved when due): a signal that came meanwhile stops here.
+            if _agreed(stop.requested, device):
+                raise stop.interrupted("stopped after an epoch")
             if cfg.TRAIN.EVAL_PERIOD > 0 and done % cfg.TRAIN.EVAL_PERIOD == 0:
 
                 def make_loader(existing=test_loader):
                     if existing is not None:
                         return existing
-                    return build_loader_fn(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE, distributed=world_size > 1)
+                    loader = build_loader_fn(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE, distributed=world_size > 1)
+                    return shield_workers(loader)
 
                 # The bare module: evaluation needs no gradient sync, and ranks get unequal shards.
-                result, test_loader = _evaluate_keeping_rng(
-                    unwrap_model(model),
-                    make_loader,
-                    cfg=cfg,
-                    device=device,
-                    amp_dtype=amp_dtype,
-                    channels_last=channels_last,
-                )
+                progress.phase = "while evaluating"
+                try:
+                    result, test_loader = _evaluate_keeping_rng(
+                        unwrap_model(model),
+                        make_loader,
+                        cfg=cfg,
+                        device=device,
+                        amp_dtype=amp_dtype,
+                        channels_last=channels_last,
+                    )
+                except RuntimeError:
+                    if not stop.requested:
+                        raise
+                    # A worker of the test loader died of the stop signal (SIGTERM to the process group).
+                    raise stop.interrupted("stopped during an evaluation") from None
                 last_metrics = dict(result.metrics)
                 logger.info(f"epoch {done} evaluation: {_format_metrics(last_metrics)}")
                 stats.write(
@@ -262,7 +393,69 @@ def train(
                 )
     finally:
         stats.close()
-    return {"metrics": last_metrics, "iterations": total_iters, "epochs": num_epochs}
+    if _agreed(stop.requested, device):
+        raise stop.interrupted("stopped after the last epoch")
+    logger.info(
+        f"training done: {num_epochs} epochs, {total_iters} iterations in {out}; "
+        f"{_skips_text(progress.skipped_samples, progress, in_all=True)}"
+    )
+    return _summary(last_metrics, total_iters, num_epochs, progress)
+
+
+def _summary(metrics: Dict[str, Any], total_iters: int, num_epochs: int, progress: _Progress) -> Dict[str, Any]:
+    return {
+        "metrics": metrics,
+        "iterations": total_iters,
+        "epochs": num_epochs,
+        "skipped_samples": progress.skipped_samples,
+        "broken_videos": len(progress.broken_videos),
+    }
+
+
+def _skips_text(skipped: int, progress: _Progress, *, in_all: bool = False) -> str:
+    broken = len(progress.broken_videos)
+    if not skipped and not broken:
+        return "no unreadable sample skipped"
+    scope = "in all" if in_all else "this epoch"
+    videos = f"{broken} distinct broken video{'s' if broken != 1 else ''}"
+    return (
+        f"{skipped} unreadable sample{'s' if skipped != 1 else ''} skipped {scope}, {videos} so far "
+        "(tools/check_videos.py lists them)"
+    )
+
+
+def _broken_paths(loader) -> List[str]:
+    """Unreadable videos the loader's dataset found so far, in this process and its workers."""
+    dataset = getattr(loader, "dataset", None)
+    for candidate in (dataset, getattr(dataset, "dataset", None)):
+        broken = getattr(candidate, "broken", None)
+        if isinstance(broken, dict):
+            return sorted(broken)
+    return []
+
+
+def _count_skips(progress: _Progress, skipped: int, loader, device: torch.device) -> int:
+    """Add an epoch's skipped samples (summed over ranks) and broken videos (the union over
+    ranks) to ``progress``; return the epoch's count over all ranks."""
+    paths = set(_broken_paths(loader))
+    if du.is_distributed():
+        total = torch.tensor([skipped], dtype=torch.int64, device=device)
+        dist.all_reduce(total)
+        skipped = int(total.item())
+        for part in du.all_gather_objects(sorted(paths)):
+            paths.update(part)
+    progress.skipped_samples += skipped
+    progress.broken_videos = progress.broken_videos | frozenset(paths)
+    return skipped
+
+
+def _agreed(flag: bool, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on any (ranks stop at the same step)."""
+    if not du.is_distributed():
+        return flag
+    value = torch.tensor([int(flag)], dtype=torch.int32, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def _train_epoch(
@@ -281,7 +474,11 @@ def _train_epoch(
     amp_dtype,
     channels_last,
     stats,
-) -> float:
+    stop: StopSignals,
+    progress: _Progress,
+) -> Tuple[float, Optional[int]]:
+    """One epoch; returns the mean loss and the unreadable samples skipped on this rank, or
+    ``(nan, None)`` when a stop was requested (checked before every step, on all ranks at once)."""
     model.train()
     _set_epoch(loader, epoch)
     first_iter = epoch * iters_per_epoch
@@ -295,17 +492,29 @@ def _train_epoch(
         mininterval=1.0,
         disable=not du.is_main_process(),
     )
-    loss_sum, count = 0.0, 0
+    loss_sum, count, skipped = 0.0, 0, 0
+    batches = iter(loader)
     end = time.perf_counter()
     try:
-        for step, batch in enumerate(loader):
-            if step >= steps:
+        for step in range(steps):
+            if _agreed(stop.requested, device):
+                return math.nan, None
+            try:
+                batch = next(batches)
+            except StopIteration:
                 break
+            except RuntimeError:
+                if not stop.requested:
+                    raise
+                # A worker died of the stop signal (SIGTERM sent to the whole process group).
+                return math.nan, None
             global_iter = first_iter + step
             data_time = time.perf_counter() - end
             lr = schedule.apply(optimizer, global_iter)
             inputs = _prepare_inputs(batch["inputs"], device, channels_last)
             labels = _labels_for(loss_fn, batch["label"], device)
+            if "skipped" in batch:
+                skipped += int(torch.as_tensor(batch["skipped"]).sum())
             with autocast(device, amp_dtype):
                 logits = model(inputs)
             loss = loss_fn(logits.float(), labels)
@@ -330,6 +539,7 @@ def _train_epoch(
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.SOLVER.CLIP_GRAD_L2NORM)
             scaler.step(optimizer)
             scaler.update()
+            progress.iteration = global_iter + 1
 
             loss_sum += loss_value
             count += 1
@@ -356,7 +566,7 @@ def _train_epoch(
         bar.close()
     if count < steps:
         raise RuntimeError(f"epoch {epoch + 1}: the loader gave {count} batches, {steps} expected")
-    return loss_sum / max(count, 1)
+    return loss_sum / max(count, 1), skipped
 
 
 def _dtype_name(dtype: Optional[torch.dtype]) -> str:
@@ -394,11 +604,22 @@ def _class_names(loader, num_classes: int) -> List[str]:
 
 
 def _save(
-    cfg, ctx, *, model, optimizer, schedule, scaler, epoch: int, global_iter: int, class_names: List[str]
+    cfg,
+    ctx,
+    *,
+    model,
+    optimizer,
+    schedule,
+    scaler,
+    epoch: int,
+    global_iter: int,
+    class_names: List[str],
+    progress: _Progress,
 ) -> None:
     # Every rank's generators: a resume on the same number of ranks continues each stream exactly.
     rng_states = du.all_gather_objects(capture_rng_state())
-    if ctx.is_main:
+
+    def write() -> None:
         state = {
             "model": unwrap_model(model).state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -415,22 +636,60 @@ def _save(
             "model_name": cfg.MODEL.ARCH,
             "class_names": list(class_names),
             "videotl_version": __version__,
+            # Run totals so far, so that the final summary counts the epochs before a resume too.
+            "data_skips": {"samples": progress.skipped_samples, "broken_videos": sorted(progress.broken_videos)},
         }
-        path = save_checkpoint(checkpoint_path(cfg.OUTPUT_DIR, epoch), state)
+        path = checkpoint_path(cfg.OUTPUT_DIR, epoch)
+        try:
+            save_checkpoint(path, state)
+        except WriteError as error:
+            earlier = [p for p in list_checkpoints(cfg.OUTPUT_DIR) if p != path]
+            kept = f"the last checkpoint {earlier[0]} is intact" if earlier else "no earlier checkpoint exists"
+            raise WriteError(
+                f"{error}; epoch {epoch} is not saved and {kept}: make room and run the same command to resume",
+                error.errno,
+            ) from None
         logger.info(f"saved {path}")
-    du.barrier()
+
+    _on_main(ctx, write)
 
 
-def _restore(cfg, ctx, *, model, optimizer, schedule, scaler) -> int:
-    """Load the run's last checkpoint (full state) or TRAIN.CHECKPOINT_FILE_PATH (weights); return the start epoch."""
-    if ctx.is_main:
+def _newest_readable_checkpoint(output_dir: str) -> Tuple[str, Optional[Dict[str, Any]]]:
+    """The newest checkpoint of the run that reads, with its contents; ``("", None)`` if there is
+    none. Unreadable newer ones are skipped with a warning; if every one is unreadable, that is an error."""
+    unreadable = []
+    for path in list_checkpoints(output_dir):
+        try:
+            return str(path), read_checkpoint(path)
+        except (CheckpointError, FileNotFoundError) as error:
+            unreadable.append(f"{path.name} ({str(error).removeprefix(f'cannot read checkpoint {path}: ')})")
+            logger.warning(f"{error}; skipping it, resuming from the newest checkpoint that reads")
+    if unreadable:
+        raise CheckpointError(
+            f"no checkpoint in {checkpoint_dir(output_dir)} can be read: {', '.join(unreadable)}. Move them away "
+            "to train from the start, or set TRAIN.AUTO_RESUME False"
+        )
+    return "", None
+
+
+def _restore(cfg, ctx, *, model, optimizer, schedule, scaler, progress: _Progress) -> int:
+    """Load the run's newest readable checkpoint (full state) or TRAIN.CHECKPOINT_FILE_PATH
+    (weights); return the start epoch."""
+    on_main: Dict[str, Any] = {}
+
+    def find() -> str:
+        # Under the run lock: no other run's save is in flight in this folder.
         for path in remove_stale_temporaries(cfg.OUTPUT_DIR):
             logger.info(f"removed {path}, left by a save that was interrupted")
-    found = last_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME and ctx.is_main else None
+        if not cfg.TRAIN.AUTO_RESUME:
+            return ""
+        found, on_main["state"] = _newest_readable_checkpoint(cfg.OUTPUT_DIR)
+        return found
+
     # Rank 0 decides, so that all ranks resume from the same file even if a new one appears meanwhile.
-    found = du.broadcast_object(str(found) if found else "")
+    found = _on_main(ctx, find)
     if found:
-        state = read_checkpoint(found)
+        state = on_main.get("state") or read_checkpoint(found)
         try:
             load_model_state(model, model_state_from(state), strict=True)
             optimizer.load_state_dict(state["optimizer"])
@@ -441,7 +700,7 @@ def _restore(cfg, ctx, *, model, optimizer, schedule, scaler) -> int:
                 scaler.load_state_dict(state["scaler"])
         except (KeyError, RuntimeError, ValueError) as error:
             raise CheckpointError(
-                f"cannot resume from {found}: {error}. It belongs to another run; use a new OUTPUT_DIR "
+                f"cannot resume from {found}: {one_line(error)}. It belongs to another run; use a new OUTPUT_DIR "
                 "or TRAIN.AUTO_RESUME False"
             ) from error
         rng_states = state.get("rng_states") or []
@@ -457,6 +716,9 @@ def _restore(cfg, ctx, *, model, optimizer, schedule, scaler) -> int:
             random.seed(seed)
             np.random.seed(seed)
             torch.manual_seed(seed)
+        skips = state.get("data_skips") or {}
+        progress.skipped_samples = int(skips.get("samples", 0))
+        progress.broken_videos = frozenset(skips.get("broken_videos", ()))
         logger.info(f"resumed from {found} (epoch {epoch}, iteration {state.get('iteration')})")
         return epoch
     if cfg.TRAIN.CHECKPOINT_FILE_PATH:
@@ -471,17 +733,43 @@ def _restore(cfg, ctx, *, model, optimizer, schedule, scaler) -> int:
 def test(
     cfg: CfgNode, *, build_model_fn: Optional[ModelBuilder] = None, build_loader_fn: Optional[LoaderBuilder] = None
 ) -> EvalResult:
-    """Evaluate TEST.CHECKPOINT_FILE_PATH (or the run's last checkpoint) on the test views or segments."""
+    """Evaluate TEST.CHECKPOINT_FILE_PATH (or the run's last checkpoint) on the test views or segments.
+
+    Holds OUTPUT_DIR's lock like :func:`train`; SIGINT or SIGTERM stop it at once with
+    :class:`~videotl.engine.interrupt.RunInterrupted` (each result file is written whole or not at all).
+    """
     build_model_fn = build_model_fn or _default_model_builder()
     build_loader_fn = build_loader_fn or _default_loader_builder()
     ctx = setup_run(cfg)
+    out = Path(cfg.OUTPUT_DIR)
+    stop = StopSignals()
+    try:
+        with stop, _holding_output_dir(ctx, out):
+            return _test(cfg, ctx, stop, build_model_fn=build_model_fn, build_loader_fn=build_loader_fn)
+    except RunInterrupted as interrupted:
+        raise RunInterrupted(
+            f"interrupted by {interrupted.signal_name} while testing; run the same command to test again",
+            interrupted.signum,
+        ) from None
+
+
+def _test(cfg, ctx, stop: StopSignals, *, build_model_fn, build_loader_fn) -> EvalResult:
     device = ctx.device
+    out = Path(cfg.OUTPUT_DIR)
     amp_dtype = resolve_amp_dtype(cfg.TRAIN.AMP_DTYPE, enabled=cfg.TRAIN.MIXED_PRECISION, device=device)
     channels_last = cfg.TRAIN.CHANNELS_LAST and device.type == "cuda"
+    if ctx.is_main:
+        setup_logging(str(out), is_main=True)
+
+    def check() -> None:
+        if cfg.TENSORBOARD.ENABLE:
+            check_writable(out / "tensorboard", name="OUTPUT_DIR/tensorboard")
+
+    _on_main(ctx, check)
     weights = cfg.TEST.CHECKPOINT_FILE_PATH or last_checkpoint(cfg.OUTPUT_DIR)
     if not weights:
         raise FileNotFoundError(
-            f"nothing to test: TEST.CHECKPOINT_FILE_PATH is empty and {Path(cfg.OUTPUT_DIR) / 'checkpoints'} "
+            f"nothing to test: TEST.CHECKPOINT_FILE_PATH is empty and {checkpoint_dir(out)} "
             "holds no checkpoint_epoch_XXXXX.pyth"
         )
     model = build_model_fn(cfg).to(device)
@@ -490,11 +778,19 @@ def test(
     state = load_weights(model, weights)
     _compile(model, cfg)
     logger.info(f"testing {weights} on split {cfg.TEST.SPLIT!r} ({cfg.TEST.MODE})")
-    loader = build_loader_fn(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE, distributed=ctx.world_size > 1)
-    result = evaluate(model, loader, cfg=cfg, device=device, amp_dtype=amp_dtype, channels_last=channels_last)
+    loader = shield_workers(build_loader_fn(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE, distributed=ctx.world_size > 1))
+    try:
+        result = evaluate(model, loader, cfg=cfg, device=device, amp_dtype=amp_dtype, channels_last=channels_last)
+    except RuntimeError:
+        if not stop.requested:
+            raise
+        # A loader worker died of the stop signal (SIGTERM to the process group).
+        raise stop.interrupted("stopped during the test") from None
+    if stop.requested:
+        raise stop.interrupted("stopped during the test")
     logger.info(f"test: {_format_metrics(result.metrics)}")
-    if ctx.is_main:
-        Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
+
+    def write() -> None:
         stats = StatsWriter(cfg.OUTPUT_DIR, enabled=True, tensorboard=cfg.TENSORBOARD.ENABLE)
         try:
             stats.write(
@@ -517,5 +813,6 @@ def test(
                 },
             )
             logger.info("wrote " + ", ".join(str(p) for p in paths.values()))
-    du.barrier()
+
+    _on_main(ctx, write)
     return result
