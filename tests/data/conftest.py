@@ -180,14 +180,35 @@ def shown_frames(path):
     """(time from the first shown frame, index) of every frame FFmpeg shows, by a plain decode."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        frames = [(f.pts, frame_indices(torch.from_numpy(f.to_ndarray(format="rgb24"))[None])[0]) for f in container.decode(stream)]
+        frames = [
+            (f.pts, frame_indices(torch.from_numpy(f.to_ndarray(format="rgb24"))[None])[0])
+            for f in container.decode(stream)
+        ]
         base = stream.time_base
     zero = min(p for p, _ in frames)
     return sorted((Fraction(p - zero) * base, index) for p, index in frames)
 
 
-CHARADES_COLUMNS = ["id", "subject", "scene", "quality", "relevance", "verified", "script", "objects", "descriptions", "actions", "length"]
-CHARADES_CLASSES = ["Holding some clothes", "Putting clothes somewhere", "Taking a laptop", "Opening a door", "Sitting down"]
+CHARADES_COLUMNS = [
+    "id",
+    "subject",
+    "scene",
+    "quality",
+    "relevance",
+    "verified",
+    "script",
+    "objects",
+    "descriptions",
+    "actions",
+    "length",
+]
+CHARADES_CLASSES = [
+    "Holding some clothes",
+    "Putting clothes somewhere",
+    "Taking a laptop",
+    "Opening a door",
+    "Sitting down",
+]
 # id -> (rate, seconds, actions); BROKEN is a text file named .mp4.
 CHARADES_VIDEOS = {
     "AAA01": (Fraction(30), 3, "c001 0.00 1.00;c003 1.50 3.00"),
@@ -216,8 +237,19 @@ def write_charades(root: Path) -> Path:
             for video_id in ids:
                 actions = CHARADES_VIDEOS[video_id][2]
                 writer.writerow(
-                    [video_id, "S1", "Kitchen", "6", "7", "Yes", "A person walks, then sits.", "chair;door",
-                     "The person opens a door, sits down.", actions, "3.00"]
+                    [
+                        video_id,
+                        "S1",
+                        "Kitchen",
+                        "6",
+                        "7",
+                        "Yes",
+                        "A person walks, then sits.",
+                        "chair;door",
+                        "The person opens a door, sits down.",
+                        actions,
+                        "3.00",
+                    ]
                 )
     return root
 
@@ -228,13 +260,20 @@ def charades_root(tmp_path_factory):
 
 
 SMALL = [
-    "DATA.NUM_FRAMES", "8",
-    "DATA.TRAIN_JITTER_SCALES", "[40, 48]",
-    "DATA.TRAIN_CROP_SIZE", "32",
-    "DATA.TEST_CROP_SIZE", "32",
-    "DATA_LOADER.NUM_WORKERS", "0",
-    "TRAIN.BATCH_SIZE_PER_DEVICE", "2",
-    "TEST.BATCH_SIZE_PER_DEVICE", "2",
+    "DATA.NUM_FRAMES",
+    "8",
+    "DATA.TRAIN_JITTER_SCALES",
+    "[40, 48]",
+    "DATA.TRAIN_CROP_SIZE",
+    "32",
+    "DATA.TEST_CROP_SIZE",
+    "32",
+    "DATA_LOADER.NUM_WORKERS",
+    "0",
+    "TRAIN.BATCH_SIZE_PER_DEVICE",
+    "2",
+    "TEST.BATCH_SIZE_PER_DEVICE",
+    "2",
 ]
 
 
@@ -245,7 +284,9 @@ def charades_cfg(charades_root):
     def make(*overrides):
         return load_config(
             "",
-            SMALL + ["DATA.PATH_TO_DATA_DIR", str(charades_root), "MODEL.NUM_CLASSES", str(len(CHARADES_CLASSES))] + list(overrides),
+            SMALL
+            + ["DATA.PATH_TO_DATA_DIR", str(charades_root), "MODEL.NUM_CLASSES", str(len(CHARADES_CLASSES))]
+            + list(overrides),
         )
 
     return make

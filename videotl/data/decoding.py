@@ -566,9 +566,7 @@ def read_segments(
 ) -> List[Tuple[float, torch.Tensor]]:
     """Every segment of :func:`iter_segments` in a list (the whole video in memory at once:
     prefer :func:`iter_segments` for long videos)."""
-    return list(
-        iter_segments(path, num_frames, fps, backend, size, num_threads=num_threads, device=device)
-    )
+    return list(iter_segments(path, num_frames, fps, backend, size, num_threads=num_threads, device=device))
 
 
 # ------------------------------------------------------------------------------- backend choice
