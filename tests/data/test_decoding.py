@@ -283,9 +283,9 @@ def test_decord_frames_listed_past_the_decodable_end_are_dropped(videos, monkeyp
 
 def test_decord_falls_back_to_pyav_where_decord_fails(tmp_path, caplog):
     # decord 3.4 fails on every frame of a 96-pixel-wide H.264 file; PyAV reads it.
-    from .conftest import write_video
-
     from videotl.data.decoding import _decord_read
+
+    from .conftest import write_video
 
     path = write_video(tmp_path / "w96.mp4", rate=30, num_frames=30, width=96, height=72)
     try:

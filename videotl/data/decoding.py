@@ -162,7 +162,7 @@ class VideoInfo:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "VideoInfo":
+    def from_dict(cls, data: dict) -> VideoInfo:
         data = dict(data)
         data["frame_time_marks"] = tuple(data.get("frame_time_marks", ()))
         return cls(**data)
@@ -191,7 +191,7 @@ def file_key(path: PathLike) -> Tuple[str, int, int]:
     return _file_key(path)
 
 
-def _open_pyav(path: PathLike) -> Tuple["av.container.InputContainer", "av.video.stream.VideoStream"]:
+def _open_pyav(path: PathLike) -> Tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as error:
@@ -212,7 +212,7 @@ class _ProbeCache:
 
     def __init__(self, capacity: int = 65536):
         self.capacity = capacity
-        self._items: "collections.OrderedDict[Tuple[str, int, int], VideoInfo]" = collections.OrderedDict()
+        self._items: collections.OrderedDict[Tuple[str, int, int], VideoInfo] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key) -> Optional[VideoInfo]:
@@ -1029,7 +1029,7 @@ class _DecodeThread:
     """A daemon thread that runs decoding calls, so that the caller can stop waiting."""
 
     def __init__(self):
-        self.requests: "queue.SimpleQueue" = queue.SimpleQueue()
+        self.requests: queue.SimpleQueue = queue.SimpleQueue()
         self.pid = os.getpid()
         threading.Thread(target=self._run, name="videotl-decode", daemon=True).start()
 
