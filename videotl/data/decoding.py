@@ -54,6 +54,7 @@ logger = logging.getLogger("videotl.data")
 
 __all__ = [
     "BACKENDS",
+    "DecodeTimeout",
     "VideoDecodeError",
     "VideoInfo",
     "call_with_timeout",
@@ -105,6 +106,10 @@ class VideoDecodeError(RuntimeError):
     def __reduce__(self):
         # Keeps the (path, reason) signature when the error crosses a DataLoader worker boundary.
         return (type(self), (self.path, self.reason))
+
+
+class DecodeTimeout(VideoDecodeError):
+    """Decoding a file took longer than the time limit (:func:`call_with_timeout`)."""
 
 
 @dataclass(frozen=True)
@@ -526,6 +531,7 @@ def iter_segments(
     *,
     num_threads: int = 0,
     device: Union[str, torch.device] = "cpu",
+    start_segment: int = 0,
 ) -> Iterator[Tuple[float, torch.Tensor]]:
     """Split a whole video into consecutive ``num_frames`` clips at ``fps``, decoding it once,
     front to back, and yield each segment as soon as it is complete.
@@ -535,6 +541,7 @@ def iter_segments(
     repeating the final frame. The number of segments is
     :func:`videotl.data.sampling.segment_count` of the probed duration. Memory holds the segment
     being filled (and a few frames the decoder reorders), whatever the video's length.
+    ``start_segment`` starts from that segment (decoding from the keyframe before it).
 
     Yields:
         ``(start_sec, uint8 tensor num_frames x H x W x 3)``, in time order.
@@ -544,13 +551,15 @@ def iter_segments(
     info = probe(path)
     out_hw = None if size is None else output_size(info.height, info.width, size)
     count = segment_count(info.duration, num_frames=num_frames, fps=fps)
-    times = np.arange(count * num_frames, dtype=np.float64) / fps
+    if not 0 <= start_segment < count:
+        raise ValueError(f"start_segment = {start_segment}: {key[0]} has {count} segments")
+    times = np.arange(start_segment * num_frames, count * num_frames, dtype=np.float64) / fps
     span = num_frames / fps
     if backend == "pyav":
         chunks = _pyav_chunks(key[0], info, times, out_hw, num_threads, num_frames)
     else:
         chunks = _chunked_reads(key[0], info, times, out_hw, backend, num_threads, device, num_frames)
-    for index, clip in enumerate(chunks):
+    for index, clip in enumerate(chunks, start=start_segment):
         yield index * span, clip
 
 
@@ -1070,7 +1079,7 @@ def call_with_timeout(fn: Callable[[], T], *, seconds: float, path: PathLike) ->
             if _DECODE_THREAD is worker:
                 _DECODE_THREAD = None
         logger.warning("decoding %s took longer than %g s: abandoned (its thread may still be running)", path, seconds)
-        raise VideoDecodeError(path, f"decoding took longer than {seconds:g} s (time limit); skipped")
+        raise DecodeTimeout(path, f"decoding took longer than {seconds:g} s (time limit); skipped")
     ok, value = box[0]
     if ok:
         return value

@@ -19,6 +19,7 @@ __all__ = [
     "num_target_frames",
     "segment_count",
     "segment_starts",
+    "last_clip_start",
     "random_clip_start",
     "uniform_clip_starts",
 ]
@@ -65,6 +66,11 @@ def segment_starts(duration: float, *, num_frames: int, fps: float) -> List[floa
 def _last_start(duration: float, num_frames: int, fps: float) -> float:
     # The last start whose final sample time still lies before the end of the video.
     return max(0.0, duration - (num_frames - 1) / fps - 1.0 / fps)
+
+
+def last_clip_start(duration: float, *, num_frames: int, fps: float) -> float:
+    """The latest start whose clip still ends inside the video (0 for short videos)."""
+    return _last_start(duration, num_frames, fps)
 
 
 def random_clip_start(
