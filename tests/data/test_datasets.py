@@ -70,7 +70,9 @@ def test_charades_views_mode_indexing_and_content(charades_cfg):
     assert dataset.video_ids == ["AAA01", "CCC03", "BROKE"]
     assert len(dataset) == 3 * 2 * 3 and dataset.num_views(0) == 6
     rate = Fraction(30000, 1001)
-    last_start = 60 / rate - Fraction(8, 12)  # CCC03: 60 frames at 29.97 fps
+    # CCC03: 60 frames at 29.97 fps; the last start 60 / rate - 8 / 12 = 1.3353 s, moved back onto
+    # the 12 fps grid: 16 / 12.
+    last_start = Fraction(math.floor((60 / rate - Fraction(8, 12)) * 12), 12)
     for t, start in enumerate([0, last_start]):
         for s in range(3):
             sample = dataset[1 * 6 + t * 3 + s]  # PySlowFast: video * V * C + t * C + s

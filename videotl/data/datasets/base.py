@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from ..decoding import VideoDecodeError, call_with_timeout, iter_segments, probe, read_clip
 from ..manifest import probe_videos
-from ..sampling import clip_span, last_clip_start, segment_count, uniform_clip_starts
+from ..sampling import clip_span, last_clip_start, on_grid, segment_count, uniform_clip_starts
 from ..transforms import EvalTransform, TrainTransform
 from ._registry import BrokenVideoRegistry
 
@@ -345,7 +345,7 @@ class VideoDataset(Dataset):
 
     def _train_clip(self, path: Path, draw: float, short_side: int) -> Tuple[float, torch.Tensor]:
         duration = probe(path).duration
-        start = draw * last_clip_start(duration, num_frames=self.num_frames, fps=self.fps)
+        start = on_grid(draw * last_clip_start(duration, num_frames=self.num_frames, fps=self.fps), fps=self.fps)
         clip = read_clip(
             path, start, self.num_frames, self.fps, backend=self.backend, size=short_side, num_threads=self._threads()
         )
