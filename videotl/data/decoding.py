@@ -22,8 +22,8 @@ their decoder fails, the file is read with PyAV instead, logged once per process
 The PyAV reader selects frames by PTS value rather than by position in the decoder's output, so
 frames that leave the decoder out of presentation order are placed where they belong, and it
 tells the decoder to skip the non-reference frames no requested time shows (at 12 fps from a
-30 fps source, most B-frames). Each returned frame goes through one colour conversion (and
-resize) straight to the output size.
+30 fps source, most B-frames). Only returned frames are converted: scaled in YUV, then converted
+once to RGB at the output size.
 
 The decord backend never touches ``decord.bridge``: a global bridge change (as pytorchvideo does)
 breaks ``.asnumpy()`` for every other caller in the process. Whatever bridge is active, the reader
@@ -458,10 +458,10 @@ def read_frames_at(
         path: video file.
         times: times in any order (negative ones give the first frame); repeats are decoded once.
         backend: ``"decord"``, ``"pyav"`` or ``"torchcodec"``; all return the same frames.
-        size: ``None`` (source size), short side (int) or ``(height, width)``. PyAV scales in its
-            one colour conversion, decord's and torchcodec's frames go through torchvision's
-            antialiased bilinear resize; either way each frame is resized once, and only frames
-            returned.
+        size: ``None`` (source size), short side (int) or ``(height, width)``. PyAV scales the
+            decoded YUV picture (swscale, bilinear) before its one conversion to RGB, decord's and
+            torchcodec's frames go through torchvision's antialiased bilinear resize; either way
+            each frame is resized once, and only frames returned.
         num_threads: decoder threads; 0 lets the decoder choose. Inside DataLoader workers 1 is
             best (the workers already use the cores).
         device: torchcodec only: ``"cuda"`` decodes on the GPU (NVDEC) and returns CUDA tensors;
@@ -915,15 +915,19 @@ def _pyav_decode(path, info, sorted_times, out_hw, num_threads, *, seek: bool):
 def _converter(out_hw: Optional[Tuple[int, int]]) -> Callable:
     from av.video.reformatter import VideoReformatter
 
-    # One reformatter for the whole read keeps its scaler context; one thread, because the
+    # Each reformatter keeps its scaler context for the whole read; one thread, because the
     # caller parallelises across clips (and several threads cost more CPU time in all).
-    reformatter = VideoReformatter()
-    height, width = out_hw if out_hw is not None else (None, None)
+    to_rgb = VideoReformatter()
+    if out_hw is None:
+        return lambda frame: to_rgb.reformat(frame, format="rgb24", threads=1).to_ndarray()
+    height, width = out_hw
+    scaler = VideoReformatter()
 
     def convert(frame) -> np.ndarray:
-        return reformatter.reformat(
-            frame, width=width, height=height, format="rgb24", interpolation="BILINEAR", threads=1
-        ).to_ndarray()
+        # Scaling the planar YUV picture first, then converting the small one, is cheaper than
+        # swscale's combined scale-and-convert (several times so for odd output widths).
+        small = scaler.reformat(frame, width=width, height=height, interpolation="BILINEAR", threads=1)
+        return to_rgb.reformat(small, format="rgb24", threads=1).to_ndarray()
 
     return convert
 
