@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -176,6 +177,10 @@ def _ours(backend: str, *, segments: bool = False) -> Callable:
     return lambda path, times, size=None: read_frames_at(path, times, backend=backend, size=size, num_threads=1)
 
 
+def _call(reader: Callable, path: str, times, **kwargs):
+    return reader(path, times, **kwargs)
+
+
 def _timed(fn: Callable[[], object]) -> Tuple[float, float]:
     """(wall seconds, CPU seconds of this process, all threads)."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -192,7 +197,7 @@ def _interleaved(readers: Dict[str, Callable[[], object]], rounds: int, jobs: Se
     for i, job in enumerate(jobs[1 : rounds + 1]):
         shift = i % len(names)
         for name in names[shift:] + names[:shift]:
-            wall, cpu = _timed(lambda: readers[name](job))
+            wall, cpu = _timed(functools.partial(readers[name], job))
             totals[name][0] += wall
             totals[name][1] += cpu
             totals[name][2] += 1
@@ -229,7 +234,7 @@ def bench_peers(
     all_times = np.arange(count * num_frames, dtype=np.float64) / fps
     results = {}
     for kind, size in (("random_clips", None), ("resized_clips", 256)):
-        readers = {f"videotl {b}": (lambda t, f=_ours(b), s=size: f(video, t, s)) for b in backends}
+        readers = {f"videotl {b}": functools.partial(_call, _ours(b), video, size=size) for b in backends}
         readers.update(
             {
                 "torchcodec": lambda t, s=size: peers.torchcodec(t, s),
@@ -239,7 +244,8 @@ def bench_peers(
         )
         results[kind] = _with_ratios(_interleaved(readers, clips, clip_jobs))
     readers = {
-        f"videotl {b}": (lambda t, f=_ours(b, segments=True): f(video, t, None, num_frames, fps)) for b in backends
+        f"videotl {b}": functools.partial(_call, _ours(b, segments=True), video, num_frames=num_frames, fps=fps)
+        for b in backends
     }
     readers.update(
         {
@@ -283,7 +289,7 @@ def long_video_worker(mode: str, path: str, backend: str) -> Dict:
     elif mode == "segments":
         from videotl.data.decoding import iter_segments
 
-        for _, clip in iter_segments(path, 64, 12.0, backend=backend, size=256, num_threads=1):
+        for _ in iter_segments(path, 64, 12.0, backend=backend, size=256, num_threads=1):
             produced += 1
     elif mode == "list":
         from videotl.data import read_segments
