@@ -417,3 +417,26 @@ def test_decode_time_limit_gives_a_decode_error(videos, monkeypatch):
     assert call_with_timeout(lambda: 7, seconds=5, path="x") == 7
     with pytest.raises(ZeroDivisionError):
         call_with_timeout(lambda: 1 / 0, seconds=5, path="x")
+
+
+def test_frames_stored_far_from_their_presentation_order_fail_loudly(tmp_path):
+    from fractions import Fraction
+
+    from videotl.data import encoding
+
+    from .conftest import frame_image
+
+    # Frame 0 stored 45th: beyond any decoder's reordering, so the streaming reader cannot place it.
+    order = list(range(1, 46)) + [0] + list(range(46, 60))
+    path = encoding.write_video(
+        tmp_path / "far.mkv",
+        (frame_image(i) for i in range(60)),
+        rate=30,
+        codec="mjpeg",
+        pix_fmt="yuvj420p",
+        pts=[round(i * 1000 / 30) for i in range(60)],
+        time_base=Fraction(1, 1000),
+        storage_order=order,
+    )
+    with pytest.raises(VideoDecodeError, match="stored more than 33 packets away from their presentation order"):
+        read_clip(path, 0.0, num_frames=12, fps=12.0, backend="pyav")

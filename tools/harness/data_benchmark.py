@@ -267,9 +267,12 @@ def bench_peers(
 
 
 def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    # VmHWM starts afresh at exec; getrusage's ru_maxrss would carry the parent's peak over.
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def long_video_worker(mode: str, path: str, backend: str) -> Dict:

@@ -957,6 +957,7 @@ def _frames_by_pts(container, stream, info: VideoInfo, sorted_times, convert, *,
     assigned = handed = 0
     skipping = False
     started = False
+    sent_latest = -math.inf  # the latest frame time among the packets sent so far
 
     def decide(time: float) -> Tuple[int, int]:
         position = bisect.bisect_right(window, time)
@@ -972,7 +973,9 @@ def _frames_by_pts(container, stream, info: VideoInfo, sorted_times, convert, *,
                 yield span[0], span[1], convert(frame)
 
     def send(packet, time):
-        nonlocal assigned, skipping
+        nonlocal assigned, skipping, sent_latest
+        if time is not None:
+            sent_latest = max(sent_latest, time)
         lo, hi = decide(time) if time is not None else (0, 0)
         wanted = hi > lo and packet.pts not in claimed
         if wanted:
@@ -992,6 +995,12 @@ def _frames_by_pts(container, stream, info: VideoInfo, sorted_times, convert, *,
             time = (packet.pts - zero) * tick
             if not started and seek and time > targets[0]:
                 raise _SeekLandedLate()
+            if time < sent_latest:
+                # Decisions already made assumed no packet this far back in presentation order.
+                raise VideoDecodeError(
+                    container.name,
+                    f"frames are stored more than {_REORDER_WINDOW} packets away from their presentation order",
+                )
             bisect.insort(window, time)
             recent.append(time)
             if len(recent) > 2 * _REORDER_WINDOW + 2:
