@@ -52,6 +52,10 @@ setup(
         # decord2 ships the `decord` module with a current FFmpeg (AV1, truncated files).
         "decord2",
         "av",
+        # The torchcodec backend (and GPU decoding) loads FFmpeg's shared libraries at first use,
+        # which pip does not bring: without them only that backend is unavailable (one clear
+        # error, see datasets/DATASETS.md); decord and PyAV bundle their own FFmpeg.
+        "torchcodec",
         "fvcore",
         "iopath",
         "numpy",

@@ -1,7 +1,13 @@
 import logging
+import os
+import tempfile
 
 import pytest
 import torch
+
+# Probe manifests go to a folder of this test run, never to the user's ~/.cache/videotl (set
+# before any test imports videotl, and inherited by the tools' subprocesses).
+os.environ["VIDEOTL_CACHE_DIR"] = tempfile.mkdtemp(prefix="videotl_test_cache_")
 
 # Test tensors are tiny: one thread per process avoids threading overhead and leaves the second
 # core to the DataLoader workers and tool subprocesses the tests start.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmarks, one subcommand each; results go to a JSON file.
 
-    python tools/benchmark.py data [--video FILE | --workdir DIR] [--backend decord pyav] [--output FILE.json]
+    python tools/benchmark.py data [--video FILE] [--workdir DIR] [--markdown docs/benchmarks.md] [--output FILE.json]
     python tools/benchmark.py model [--cfg FILE [--module NAME]] [--input TxHxW] [--device cpu|cuda] [--output FILE.json]
     python tools/benchmark.py gpu [--parts kernel models share loss] [--markdown docs/benchmarks.md] [--output FILE.json]
 
@@ -32,7 +32,7 @@ BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
 BENCHMARKS.register(
     "data",
     Benchmark(
-        "decoding / segment / DataLoader throughput against bare decoder loops",
+        "videotl's readers against torchcodec / decord / PyAV, long-video memory, transcoded files, index",
         data_benchmark.add_data_arguments,
         data_benchmark.run_data,
     ),
@@ -61,6 +61,7 @@ def main(argv=None) -> int:
     for name, benchmark in BENCHMARKS.items():
         benchmark.add_arguments(subparsers.add_parser(name, help=benchmark.help))
     args = parser.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
 
     def work():
         result = BENCHMARKS.get(args.command).run(args)

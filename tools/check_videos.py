@@ -5,8 +5,12 @@
 
 Without --split, both the training split (TRAIN.DATASET / TRAIN.SPLIT) and the test split
 (TEST.DATASET / TEST.SPLIT) are scanned. Each video is probed (every packet read) and its first
-and last frames are decoded with DATA.DECODING_BACKEND; --full decodes every frame. --output
-writes 'path<TAB>reason' lines. Exit status: 0 when every video reads, 1 otherwise.
+and last frames are decoded with DATA.DECODING_BACKEND; --full decodes every frame. Files that
+read but carry timestamps some decoder gets wrong (no timestamps, edit lists, frames stored out
+of presentation order, huge PTS, a decord or torchcodec frame index that disagrees with the
+container's) are listed as notes: videotl reads them exactly (falling back to PyAV), other tools
+may not. --output writes 'path<TAB>reason' lines of the unreadable ones. Exit status: 0 when
+every video reads, 1 otherwise.
 """
 
 import sys
@@ -43,9 +47,17 @@ def _check(args) -> int:
         paths.extend(str(r.path) for r in records)
     paths = list(dict.fromkeys(paths))
 
-    problems = check_videos(paths, backend=args.backend or cfg.DATA.DECODING_BACKEND, full=args.full)
+    found = check_videos(paths, backend=args.backend or cfg.DATA.DECODING_BACKEND, full=args.full, notes=True)
+    problems = [p for p in found if p.severity == "error"]
+    notes = [p for p in found if p.severity == "note"]
+    for note in notes:
+        print(f"note: {note.path}\t{note.reason}")
     for problem in problems:
         print(f"{problem.path}\t{problem.reason}")
+    if notes:
+        print(
+            f"{len({n.path for n in notes})} videos read exactly but have timestamps some decoders get wrong (notes above)"
+        )
     print(f"{len(problems)} of {len(paths)} videos cannot be read")
     if args.output:
         atomic_write_text(args.output, "".join(f"{p.path}\t{p.reason}\n" for p in problems))

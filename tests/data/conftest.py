@@ -5,6 +5,7 @@ is set), so any horizontal crop or resize still tells which source frame a clip 
 """
 
 import csv
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Optional, Sequence
@@ -66,6 +67,26 @@ def write_video(
     )
 
 
+def _torchcodec_skip_reason():
+    from videotl.data.decoding import torchcodec_unavailable_reason
+
+    reason = torchcodec_unavailable_reason()
+    # CI installs FFmpeg's libraries and sets this: there the torchcodec tests must run (and fail
+    # loudly if torchcodec cannot load).
+    if os.environ.get("VIDEOTL_REQUIRE_TORCHCODEC") == "1":
+        return None
+    return reason
+
+
+TORCHCODEC_SKIP = _torchcodec_skip_reason()
+# Every backend, for parametrize: torchcodec is skipped (with the reason) where FFmpeg's shared
+# libraries are missing.
+BACKENDS = [
+    "decord",
+    "pyav",
+    pytest.param("torchcodec", marks=pytest.mark.skipif(TORCHCODEC_SKIP is not None, reason=str(TORCHCODEC_SKIP))),
+]
+
 RATES = {"30": Fraction(30), "29.97": Fraction(30000, 1001), "25": Fraction(25), "8": Fraction(8)}
 VFR_PTS_MS = [0, 30, 50, 200, 210, 400, 500, 510, 520, 900, 1000, 1400]
 VFR_LAST_MS = 1500  # the encoder gives the last frame a duration up to here
@@ -93,8 +114,101 @@ def videos(tmp_path_factory):
     return out
 
 
-CHARADES_COLUMNS = ["id", "subject", "scene", "quality", "relevance", "verified", "script", "objects", "descriptions", "actions", "length"]
-CHARADES_CLASSES = ["Holding some clothes", "Putting clothes somewhere", "Taking a laptop", "Opening a door", "Sitting down"]
+def _images(count, offset=0):
+    return (frame_image(i + offset) for i in range(count))
+
+
+# name -> (presentation time in seconds from the first shown frame, frame index shown) of each
+# frame of the real-world timestamp fixtures below.
+ODD_TIMELINES = {
+    # MPEG-4 Part 2 with B-frames in AVI (as in UCF101 / HMDB51): the first PTS is 1, not 0.
+    "mpeg4_avi": [(Fraction(i, 30), i) for i in range(60)],
+    # A raw H.264 elementary stream: no timestamps at all, 30 fps in the stream header.
+    "raw_h264": [(Fraction(i, 30), i) for i in range(60)],
+    # Intra-only frames stored out of presentation order (blocks of 3 stored 2, 0, 1).
+    "stored_out_of_order": [(Fraction(round(i * 1000 / 30), 1000), i) for i in range(30)],
+    # PTS starting at 10^12 ms (31 years): decord would abort the process on it.
+    "huge_pts": [(Fraction(round(i * 1000 / 30), 1000), i) for i in range(45)],
+    # Negative PTS: MP4 keeps them behind an edit list that hides the frames before 0.
+    "edit_list": None,  # measured from the file in the fixture (the muxer decides what it hides)
+}
+
+
+@pytest.fixture(scope="session")
+def odd_videos(tmp_path_factory):
+    """name -> (path, timeline) of files whose timestamps trip decoders (see ODD_TIMELINES)."""
+    root = tmp_path_factory.mktemp("odd_videos")
+    h264 = {"crf": "8", "g": "12", "bf": "2"}
+    out = {}
+    out["mpeg4_avi"] = encoding.write_video(
+        root / "mpeg4_bframes.avi", _images(60), rate=30, codec="mpeg4", options={"bf": "2", "g": "12", "qscale": "2"}
+    )
+    out["raw_h264"] = encoding.write_video(root / "raw.h264", _images(60), rate=30, options=h264)
+    order = [j for block in range(0, 30, 3) for j in (block + 2, block, block + 1)]
+    out["stored_out_of_order"] = encoding.write_video(
+        root / "stored_out_of_order.mkv",
+        _images(30),
+        rate=30,
+        codec="mjpeg",
+        pix_fmt="yuvj420p",
+        pts=[round(i * 1000 / 30) for i in range(30)],
+        time_base=Fraction(1, 1000),
+        storage_order=order,
+    )
+    out["huge_pts"] = encoding.write_video(
+        root / "huge_pts.mkv",
+        _images(45),
+        rate=30,
+        pts=[10**12 + round(i * 1000 / 30) for i in range(45)],
+        time_base=Fraction(1, 1000),
+        options=h264,
+    )
+    out["edit_list"] = encoding.write_video(
+        root / "edit_list.mp4",
+        _images(60),
+        rate=30,
+        pts=[round(i * 1000 / 30) - 1000 for i in range(60)],
+        time_base=Fraction(1, 1000),
+        options=h264,
+    )
+    timelines = dict(ODD_TIMELINES)
+    timelines["edit_list"] = shown_frames(out["edit_list"])
+    return {name: (path, timelines[name]) for name, path in out.items()}
+
+
+def shown_frames(path):
+    """(time from the first shown frame, index) of every frame FFmpeg shows, by a plain decode."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [
+            (f.pts, frame_indices(torch.from_numpy(f.to_ndarray(format="rgb24"))[None])[0])
+            for f in container.decode(stream)
+        ]
+        base = stream.time_base
+    zero = min(p for p, _ in frames)
+    return sorted((Fraction(p - zero) * base, index) for p, index in frames)
+
+
+CHARADES_COLUMNS = [
+    "id",
+    "subject",
+    "scene",
+    "quality",
+    "relevance",
+    "verified",
+    "script",
+    "objects",
+    "descriptions",
+    "actions",
+    "length",
+]
+CHARADES_CLASSES = [
+    "Holding some clothes",
+    "Putting clothes somewhere",
+    "Taking a laptop",
+    "Opening a door",
+    "Sitting down",
+]
 # id -> (rate, seconds, actions); BROKEN is a text file named .mp4.
 CHARADES_VIDEOS = {
     "AAA01": (Fraction(30), 3, "c001 0.00 1.00;c003 1.50 3.00"),
@@ -123,8 +237,19 @@ def write_charades(root: Path) -> Path:
             for video_id in ids:
                 actions = CHARADES_VIDEOS[video_id][2]
                 writer.writerow(
-                    [video_id, "S1", "Kitchen", "6", "7", "Yes", "A person walks, then sits.", "chair;door",
-                     "The person opens a door, sits down.", actions, "3.00"]
+                    [
+                        video_id,
+                        "S1",
+                        "Kitchen",
+                        "6",
+                        "7",
+                        "Yes",
+                        "A person walks, then sits.",
+                        "chair;door",
+                        "The person opens a door, sits down.",
+                        actions,
+                        "3.00",
+                    ]
                 )
     return root
 
@@ -135,13 +260,20 @@ def charades_root(tmp_path_factory):
 
 
 SMALL = [
-    "DATA.NUM_FRAMES", "8",
-    "DATA.TRAIN_JITTER_SCALES", "[40, 48]",
-    "DATA.TRAIN_CROP_SIZE", "32",
-    "DATA.TEST_CROP_SIZE", "32",
-    "DATA_LOADER.NUM_WORKERS", "0",
-    "TRAIN.BATCH_SIZE_PER_DEVICE", "2",
-    "TEST.BATCH_SIZE_PER_DEVICE", "2",
+    "DATA.NUM_FRAMES",
+    "8",
+    "DATA.TRAIN_JITTER_SCALES",
+    "[40, 48]",
+    "DATA.TRAIN_CROP_SIZE",
+    "32",
+    "DATA.TEST_CROP_SIZE",
+    "32",
+    "DATA_LOADER.NUM_WORKERS",
+    "0",
+    "TRAIN.BATCH_SIZE_PER_DEVICE",
+    "2",
+    "TEST.BATCH_SIZE_PER_DEVICE",
+    "2",
 ]
 
 
@@ -152,7 +284,9 @@ def charades_cfg(charades_root):
     def make(*overrides):
         return load_config(
             "",
-            SMALL + ["DATA.PATH_TO_DATA_DIR", str(charades_root), "MODEL.NUM_CLASSES", str(len(CHARADES_CLASSES))] + list(overrides),
+            SMALL
+            + ["DATA.PATH_TO_DATA_DIR", str(charades_root), "MODEL.NUM_CLASSES", str(len(CHARADES_CLASSES))]
+            + list(overrides),
         )
 
     return make

@@ -41,7 +41,9 @@ def test_prepare_avid_writes_the_training_labels_as_class_list(tmp_path, capsys)
     spec = importlib.util.spec_from_file_location("prepare_avid", TOOL.parents[1] / "datasets" / "prepare_avid.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    (tmp_path / "avid_train.json").write_text(json.dumps({"a.mp4": "zumba", "b.mp4": "none", "c.mp4": "", "d.mp4": "archery"}))
+    (tmp_path / "avid_train.json").write_text(
+        json.dumps({"a.mp4": "zumba", "b.mp4": "none", "c.mp4": "", "d.mp4": "archery"})
+    )
     (tmp_path / "avid_val.json").write_text(json.dumps({"e.mp4": "zumba", "f.mp4": "juggling", "g.mp4": "none"}))
     assert module.main(["--root", str(tmp_path)]) == 0
     assert (tmp_path / "avid_classes.txt").read_text() == "archery\nzumba\n"
@@ -65,3 +67,17 @@ def test_tool_takes_options_after_the_overrides_and_reports_errors_in_one_line(c
         assert _tool().main(argv) == 1
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith("error: ") and expected in err, err
+
+
+def test_odd_timestamps_are_reported_as_notes(odd_videos, videos):
+    from videotl.data.check import video_notes
+
+    found = check_videos(
+        [odd_videos["mpeg4_avi"][0], videos["30"], videos["text"], odd_videos["raw_h264"][0]],
+        progress=False,
+        notes=True,
+    )
+    notes = {(p.path.rsplit("/", 1)[1], p.severity) for p in found}
+    assert ("mpeg4_bframes.avi", "note") in notes and ("raw.h264", "note") in notes and ("text.mp4", "error") in notes
+    assert not any(p.path == str(videos["30"]) for p in found)  # a plain file has no notes
+    assert any("decord" in p.reason and "disagrees" in p.reason for p in video_notes(odd_videos["mpeg4_avi"][0]))

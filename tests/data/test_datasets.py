@@ -9,7 +9,7 @@ from videotl.config import load_config
 from videotl.data import DatasetError, ShardSampler, build_dataset, build_loader
 from videotl.data.loader import SegmentBatches, rank_videos
 
-from .conftest import SMALL, frame_indices
+from .conftest import BACKENDS, SMALL, frame_indices
 
 MEAN, STD = 0.45, 0.225
 
@@ -30,9 +30,11 @@ def hot(*classes, n=5):
     return label
 
 
-def test_charades_train_clip_labels_follow_the_intervals(charades_cfg):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_charades_train_clip_labels_follow_the_intervals(charades_cfg, backend):
     # Short side 32 = crop 32: the crop keeps every row, so the frame index bands survive.
-    dataset = build_dataset(charades_cfg("DATA.TRAIN_JITTER_SCALES", "[32, 32]"), "train", "train")
+    cfg = charades_cfg("DATA.TRAIN_JITTER_SCALES", "[32, 32]", "DATA.DECODING_BACKEND", backend)
+    dataset = build_dataset(cfg, "train", "train")
     assert dataset.video_ids == ["AAA01", "BBB02", "BROKE"] and len(dataset) == 3
     assert dataset.class_names[3] == "Opening a door"
     seen = set()
@@ -64,13 +66,18 @@ def test_broken_training_video_is_skipped_deterministically(charades_cfg):
     assert dataset[2]["video_index"] == first["video_index"]
 
 
-def test_charades_views_mode_indexing_and_content(charades_cfg):
-    cfg = charades_cfg("TEST.MODE", "views", "TEST.NUM_ENSEMBLE_VIEWS", "2", "TEST.NUM_SPATIAL_CROPS", "3")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_charades_views_mode_indexing_and_content(charades_cfg, backend):
+    cfg = charades_cfg(
+        "TEST.MODE", "views", "TEST.NUM_ENSEMBLE_VIEWS", "2", "TEST.NUM_SPATIAL_CROPS", "3", "DATA.DECODING_BACKEND", backend
+    )
     dataset = build_dataset(cfg, "test", "views")
     assert dataset.video_ids == ["AAA01", "CCC03", "BROKE"]
     assert len(dataset) == 3 * 2 * 3 and dataset.num_views(0) == 6
     rate = Fraction(30000, 1001)
-    last_start = 60 / rate - Fraction(8, 12)  # CCC03: 60 frames at 29.97 fps
+    # CCC03: 60 frames at 29.97 fps; the last start 60 / rate - 8 / 12 = 1.3353 s, moved back onto
+    # the 12 fps grid: 16 / 12.
+    last_start = Fraction(math.floor((60 / rate - Fraction(8, 12)) * 12), 12)
     for t, start in enumerate([0, last_start]):
         for s in range(3):
             sample = dataset[1 * 6 + t * 3 + s]  # PySlowFast: video * V * C + t * C + s
@@ -84,8 +91,9 @@ def test_charades_views_mode_indexing_and_content(charades_cfg):
     assert torch.equal(dataset.video_labels(), torch.stack([hot(1, 3), hot(), hot(4)]))
 
 
-def test_charades_segments_mode(charades_cfg):
-    dataset = build_dataset(charades_cfg(), "test", "segments")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_charades_segments_mode(charades_cfg, backend):
+    dataset = build_dataset(charades_cfg("DATA.DECODING_BACKEND", backend), "test", "segments")
     # AAA01: 3 s -> 36 target frames -> 5 segments; CCC03: 2.002 s -> 25 -> 4; BROKE: 1 invalid.
     assert [dataset.num_views(v) for v in range(3)] == [5, 4, 1] and len(dataset) == 10
     assert dataset.segment_ranges(0)[1] == pytest.approx((8 / 12, 16 / 12))

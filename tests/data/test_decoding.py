@@ -7,11 +7,13 @@ import pytest
 import torch
 
 from videotl.data import VideoDecodeError, probe, read_clip, read_frames_at, read_segments
+from videotl.data.decoding import iter_segments
 from videotl.data.sampling import segment_count
 
-from .conftest import RATES, VFR_LAST_MS, VFR_PTS_MS, frame_indices
+from .conftest import BACKENDS, ODD_TIMELINES, RATES, TORCHCODEC_SKIP, VFR_LAST_MS, VFR_PTS_MS, frame_indices
 
-BACKENDS = ["decord", "pyav"]
+# The backends as plain names (for loops inside one test).
+BACKEND_NAMES = ["decord", "pyav"] + (["torchcodec"] if TORCHCODEC_SKIP is None else [])
 
 
 def on_screen(times, pts_sec, count):
@@ -66,10 +68,10 @@ def test_variable_frame_rate_uses_container_timestamps(videos, backend):
 @pytest.mark.parametrize("name", list(RATES) + ["vfr", "one_second"])
 def test_backends_agree_frame_for_frame(videos, name):
     for start in (0.0, 0.61):
-        a = read_clip(videos[name], start, num_frames=16, fps=12.0, backend="decord")
-        b = read_clip(videos[name], start, num_frames=16, fps=12.0, backend="pyav")
-        assert frame_indices(a) == frame_indices(b)
-        assert torch.equal(a, b)
+        clips = [read_clip(videos[name], start, num_frames=16, fps=12.0, backend=b) for b in BACKEND_NAMES]
+        for clip in clips[1:]:
+            assert frame_indices(clip) == frame_indices(clips[0])
+            assert torch.equal(clip, clips[0])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -118,7 +120,7 @@ def test_segments_equal_clips_read_one_by_one(videos, backend):
 
 def test_times_in_any_order_and_repeated(videos):
     times = [1.0, 0.0, 1.0, 0.5]
-    for backend in BACKENDS:
+    for backend in BACKEND_NAMES:
         frames = read_frames_at(videos["25"], times, backend=backend)
         assert frame_indices(frames) == [25, 0, 25, 12]
 
@@ -145,7 +147,7 @@ def test_truncated_faststart_file_is_a_decode_error_or_its_readable_frames(video
 
 def test_missing_file_and_folder(tmp_path):
     for path in (tmp_path / "nope.mp4", tmp_path):
-        for backend in BACKENDS:
+        for backend in BACKEND_NAMES:
             with pytest.raises(VideoDecodeError, match=str(path)):
                 read_clip(path, 0.0, num_frames=2, backend=backend)
 
@@ -170,33 +172,86 @@ def test_decode_error_survives_pickling():
     assert (error.path, error.reason, str(error)) == ("a.mp4", "broken", "a.mp4: broken")
 
 
-def test_pyav_decodes_from_the_preceding_keyframe_only(videos, monkeypatch):
+class _CountingContext:
+    """Stands in for a codec context: counts the packets sent and the frames that come out."""
+
+    def __init__(self, context, log):
+        object.__setattr__(self, "_context", context)
+        object.__setattr__(self, "_log", log)
+
+    def __getattr__(self, name):
+        return getattr(self._context, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._context, name, value)
+
+    def decode(self, packet=None):
+        frames = self._context.decode(packet)
+        if packet is not None:
+            self._log["sent"].append((packet.pts, self._context.skip_frame))
+        self._log["decoded"].extend(f.pts for f in frames)
+        return frames
+
+
+class _CountingStream:
+    def __init__(self, stream, log):
+        self._stream, self.codec_context = stream, _CountingContext(stream.codec_context, log)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+class _CountingContainer:
+    def __init__(self, container):
+        self._container = container
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+    def demux(self, stream):
+        return self._container.demux(stream._stream)
+
+    def seek(self, *args, stream=None, **kwargs):
+        return self._container.seek(*args, stream=stream._stream, **kwargs)
+
+
+@pytest.fixture
+def pyav_log(monkeypatch):
     import videotl.data.decoding as decoding
 
-    decoded = []
+    log = {"sent": [], "decoded": []}
     real_open = decoding._open_pyav
-
-    class Counting:
-        def __init__(self, container):
-            self._container = container
-
-        def __getattr__(self, name):
-            return getattr(self._container, name)
-
-        def decode(self, stream):
-            for frame in self._container.decode(stream):
-                decoded.append(frame.pts)
-                yield frame
 
     def counting_open(path):
         container, stream = real_open(path)
-        return Counting(container), stream
+        return _CountingContainer(container), _CountingStream(stream, log)
 
     monkeypatch.setattr(decoding, "_open_pyav", counting_open)
+    return log
+
+
+def test_pyav_decodes_from_the_preceding_keyframe_only(videos, pyav_log):
     # Frames 45..52 of a 60-frame file with a keyframe at least every 12 frames.
     clip = read_clip(videos["30"], 1.5, num_frames=4, fps=12.0, backend="pyav")
     assert frame_indices(clip) == [45, 47, 50, 52]
-    assert 8 <= len(decoded) <= 8 + 12 + 1  # the span, at most one GOP before it, one frame after
+    first_sent = min(pts for pts, _ in pyav_log["sent"]) / 15360  # mp4 time base of a 30 fps file: 1/15360
+    assert 33 / 30 <= first_sent + 1e-9 <= 45 / 30  # from the keyframe at or before frame 45, within one GOP
+    assert max(pyav_log["decoded"]) / 15360 < 53 / 30 + 3 / 30  # stops within the reordering after frame 52
+
+
+def test_pyav_skips_non_reference_frames_no_time_shows(videos, pyav_log):
+    # 12 fps from 30 fps: frames 0, 2, 5, 7, 10, ... are shown; with B-frames, most of the rest are
+    # non-reference frames the decoder need not decode at all.
+    clip = read_clip(videos["30"], 0.0, num_frames=24, fps=12.0, backend="pyav")
+    wanted = [math.floor(2.5 * k) for k in range(24)]
+    assert frame_indices(clip) == wanted
+    tick = Fraction(1, 15360)
+    decoded = {round(pts * tick * 30) for pts in pyav_log["decoded"]}
+    assert set(wanted) <= decoded
+    skipped = set(range(max(wanted) + 1)) - decoded
+    # The skipped frames were sent as skippable and show no wanted time.
+    sent_skippable = {round(pts * tick * 30) for pts, mode in pyav_log["sent"] if mode == "NONREF"}
+    assert skipped and skipped <= sent_skippable and not skipped & set(wanted)
 
 
 def test_decord_frames_listed_past_the_decodable_end_are_dropped(videos, monkeypatch):
@@ -228,13 +283,13 @@ def test_decord_frames_listed_past_the_decodable_end_are_dropped(videos, monkeyp
 
 def test_decord_falls_back_to_pyav_where_decord_fails(tmp_path, caplog):
     # decord 3.4 fails on every frame of a 96-pixel-wide H.264 file; PyAV reads it.
-    from .conftest import write_video
-
     from videotl.data.decoding import _decord_read
+
+    from .conftest import write_video
 
     path = write_video(tmp_path / "w96.mp4", rate=30, num_frames=30, width=96, height=72)
     try:
-        _decord_read(str(path), np.array([0.1]), None, 0)
+        _decord_read(str(path), probe(path), np.array([0.1]), None, 0)
         decord_fails = False
     except VideoDecodeError:
         decord_fails = True
@@ -247,7 +302,141 @@ def test_decord_falls_back_to_pyav_where_decord_fails(tmp_path, caplog):
     assert sum("read with PyAV instead" in r.getMessage() for r in caplog.records) == int(decord_fails)
 
 
-def test_a_file_neither_backend_reads_names_both_reasons(videos):
-    with pytest.raises(VideoDecodeError, match=r"decord.*PyAV") as info:
-        read_clip(videos["text"], 0.0, num_frames=4, fps=12.0, backend="decord")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_file_no_backend_reads_is_named_with_the_reason(videos, backend):
+    with pytest.raises(VideoDecodeError, match=r"cannot open as a video container") as info:
+        read_clip(videos["text"], 0.0, num_frames=4, fps=12.0, backend=backend)
     assert info.value.path == str(videos["text"])
+
+
+def _expected_at(timeline, times):
+    """Hand rule over a fixture's timeline: the frame shown last at or before each time."""
+    out = []
+    for t in times:
+        shown = [index for time, index in timeline if time <= t]
+        out.append(shown[-1] if shown else timeline[0][1])
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(ODD_TIMELINES))
+def test_real_world_timestamps_give_the_frames_on_screen(odd_videos, name, backend):
+    path, timeline = odd_videos[name]
+    duration = float(timeline[-1][0])
+    for start in (Fraction(0), Fraction(37, 100), Fraction(duration).limit_denominator(1000) - Fraction(1, 2)):
+        times = [start + Fraction(k, 12) for k in range(10)]
+        clip = read_frames_at(path, [float(t) for t in times], backend=backend)
+        assert frame_indices(clip) == _expected_at(timeline, times), (name, backend, float(start))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(ODD_TIMELINES))
+def test_real_world_timestamps_in_segments(odd_videos, name, backend):
+    path, timeline = odd_videos[name]
+    segments = list(iter_segments(path, num_frames=8, fps=12.0, backend=backend))
+    times = [Fraction(k, 12) for k in range(8 * len(segments))]
+    got = [i for _, clip in segments for i in frame_indices(clip)]
+    assert got == _expected_at(timeline, times)
+
+
+def test_probe_sees_odd_timestamps(odd_videos):
+    from videotl.data.decoding import decoder_notes
+
+    info = probe(odd_videos["raw_h264"][0])
+    assert not info.has_timestamps and info.num_frames == 60 and info.duration == pytest.approx(2.0)
+    assert any("no presentation timestamps" in note for note in decoder_notes(odd_videos["raw_h264"][0]))
+    info = probe(odd_videos["mpeg4_avi"][0])
+    assert info.start_pts == 1 and info.num_frames == 60  # the first frame is at 1/30 s
+    assert any("decord" in note for note in decoder_notes(odd_videos["mpeg4_avi"][0]))
+    info = probe(odd_videos["stored_out_of_order"][0])
+    assert info.stored_out_of_order == 20 and not info.decoder_reorders  # two of each block of three
+    edit_list = odd_videos["edit_list"]
+    assert probe(edit_list[0]).num_frames == len(edit_list[1]) and probe(edit_list[0]).hidden_frames > 0
+    assert any("beyond decord" in note for note in decoder_notes(odd_videos["huge_pts"][0]))
+    assert any("edit list hides" in note for note in decoder_notes(edit_list[0]))
+    assert any("stored out of presentation order" in n for n in decoder_notes(odd_videos["stored_out_of_order"][0]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_iter_segments_is_lazy_and_equals_read_segments(videos, backend):
+    path = videos["29.97"]
+    stream = iter_segments(path, num_frames=8, fps=12.0, backend=backend)
+    start, first = next(stream)
+    assert start == 0.0 and first.shape == (8, 48, 64, 3)
+    rest = list(stream)
+    listed = read_segments(path, num_frames=8, fps=12.0, backend=backend)
+    assert [s for s, _ in listed] == [0.0] + [s for s, _ in rest]
+    for (_, a), (_, b) in zip(listed, [(start, first)] + rest):
+        assert torch.equal(a, b)
+
+
+def test_torchcodec_without_ffmpeg_fails_in_one_line(videos, monkeypatch):
+    import torchcodec._internally_replaced_utils as loader
+
+    import videotl.data.decoding as decoding
+
+    def missing():
+        raise RuntimeError("Could not load libtorchcodec. Likely causes: ...")
+
+    monkeypatch.setattr(loader, "load_core_libraries", missing)
+    decoding.torchcodec_unavailable_reason.cache_clear()
+    try:
+        reason = decoding.torchcodec_unavailable_reason()
+        assert "apt-get install ffmpeg" in reason and "decord and PyAV backends work without them" in reason
+        assert "\n" not in reason
+        with pytest.raises(VideoDecodeError, match="FFmpeg's shared libraries") as info:
+            decoding._torchcodec_read(str(videos["30"]), probe(videos["30"]), np.array([0.0]), None, 1)
+        assert info.value.path == str(videos["30"])
+    finally:
+        decoding.torchcodec_unavailable_reason.cache_clear()
+
+
+@pytest.mark.skipif(TORCHCODEC_SKIP is not None, reason=str(TORCHCODEC_SKIP))
+def test_torchcodec_cuda_request_falls_back_to_the_cpu(videos, caplog):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is here: the GPU test covers it")
+    with caplog.at_level("WARNING", logger="videotl.data"):
+        clip = read_clip(videos["30"], 0.0, num_frames=4, fps=12.0, backend="torchcodec", device="cuda")
+    assert clip.device.type == "cpu" and frame_indices(clip) == [0, 2, 5, 7]
+    assert any("CUDA is not available" in r.getMessage() for r in caplog.records)
+
+
+def test_decode_time_limit_gives_a_decode_error(videos, monkeypatch):
+    import threading
+    import time
+
+    from videotl.data.decoding import call_with_timeout
+
+    release = threading.Event()
+    started = time.monotonic()
+    with pytest.raises(VideoDecodeError, match=r"took longer than 0.3 s") as info:
+        call_with_timeout(lambda: release.wait(30), seconds=0.3, path=videos["30"])
+    assert info.value.path == str(videos["30"]) and time.monotonic() - started < 5
+    release.set()
+    # The next call gets a fresh thread and works; errors inside pass through unchanged.
+    assert call_with_timeout(lambda: 7, seconds=5, path="x") == 7
+    with pytest.raises(ZeroDivisionError):
+        call_with_timeout(lambda: 1 / 0, seconds=5, path="x")
+
+
+def test_frames_stored_far_from_their_presentation_order_fail_loudly(tmp_path):
+    from fractions import Fraction
+
+    from videotl.data import encoding
+
+    from .conftest import frame_image
+
+    # Frame 0 stored 45th: beyond any decoder's reordering, so the streaming reader cannot place it.
+    order = list(range(1, 46)) + [0] + list(range(46, 60))
+    path = encoding.write_video(
+        tmp_path / "far.mkv",
+        (frame_image(i) for i in range(60)),
+        rate=30,
+        codec="mjpeg",
+        pix_fmt="yuvj420p",
+        pts=[round(i * 1000 / 30) for i in range(60)],
+        time_base=Fraction(1, 1000),
+        storage_order=order,
+    )
+    with pytest.raises(VideoDecodeError, match="stored more than 33 packets away from their presentation order"):
+        read_clip(path, 0.0, num_frames=12, fps=12.0, backend="pyav")

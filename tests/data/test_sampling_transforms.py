@@ -41,6 +41,11 @@ def test_clip_starts():
     starts = [random_clip_start(10.0, num_frames=24, fps=12.0, generator=generator) for _ in range(200)]
     assert 0.0 <= min(starts) and max(starts) <= 8.0 and max(starts) > 7.0 and min(starts) < 1.0
     assert random_clip_start(1.0, num_frames=24, fps=12.0) == 0.0
+    # Starts lie on the 12 fps grid (a file transcoded to 12 fps holds every sampled time).
+    assert all(abs(s * 12 - round(s * 12)) < 1e-9 for s in starts) and len({round(s * 12) for s in starts}) > 50
+    # 4 clips over [0, 7.5]: 2.5 and 5.0 are on the grid, 7.5 too; 3 clips over [0, 7.6]: 3.8 -> 45 / 12.
+    assert uniform_clip_starts(9.5, num_frames=24, fps=12.0, num_clips=4) == pytest.approx([0.0, 2.5, 5.0, 7.5])
+    assert uniform_clip_starts(9.6, num_frames=24, fps=12.0, num_clips=3) == pytest.approx([0.0, 45 / 12, 91 / 12])
 
 
 def test_normalize_by_hand():

@@ -1,68 +1,134 @@
-"""Smoke test of the data benchmark on a tiny video (the real run is in docs/benchmarks.md)."""
+"""Smoke test of the data benchmark on tiny videos (the real run is in docs/benchmarks.md)."""
 
 import json
-from pathlib import Path
+
+import pytest
 
 from videotl.data import probe
-from videotl_tools.harness.data_benchmark import make_benchmark_video, run_data_benchmark
+from videotl.data.decoding import torchcodec_unavailable_reason
+from videotl_tools.harness.data_benchmark import (
+    bench_index,
+    long_video_worker,
+    make_benchmark_video,
+    make_long_video,
+    render_markdown,
+    run_data_benchmark,
+    targets,
+)
 
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "benchmark.py"
-SMALL_LOADER = ["DATA.NUM_FRAMES", "8", "DATA.TRAIN_JITTER_SCALES", "[40, 48]", "DATA.TRAIN_CROP_SIZE", "32"]
+needs_torchcodec = pytest.mark.skipif(
+    torchcodec_unavailable_reason() is not None, reason=str(torchcodec_unavailable_reason())
+)
 
 
-def test_benchmark_video_and_report(tmp_path):
-    video = make_benchmark_video(tmp_path / "v.mp4", seconds=1.0, width=96, height=72, fps=30, gop=12)
+@needs_torchcodec
+def test_benchmark_report_and_markdown(tmp_path):
+    video = make_benchmark_video(tmp_path / "v.mp4", seconds=1.0, width=128, height=96, fps=30, gop=12)
     info = probe(video)
-    assert (info.num_frames, info.width, info.height) == (30, 96, 72)
+    assert (info.num_frames, info.width, info.height) == (30, 128, 96)
     result = run_data_benchmark(
         str(video),
-        backends=("pyav",),
-        num_clips=2,
-        segment_repeats=1,
-        loader_clips=4,
-        workers=0,
-        batch_size=2,
+        workdir=str(tmp_path / "work"),
+        clips=2,
+        segment_rounds=1,
         num_frames=8,
-        loader_overrides=SMALL_LOADER,
+        long_lengths=(),
+        transcode_clips=1,
+        index_videos=0,
         log=lambda line: None,
     )
-    report = result["backends"]["pyav"]
-    assert report["random_clips"]["clips"] == 2 and report["random_clips"]["ratio_cpu"] > 0
-    assert report["segments"]["segments_per_video"] == 2  # 12 target frames at 12 fps, 8 per segment
-    assert report["loader"]["clips_loader_timed"] == 4 and report["loader"]["first_batch_shape"] == [2, 3, 8, 32, 32]
-    assert result["machine"]["cpu_count"] >= 1 and result["video"]["frames"] == 30
+    peers = result["peers"]
+    assert set(peers["random_clips"]) == {
+        "videotl decord",
+        "videotl pyav",
+        "videotl torchcodec",
+        "torchcodec",
+        "decord",
+        "pyav",
+    }
+    assert peers["random_clips"]["torchcodec"]["vs_torchcodec_cpu"] == pytest.approx(1.0)
+    assert peers["random_clips"]["torchcodec"]["median_vs_torchcodec_cpu"] == pytest.approx(1.0)
+    assert peers["random_clips"]["videotl pyav"]["count"] == 2 and peers["segments_per_video"] == 2
+    assert set(result["transcoded"]["rows"]) == {
+        "decord size source",
+        "pyav size source",
+        "decord size 256",
+        "pyav size 256",
+    }
+    assert [t["met"] for t in result["targets"]] == [
+        max(r["median_vs_torchcodec_cpu"] for n, r in peers[kind].items() if n.startswith("videotl")) >= 1.2
+        for kind in ("random_clips", "segments", "resized_clips")
+    ]
+    text = render_markdown(result)
+    assert (
+        text.startswith("## Data pipeline\n")
+        and "**Targets** (this run)" in text
+        and "| videotl pyav |" in text.replace("**", "")
+    )
+    json.dumps(result)
 
 
-def test_tool_writes_json(tmp_path):
+def test_long_video_worker_modes(tmp_path):
+    video = make_long_video(tmp_path / "long.mp4", seconds=6.0, width=64, height=48)
+    assert probe(video).num_frames == 180
+    sequential = long_video_worker("sequential", str(video), "pyav")
+    # 6 s at 12 fps = 72 times: two 64-frame segments.
+    counts = [long_video_worker(mode, str(video), "pyav")["items"] for mode in ("segments", "list", "score")]
+    assert sequential["items"] == 180 and counts == [2, 2, 2]
+    assert sequential["peak_rss_mb"] > 0
+
+
+def test_index_timing_cold_then_warm(tmp_path, monkeypatch):
+    import videotl.data.decoding as decoding
+    import videotl_tools.harness.data_benchmark as bench
+
+    probed = []
+    real = decoding._probe_file
+    monkeypatch.setattr(decoding, "_probe_file", lambda path: probed.append(path) or real(path))
+
+    def in_this_process(args, env=None):
+        # What a fresh process sees: no probe results in memory, the given cache folder.
+        monkeypatch.setattr(decoding, "_PROBES", decoding._ProbeCache())
+        monkeypatch.setenv("VIDEOTL_CACHE_DIR", env["VIDEOTL_CACHE_DIR"])
+        before = len(probed)
+        result = bench.index_worker(args[1])
+        result["probed"] = len(probed) - before
+        return result
+
+    monkeypatch.setattr(bench, "_in_fresh_process", in_this_process)
+    result = bench_index(tmp_path, count=25, log=lambda line: None)
+    assert result["cold"]["videos"] == result["warm"]["videos"] == 25 and result["warm"]["samples"] == 25
+    assert (result["cold"]["probed"], result["warm"]["probed"]) == (25, 0)
+
+
+def test_targets_read_the_measurements():
+    def row(seconds, rss, ratio):
+        return {
+            "seconds": seconds,
+            "score pyav": {"peak_rss_mb": rss, "vs_sequential_cpu": ratio, "vs_sequential_wall": ratio},
+        }
+
+    result = {"long_videos": [row(30, 400, 1.0), row(600, 410, 0.95), row(3600, 590, 0.89)]}
+    assert [(t["met"], t["measured"].split(":")[-1].strip()) for t in targets(result)] == [
+        (True, "1.48x"),  # 590 / 400
+        (False, "0.89x CPU, 0.89x wall"),
+    ]
+
+
+@needs_torchcodec
+def test_tool_writes_json_and_markdown(tmp_path):
     from videotl_tools import benchmark as module
 
     video = make_benchmark_video(tmp_path / "v.mp4", seconds=1.0, width=64, height=48, fps=25, gop=12)
-    out = tmp_path / "data.json"
+    out, doc = tmp_path / "data.json", tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## Data pipeline\n\nold\n\n## Model\n\nkept\n")
     assert "data" in module.BENCHMARKS
-    status = module.main(
-        [
-            "data",
-            "--video",
-            str(video),
-            "--backend",
-            "decord",
-            "--clips",
-            "1",
-            "--segment-repeats",
-            "1",
-            "--loader-clips",
-            "2",
-            "--workers",
-            "0",
-            "--batch-size",
-            "1",
-            "--num-frames",
-            "4",
-            "--output",
-            str(out),
-        ]
-    )
-    assert status == 0
+    argv = ["data", "--video", str(video), "--workdir", str(tmp_path / "w"), "--backend", "pyav", "torchcodec"]
+    argv += ["--clips", "1", "--segment-rounds", "1", "--num-frames", "4", "--long", "--transcode-clips", "0"]
+    argv += ["--index-videos", "0", "--output", str(out), "--markdown", str(doc)]
+    assert module.main(argv) == 0
     result = json.loads(out.read_text())
     assert result["command"].startswith("python tools/benchmark.py data --video")
-    assert set(result["backends"]["decord"]) == {"random_clips", "segments", "loader"}
+    assert set(result["peers"]["segments"]) == {"videotl pyav", "videotl torchcodec", "torchcodec", "decord", "pyav"}
+    text = doc.read_text()
+    assert "old" not in text and "## Model\n\nkept" in text and "python tools/benchmark.py data --video" in text

@@ -13,10 +13,20 @@ def add_data_defaults(cfg: CfgNode) -> None:
     # Clips are sampled by time at this rate, whatever the source frame rate.
     cfg.DATA.TARGET_FPS = 12.0
     cfg.DATA.MULTI_LABEL = True
+    # "decord", "pyav" or "torchcodec": the same frames from each (decord and torchcodec fall
+    # back to PyAV per file where their frame index disagrees with the container's). On the data
+    # benchmark (docs/benchmarks.md, "Data") "pyav" is the fastest exact reader; torchcodec needs
+    # FFmpeg's shared libraries (see datasets/DATASETS.md).
     cfg.DATA.DECODING_BACKEND = "decord"
     # Where videos are decoded: "cpu" (DataLoader workers). "cuda" (the GPU, in the main process)
     # is reserved for the torchcodec backend and refused until it exists.
     cfg.DATA.DECODE_DEVICE = "cpu"
+    # Seconds one clip (segments mode: one segment) or one probe may take; a video past it is
+    # skipped like an unreadable one. 0 = no limit.
+    cfg.DATA.DECODE_TIMEOUT_SEC = 60.0
+    # Keep probe results (duration, frame count) in a manifest per video folder under
+    # $VIDEOTL_CACHE_DIR (default ~/.cache/videotl), so later runs and DDP ranks skip probing.
+    cfg.DATA.PROBE_CACHE = True
     # Video folder relative to PATH_TO_DATA_DIR; "" = the dataset's default (Charades:
     # Charades_v1_480, else Charades_v1; AViD: videos).
     cfg.DATA.VIDEO_DIR = ""
@@ -50,7 +60,8 @@ def add_data_defaults(cfg: CfgNode) -> None:
 def validate_data(cfg: CfgNode, errors: list) -> None:
     require_positive(errors, cfg, "DATA.NUM_FRAMES")
     require_positive(errors, cfg, "DATA.TARGET_FPS")
-    require_choice(errors, cfg, "DATA.DECODING_BACKEND", ("decord", "pyav"))
+    require_choice(errors, cfg, "DATA.DECODING_BACKEND", ("decord", "pyav", "torchcodec"))
+    require_positive(errors, cfg, "DATA.DECODE_TIMEOUT_SEC", allow_zero=True)
     require_choice(errors, cfg, "DATA.DECODE_DEVICE", ("cpu", "cuda"))
     if cfg.DATA.DECODE_DEVICE == "cuda":
         errors.append(

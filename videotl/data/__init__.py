@@ -3,7 +3,8 @@
 Public API::
 
     read_clip(path, start_sec, num_frames=64, fps=12.0, backend="decord", size=None) -> uint8 T x H x W x 3
-    read_segments(path, num_frames=64, fps=12.0, backend="decord", size=None) -> [(start_sec, uint8 T x H x W x 3)]
+    iter_segments(path, num_frames=64, fps=12.0, backend="decord", size=None) -> yields (start_sec, uint8 T x H x W x 3)
+    read_segments(...) -> the same, as a list
     read_frames_at(path, times, backend=..., size=...) -> uint8 N x H x W x 3
     probe(path) -> VideoInfo(duration, fps, num_frames, width, height)
     VideoDecodeError(path, reason)
@@ -15,12 +16,23 @@ See :mod:`videotl.data.datasets.base` for the sample dict.
 
 from .build import build_dataset, load_records
 from .datasets import DatasetError, VideoDataset, VideoRecord
-from .decoding import BACKENDS, VideoDecodeError, VideoInfo, probe, read_clip, read_frames_at, read_segments
+from .decoding import (
+    BACKENDS,
+    DecodeTimeout,
+    VideoDecodeError,
+    VideoInfo,
+    iter_segments,
+    probe,
+    read_clip,
+    read_frames_at,
+    read_segments,
+)
 from .loader import SegmentBatches, ShardSampler, TrainSampler, build_loader
 
 __all__ = [
     "BACKENDS",
     "DatasetError",
+    "DecodeTimeout",
     "SegmentBatches",
     "ShardSampler",
     "TrainSampler",
@@ -30,6 +42,7 @@ __all__ = [
     "VideoRecord",
     "build_dataset",
     "build_loader",
+    "iter_segments",
     "load_records",
     "probe",
     "read_clip",

@@ -171,4 +171,6 @@ def dataset_from_records(
         decoder_threads=cfg.DATA_LOADER.DECODER_THREADS,
         seed=cfg.RNG_SEED,
         max_skip_attempts=data.MAX_SKIP_ATTEMPTS,
+        decode_timeout=data.DECODE_TIMEOUT_SEC,
+        probe_cache=data.PROBE_CACHE,
     )

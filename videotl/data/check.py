@@ -9,7 +9,7 @@ from typing import Iterable, List, Optional, Sequence, Union
 import av
 from tqdm import tqdm
 
-from .decoding import VideoDecodeError, probe, read_frames_at
+from .decoding import VideoDecodeError, decoder_notes, probe, read_frames_at
 
 __all__ = ["VideoProblem", "check_video", "check_videos"]
 
@@ -18,8 +18,13 @@ PathLike = Union[str, os.PathLike]
 
 @dataclass(frozen=True)
 class VideoProblem:
+    """A file that cannot be read (``severity == "error"``), or one that reads but has timestamps
+    that some decoder gets wrong (``"note"``: the readers fall back or compensate, see
+    :func:`videotl.data.decoding.decoder_notes`)."""
+
     path: str
     reason: str
+    severity: str = "error"
 
 
 def _decode_everything(path: PathLike, expected_frames: int) -> None:
@@ -60,18 +65,36 @@ def check_video(path: PathLike, *, backend: str = "decord", full: bool = False) 
     return None
 
 
+def video_notes(path: PathLike) -> List[VideoProblem]:
+    """The timestamp oddities of a readable file, as ``"note"`` problems (empty when none)."""
+    try:
+        return [VideoProblem(str(path), note, "note") for note in decoder_notes(path)]
+    except VideoDecodeError:
+        return []
+
+
 def check_videos(
-    paths: Sequence[PathLike], *, backend: str = "decord", full: bool = False, progress: bool = True
+    paths: Sequence[PathLike],
+    *,
+    backend: str = "decord",
+    full: bool = False,
+    progress: bool = True,
+    notes: bool = False,
 ) -> List[VideoProblem]:
-    """Check every path (with a tqdm progress bar) and return the problems found, in input order."""
+    """Check every path (with a tqdm progress bar) and return the problems found, in input order;
+    ``notes`` adds the timestamp notes of the readable files (severity ``"note"``)."""
     problems: List[VideoProblem] = []
     items: Iterable = paths
     if progress:
         items = tqdm(paths, desc="checking videos", unit="video", dynamic_ncols=True)
+    broken = 0
     for path in items:
         problem = check_video(path, backend=backend, full=full)
         if problem is not None:
             problems.append(problem)
+            broken += 1
             if progress:
-                items.set_postfix(broken=len(problems))
+                items.set_postfix(broken=broken)
+        elif notes:
+            problems.extend(video_notes(path))
     return problems

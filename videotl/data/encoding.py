@@ -21,6 +21,8 @@ from ..utils.fileio import atomic_path
 __all__ = ["write_video"]
 
 Rate = Union[int, float, Fraction]
+# File suffixes whose muxer has another name.
+_MUXERS = {"mkv": "matroska", "264": "h264", "ts": "mpegts", "mpg": "mpeg", "m2v": "mpeg2video"}
 
 
 def write_video(
@@ -37,6 +39,8 @@ def write_video(
     time_base: Optional[Fraction] = None,
     options: Optional[Dict[str, str]] = None,
     container_options: Optional[Dict[str, str]] = None,
+    pix_fmt: str = "yuv420p",
+    storage_order: Optional[Sequence[int]] = None,
 ) -> Path:
     """Encode ``frames`` into ``path`` (created atomically: a crash leaves no partial file).
 
@@ -52,6 +56,11 @@ def write_video(
             ``i`` at ``i / rate``). Variable frame rates come from ``pts``.
         options: encoder options (``{"crf": "23", "g": "12", "bf": "2", "preset": "veryfast"}``).
         container_options: muxer options (``{"movflags": "faststart"}``).
+        pix_fmt: the stream's pixel format (``yuvj420p`` for ``mjpeg``).
+        storage_order: intra-only codecs (one packet per frame, e.g. ``mjpeg``): store frame
+            ``storage_order[j]``'s packet ``j``-th in the file, keeping its PTS, so that storage
+            order differs from presentation order (as in files some muxers write). All packets
+            are held in memory until the end.
 
     Returns:
         ``Path(path)``.
@@ -59,7 +68,8 @@ def write_video(
     path = Path(path)
     rate = Fraction(rate).limit_denominator(1_000_000) if isinstance(rate, float) else Fraction(rate)
     time_base = time_base or Fraction(1) / rate
-    fmt = container_format or path.suffix.lstrip(".") or None
+    suffix = path.suffix.lstrip(".").lower()
+    fmt = container_format or _MUXERS.get(suffix, suffix) or None
     iterator = iter(frames)
     first = next(iterator, None)
     if first is None:
@@ -75,17 +85,40 @@ def write_video(
         with av.open(str(tmp), mode="w", format=fmt, options=container_options or {}) as container:
             stream = container.add_stream(codec, rate=rate)
             stream.width, stream.height = width or frame_width, height or frame_height
-            stream.pix_fmt = "yuv420p"
+            stream.pix_fmt = pix_fmt
             stream.codec_context.time_base = time_base
             if options:
                 stream.options = dict(options)
+            held = []
             for index, array in enumerate(_chain(first, iterator)):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format=input_format)
                 frame.pts = int(pts[index]) if pts is not None else round(index / (rate * time_base))
                 frame.time_base = time_base
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
+                packets = stream.encode(frame)
+                if storage_order is None:
+                    container.mux(packets)
+                else:
+                    held.extend(packets)
+            if storage_order is None:
+                container.mux(stream.encode(None))
+            else:
+                held.extend(stream.encode(None))
+                _mux_in_order(container, path, held, storage_order)
     return path
+
+
+def _mux_in_order(container, path, packets, storage_order) -> None:
+    if sorted(storage_order) != list(range(len(packets))):
+        raise ValueError(f"{path}: storage_order must be a permutation of the {len(packets)} packets")
+    ordered = [packets[i] for i in storage_order]
+    # Decode timestamps must rise in storage order and stay at or below each PTS: the smallest
+    # PTS still to come, less a step, satisfies both.
+    remaining = [p.pts for p in ordered]
+    for j in range(len(remaining) - 2, -1, -1):
+        remaining[j] = min(remaining[j], remaining[j + 1])
+    for j, packet in enumerate(ordered):
+        packet.dts = remaining[j] - len(ordered) + j
+        container.mux(packet)
 
 
 def _chain(first, rest):

@@ -5,8 +5,10 @@
 - views: :class:`ShardSampler`, a contiguous, video-aligned share of the samples per rank,
   without padding or duplication: over all ranks every sample appears exactly once.
 - segments: :class:`SegmentBatches`, an iterable that hands each DataLoader worker whole videos
-  (the rank's share, as in views mode), decodes each video once and yields collated batches of
-  ``TEST.BATCH_SIZE_PER_DEVICE`` segments. ``len(loader)`` is the exact number of batches.
+  (the rank's share, as in views mode), decodes each video once, front to back, in one worker,
+  and yields collated batches of ``TEST.BATCH_SIZE_PER_DEVICE`` segments as the segments are
+  decoded (memory does not grow with the video's length). ``len(loader)`` is the exact number of
+  batches.
 """
 
 from __future__ import annotations
@@ -103,12 +105,12 @@ class SegmentBatches(IterableDataset):
     def _batches(self, videos: Sequence[int]):
         buffer = []
         for video in videos:
-            for sample in self.dataset.segment_samples(video):
+            for sample in self.dataset.iter_segment_samples(video):
                 buffer.append(sample)
                 if len(buffer) == self.batch_size:
                     yield default_collate(buffer)
                     buffer = []
-            # The decoded frames of a finished video are not needed again.
+            # Nothing of a finished video is needed again.
             self.dataset.release_cache()
         if buffer:
             yield default_collate(buffer)

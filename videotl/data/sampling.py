@@ -1,7 +1,9 @@
 """Time grids: where clips start and which source frame each sampled time shows.
 
 All times are seconds from a video's first frame. A clip of ``num_frames`` at ``fps`` samples the
-times ``start + k / fps`` and spans ``num_frames / fps`` seconds.
+times ``start + k / fps`` and spans ``num_frames / fps`` seconds. Clip starts lie on the ``1 / fps``
+grid, so every time a clip samples is some ``k / fps``: a file transcoded to ``fps`` (with
+``datasets/transcode.py``) holds exactly the frames the same request reads from the original.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import torch
 __all__ = [
     "clip_times",
     "clip_span",
+    "on_grid",
     "frame_indices_at",
     "num_target_frames",
     "segment_count",
     "segment_starts",
+    "last_clip_start",
     "random_clip_start",
     "uniform_clip_starts",
 ]
@@ -67,16 +71,27 @@ def _last_start(duration: float, num_frames: int, fps: float) -> float:
     return max(0.0, duration - (num_frames - 1) / fps - 1.0 / fps)
 
 
+def on_grid(time: float, *, fps: float) -> float:
+    """The latest ``k / fps`` at or before ``time`` (for ``time >= 0``)."""
+    return max(0, math.floor(time * fps + _GRID_EPS)) / fps
+
+
+def last_clip_start(duration: float, *, num_frames: int, fps: float) -> float:
+    """The latest start whose clip still ends inside the video (0 for short videos)."""
+    return _last_start(duration, num_frames, fps)
+
+
 def random_clip_start(
     duration: float, *, num_frames: int, fps: float, generator: Optional[torch.Generator] = None
 ) -> float:
-    """A uniformly random start such that the clip fits in the video (0 for short videos)."""
+    """A uniformly random start on the ``1 / fps`` grid such that the clip fits in the video (0
+    for short videos)."""
     last = _last_start(duration, num_frames, fps)
-    return float(torch.rand((), generator=generator, dtype=torch.float64)) * last
+    return on_grid(float(torch.rand((), generator=generator, dtype=torch.float64)) * last, fps=fps)
 
 
 def uniform_clip_starts(duration: float, *, num_frames: int, fps: float, num_clips: int) -> List[float]:
-    """Starts of ``num_clips`` evenly spread test clips.
+    """Starts of ``num_clips`` evenly spread test clips, each moved back onto the ``1 / fps`` grid.
 
     One clip is centred; several run from the start (first clip) to the end (last clip) of the
     video. A video shorter than a clip gives start 0 for all of them.
@@ -85,5 +100,5 @@ def uniform_clip_starts(duration: float, *, num_frames: int, fps: float, num_cli
         raise ValueError(f"num_clips = {num_clips}: must be positive")
     last = _last_start(duration, num_frames, fps)
     if num_clips == 1:
-        return [last / 2.0]
-    return [last * i / (num_clips - 1) for i in range(num_clips)]
+        return [on_grid(last / 2.0, fps=fps)]
+    return [on_grid(last * i / (num_clips - 1), fps=fps) for i in range(num_clips)]

@@ -45,7 +45,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-import av
 import numpy as np
 
 from ..utils.fileio import atomic_write_text

@@ -14,7 +14,11 @@ Sample dict (every mode, never ``None``):
   too in segments mode, for timelines).
 - ``"skipped"``: int, train mode: broken videos skipped to produce this sample (sum it over
   batches to count skips across workers). ``dataset.broken`` lists every unreadable path found
-  so far by any worker, each logged once.
+  so far by any worker, each logged once (a decode past ``decode_timeout`` counts as unreadable,
+  its reason says so).
+
+Segments mode decodes each video once, front to back, and hands out segments as they complete
+(:meth:`VideoDataset.iter_segment_samples`): memory does not grow with the video's length.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import Dataset
 
-from ..decoding import VideoDecodeError, probe, read_clip, read_segments
-from ..sampling import clip_span, random_clip_start, segment_count, uniform_clip_starts
+from ..decoding import VideoDecodeError, call_with_timeout, iter_segments, probe, read_clip
+from ..manifest import probe_videos
+from ..sampling import clip_span, last_clip_start, on_grid, segment_count, uniform_clip_starts
 from ..transforms import EvalTransform, TrainTransform
 from ._registry import BrokenVideoRegistry
 
@@ -80,6 +85,10 @@ class VideoDataset(Dataset):
             decoder's default).
         seed: seeds the choice of a replacement for a broken training video.
         max_skip_attempts: broken videos tried in a row before a training sample gives up.
+        decode_timeout: seconds a probe or a clip (segments mode: one segment) may take before
+            the video counts as unreadable; 0 = no limit.
+        probe_cache: keep probe results in a manifest on disk (:mod:`videotl.data.manifest`),
+            so the next construction (and every DDP rank) skips probing.
     """
 
     def __init__(
@@ -101,6 +110,8 @@ class VideoDataset(Dataset):
         seed: int = 0,
         max_skip_attempts: int = 20,
         show_progress: bool = True,
+        decode_timeout: float = 0.0,
+        probe_cache: bool = True,
     ):
         if mode not in MODES:
             raise ValueError(f"mode = {mode!r}: must be one of {MODES}")
@@ -126,6 +137,8 @@ class VideoDataset(Dataset):
         self.decoder_threads = int(decoder_threads)
         self.seed = int(seed)
         self.max_skip_attempts = int(max_skip_attempts)
+        self.decode_timeout = float(decode_timeout)
+        self.probe_cache = bool(probe_cache)
         if not self.multi_label:
             for record in self.records:
                 if len(record.labels) != 1:
@@ -137,12 +150,16 @@ class VideoDataset(Dataset):
         self._broken = BrokenVideoRegistry()
         # Per process: the last decoded clip, so the C spatial crops of one view decode it once.
         self._clip_cache: Optional[Tuple[tuple, torch.Tensor]] = None
-        self._segment_cache: Optional[Tuple[int, List[Tuple[float, torch.Tensor]]]] = None
+        # Per process: (video, next segment, its stream) for segments read in order.
+        self._cursor: Optional[Tuple[int, int, Iterator]] = None
         self._segments: List[Tuple[int, int]] = []
         self._segment_counts: List[int] = []
         self._video_first_segment: List[int] = []
         if mode == "segments":
             self._index_segments(show_progress)
+        elif self.probe_cache:
+            # Earlier runs' probe results, without probing anything now.
+            probe_videos(self.video_paths, probe_missing=False, show_progress=False)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -159,19 +176,16 @@ class VideoDataset(Dataset):
         return [r.path for r in self.records]
 
     def _index_segments(self, show_progress: bool) -> None:
-        from tqdm import tqdm
-
-        items = self.records
-        if show_progress and len(items) > 50:
-            items = tqdm(items, desc="probing videos for segments", unit="video")
-        for video_index, record in enumerate(items):
-            try:
-                duration = probe(record.path).duration
-                count = segment_count(duration, num_frames=self.num_frames, fps=self.fps)
-            except VideoDecodeError as error:
-                self._note_broken(error)
-                # One invalid sample keeps the video in the evaluation, reported by name.
-                count = 1
+        infos = probe_videos(
+            self.video_paths,
+            use_cache=self.probe_cache,
+            timeout=self.decode_timeout,
+            show_progress=show_progress,
+            on_error=self._note_broken,
+        )
+        for video_index, info in enumerate(infos):
+            # An unreadable video keeps one invalid sample, so the evaluation reports it by name.
+            count = 1 if info is None else segment_count(info.duration, num_frames=self.num_frames, fps=self.fps)
             self._video_first_segment.append(len(self._segments))
             self._segment_counts.append(count)
             self._segments.extend((video_index, s) for s in range(count))
@@ -243,12 +257,19 @@ class VideoDataset(Dataset):
         if self._broken.add(error.path, error.reason):
             logger.warning("unreadable video %s: %s", error.path, error.reason)
 
+    def _limited(self, path: Path, fn):
+        """``fn()`` within the decode time limit (a :class:`VideoDecodeError` past it)."""
+        return call_with_timeout(fn, seconds=self.decode_timeout, path=path)
+
     def _read(self, path: Path, start: float, short_side: int) -> torch.Tensor:
         key = (str(path), round(start, 6), short_side)
         if self._clip_cache is not None and self._clip_cache[0] == key:
             return self._clip_cache[1]
-        clip = read_clip(
-            path, start, self.num_frames, self.fps, backend=self.backend, size=short_side, num_threads=self._threads()
+        clip = self._limited(
+            path,
+            lambda: read_clip(
+                path, start, self.num_frames, self.fps, backend=self.backend, size=short_side, num_threads=self._threads()
+            ),
         )
         self._clip_cache = (key, clip)
         return clip
@@ -290,7 +311,7 @@ class VideoDataset(Dataset):
         if self.mode == "views":
             return self._view_sample(index)
         video_index, segment = self._segments[index]
-        return self._segment_sample(video_index, segment, self.decoded_segments(video_index))
+        return self._next_segment_sample(video_index, segment)
 
     def _replacement(self, index: int, attempt: int) -> int:
         # Deterministic in (seed, index, attempt): reruns skip to the same replacements.
@@ -301,19 +322,11 @@ class VideoDataset(Dataset):
         candidate = index
         for attempt in range(self.max_skip_attempts):
             record = self.records[candidate]
+            short_side = self.train_transform.short_side()
+            # Drawn here, outside the time-limited call, so that reruns draw the same starts.
+            draw = float(torch.rand((), dtype=torch.float64))
             try:
-                duration = probe(record.path).duration
-                start = random_clip_start(duration, num_frames=self.num_frames, fps=self.fps)
-                short_side = self.train_transform.short_side()
-                clip = read_clip(
-                    record.path,
-                    start,
-                    self.num_frames,
-                    self.fps,
-                    backend=self.backend,
-                    size=short_side,
-                    num_threads=self._threads(),
-                )
+                start, clip = self._limited(record.path, lambda: self._train_clip(record.path, draw, short_side))
             except VideoDecodeError as error:
                 self._note_broken(error)
                 candidate = self._replacement(index, attempt)
@@ -330,6 +343,14 @@ class VideoDataset(Dataset):
             f"(unreadable so far: {len(self.broken)}); run tools/check_videos.py",
         )
 
+    def _train_clip(self, path: Path, draw: float, short_side: int) -> Tuple[float, torch.Tensor]:
+        duration = probe(path).duration
+        start = on_grid(draw * last_clip_start(duration, num_frames=self.num_frames, fps=self.fps), fps=self.fps)
+        clip = read_clip(
+            path, start, self.num_frames, self.fps, backend=self.backend, size=short_side, num_threads=self._threads()
+        )
+        return start, clip
+
     def _view_sample(self, index: int) -> dict:
         per_video = self.num_ensemble_views * self.num_spatial_crops
         video_index, view_index = divmod(index, per_video)
@@ -337,7 +358,7 @@ class VideoDataset(Dataset):
         record = self.records[video_index]
         start = 0.0
         try:
-            duration = probe(record.path).duration
+            duration = self._limited(record.path, lambda: probe(record.path)).duration
             start = uniform_clip_starts(
                 duration, num_frames=self.num_frames, fps=self.fps, num_clips=self.num_ensemble_views
             )[temporal]
@@ -348,46 +369,59 @@ class VideoDataset(Dataset):
         inputs = self.test_transform(clip, crop_index=spatial)
         return self._sample(inputs, self._encode(record.labels), video_index, view_index, start)
 
-    def decoded_segments(self, video_index: int) -> Optional[List[Tuple[float, torch.Tensor]]]:
-        """All segments of a video as uint8 clips at the test short side (one decode), or None
-        when the video cannot be read. The result for the latest video is kept per process."""
-        if self._segment_cache is not None and self._segment_cache[0] == video_index:
-            return self._segment_cache[1]
+    def release_cache(self) -> None:
+        """Drop the decoded frames kept for the latest clip and the open segment stream."""
+        self._clip_cache = None
+        self._cursor = None
+
+    def iter_segment_samples(self, video_index: int, start_segment: int = 0) -> Iterator[dict]:
+        """The samples of a video's segments from ``start_segment`` on, in order, decoding the
+        video once, front to back, as they are asked for (segments mode). An unreadable video,
+        or a segment past the time limit, gives invalid samples for the rest of the video."""
+        if self.mode != "segments":
+            raise RuntimeError("segment samples need segments mode")
         record = self.records[video_index]
+        count = self._segment_counts[video_index]
+        label = self._encode(record.labels)
+        segment = start_segment
         try:
-            segments = read_segments(
+            self._check_unchanged(video_index)
+            stream = iter_segments(
                 record.path,
                 self.num_frames,
                 self.fps,
                 backend=self.backend,
                 size=self.test_transform.short_side,
                 num_threads=self._threads(),
+                start_segment=start_segment,
             )
+            while segment < count:
+                item = self._limited(record.path, lambda: next(stream, None))
+                if item is None:
+                    raise VideoDecodeError(record.path, "the file changed while the dataset was in use")
+                start, clip = item
+                yield self._sample(self.test_transform(clip), label, video_index, segment, start)
+                segment += 1
         except VideoDecodeError as error:
             self._note_broken(error)
-            segments = None
-        if segments is not None and len(segments) != self._segment_counts[video_index]:
-            # The probe at construction and the decode disagree only if the file changed since.
-            self._note_broken(VideoDecodeError(record.path, "the file changed while the dataset was in use"))
-            segments = None
-        self._segment_cache = (video_index, segments)
-        return segments
+            for rest in range(segment, count):
+                yield self._invalid(video_index, rest, rest * clip_span(num_frames=self.num_frames, fps=self.fps))
 
-    def release_cache(self) -> None:
-        """Drop the decoded frames kept for the latest clip / video."""
-        self._clip_cache = None
-        self._segment_cache = None
+    def _check_unchanged(self, video_index: int) -> None:
+        record = self.records[video_index]
+        duration = self._limited(record.path, lambda: probe(record.path)).duration
+        if segment_count(duration, num_frames=self.num_frames, fps=self.fps) != self._segment_counts[video_index]:
+            # The probe at construction and now disagree only if the file changed since.
+            raise VideoDecodeError(record.path, "the file changed while the dataset was in use")
 
     def segment_samples(self, video_index: int) -> List[dict]:
-        """The samples of every segment of one video, decoding it once (segments mode)."""
-        if self.mode != "segments":
-            raise RuntimeError("segment_samples needs segments mode")
-        segments = self.decoded_segments(video_index)
-        return [self._segment_sample(video_index, s, segments) for s in range(self._segment_counts[video_index])]
+        """Every segment sample of one video in a list (:meth:`iter_segment_samples` streams)."""
+        return list(self.iter_segment_samples(video_index))
 
-    def _segment_sample(self, video_index: int, segment: int, segments) -> dict:
-        if segments is None:
-            return self._invalid(video_index, segment, segment * clip_span(num_frames=self.num_frames, fps=self.fps))
-        start, clip = segments[segment]
-        label = self._encode(self.records[video_index].labels)
-        return self._sample(self.test_transform(clip), label, video_index, segment, start)
+    def _next_segment_sample(self, video_index: int, segment: int) -> dict:
+        # Indices in order (a plain loop, a sequential sampler) continue one stream per video.
+        if self._cursor is None or self._cursor[:2] != (video_index, segment):
+            self._cursor = (video_index, segment, self.iter_segment_samples(video_index, segment))
+        sample = next(self._cursor[2])
+        self._cursor = (video_index, segment + 1, self._cursor[2])
+        return sample
