@@ -3,11 +3,12 @@
 the paper's Table 11 (mAP, module and model GFLOPs, module parameters, training clips/s).
 
     python tools/ablate.py --cfg configs/demo/synthetic_charades.yaml \\
-        --variants tokenlearner conv2d_tokenlearner conv2d_conv1d joint_mhsa fixed_grid \\
+        --variants conv2d_tokenlearner conv2d_conv1d joint_mhsa --seeds 0 1 2 \\
         --out docs/ablation_synthetic.md
 
 A variant is a file in configs/ablations/ (its RES5 / TOKENLEARNER keys). Runs go to
-OUTPUT_ROOT/<variant>; a finished variant is not rerun, an interrupted one resumes. Trailing
+OUTPUT_ROOT/<variant> (OUTPUT_ROOT/<variant>/seed<k> with --seeds, one run per RNG_SEED, the
+table giving mean and spread); a finished run is not rerun, an interrupted one resumes. Trailing
 KEY VALUE pairs override the config for every variant (e.g. SOLVER.MAX_EPOCH 10).
 """
 
@@ -33,6 +34,13 @@ def main(argv=None) -> int:
     parser = make_parser(__doc__)
     add_config_arguments(parser, default=DEMO_CONFIG)
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), help="names in configs/ablations/")
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="train each variant once per RNG_SEED (default: the config's)",
+    )
     parser.add_argument("--output-root", default="runs/ablation_synthetic", help="one run folder per variant")
     parser.add_argument("--out", default="docs/ablation_synthetic.md", help="the Markdown table")
     args = parse_args(parser, argv)
@@ -56,15 +64,23 @@ def main(argv=None) -> int:
             )
             conditions = (
                 f"{os.cpu_count()} CPU cores ({platform.machine()}) shared with other jobs ({load}), "
-                f"{sum(r.train_seconds for r in rows):.0f} s of training for {len(rows)} of {len(args.variants)} "
-                "variants; clips/s depend on that load and compare variants only roughly."
+                f"{sum(r.train_seconds for r in rows):.0f} s of training ({sum(r.train_cpu_seconds for r in rows):.0f} "
+                f"CPU s) for {len(rows)} of {len(args.variants) * len(args.seeds or [None])} runs; clips/s depend on "
+                "that load and compare variants only roughly."
             )
             text = render_document(
                 rows, cfg=cfg, command=command, chance=chance, num_test_videos=len(records), conditions=conditions
             )
             atomic_write_text(args.out, text)
 
-        run_ablation(args.cfg_file, args.variants, output_root=args.output_root, overrides=args.opts, on_row=write)
+        run_ablation(
+            args.cfg_file,
+            args.variants,
+            output_root=args.output_root,
+            overrides=args.opts,
+            seeds=args.seeds,
+            on_row=write,
+        )
         print(open(args.out).read())
 
     return run(work)

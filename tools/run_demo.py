@@ -5,7 +5,8 @@ scaled-down TokenLearner model on it, test it, and print the mAP next to chance.
     python tools/run_demo.py
     python tools/run_demo.py --cfg configs/demo/synthetic_charades.yaml OUTPUT_DIR runs/demo SOLVER.MAX_EPOCH 10
 
-Everything goes under OUTPUT_DIR (log.txt, checkpoints/, test_metrics.json, demo_result.json);
+Everything goes under OUTPUT_DIR (log.txt, checkpoints/, test_metrics.json, demo_result.json and
+the pictures: per_class_ap.png, training_curves.png, timeline_<id>.png, token_attention_grid.png);
 the dataset goes to DATA.PATH_TO_DATA_DIR (default data/synthetic_charades). Rerunning resumes.
 """
 
@@ -34,7 +35,9 @@ def main(argv=None) -> int:
         dataset = {**DEMO_DATASET, "seed": args.seed, "num_train": args.num_train, "num_test": args.num_test}
         result = run_demo(cfg, dataset=dataset)
         times = ", ".join(f"{name} {value:.0f} s" for name, value in result.seconds.items())
-        print(f"{times}; results in {result.output_dir}")
+        print(f"{times} (CPU time {result.cpu_seconds:.0f} s); results in {result.output_dir}")
+        for path in result.pictures.values():
+            print(f"picture: {path}")
         print(result.summary())
 
     return run(work)

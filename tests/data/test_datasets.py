@@ -21,7 +21,13 @@ def indices_of(inputs):
 
 
 def expected(start, rate, count, num=8, fps=12):
-    return [min(math.floor((Fraction(start).limit_denominator(10**6) + Fraction(k, fps)) * rate + Fraction(1, 10**5)), count - 1) for k in range(num)]
+    return [
+        min(
+            math.floor((Fraction(start).limit_denominator(10**6) + Fraction(k, fps)) * rate + Fraction(1, 10**5)),
+            count - 1,
+        )
+        for k in range(num)
+    ]
 
 
 def hot(*classes, n=5):
@@ -50,6 +56,29 @@ def test_charades_train_clip_labels_follow_the_intervals(charades_cfg, backend):
         assert (sample["video_index"], sample["view_index"], sample["valid"], sample["skipped"]) == (0, 0, True, 0)
         seen.add(tuple(classes))
     assert len(seen) >= 2  # random starts reach different label sets
+
+
+def test_clip_labels_with_a_minimum_coverage_count_the_frames_that_show_the_action(charades_cfg):
+    dataset = build_dataset(
+        charades_cfg("DATA.TRAIN_JITTER_SCALES", "[32, 32]", "DATA.TRAIN_LABEL_MIN_COVERAGE", "0.5"), "train", "train"
+    )
+    seen = set()
+    for seed in range(16):
+        torch.manual_seed(seed)
+        sample = dataset[0]  # AAA01: c001 over [0, 1], c003 over [1.5, 3]; 8 frames at 12 fps
+        start = sample["start_sec"]
+        # Frames at start + k / 12; a class counts when at least 4 of the 8 fall in its interval.
+        times = [start + k / 12 for k in range(8)]
+        classes = [c for c, (s, e) in ((1, (0.0, 1.0)), (3, (1.5, 3.0))) if sum(s <= t < e for t in times) >= 4]
+        assert torch.equal(sample["label"], hot(*classes)), (start, sample["label"])
+        seen.add(tuple(classes))
+    assert len(seen) >= 2
+    # A clip from 0.92 s: c001 shows on its first frame only, c003 on its last only.
+    start = 1.5 - 7 / 12 + 0.001
+    assert dataset._clip_classes(dataset.records[0], start, start + 8 / 12) == []
+    # Any overlap (the default rule) keeps both.
+    dataset.clip_label_min_coverage = 0.0
+    assert dataset._clip_classes(dataset.records[0], start, start + 8 / 12) == [1, 3]
 
 
 def test_charades_video_level_training_labels(charades_cfg):
@@ -98,7 +127,9 @@ def test_charades_segments_mode(charades_cfg, backend):
     assert [dataset.num_views(v) for v in range(3)] == [5, 4, 1] and len(dataset) == 10
     assert dataset.segment_ranges(0)[1] == pytest.approx((8 / 12, 16 / 12))
     samples = [dataset[i] for i in range(len(dataset))]
-    assert [(s["video_index"], s["view_index"]) for s in samples] == [(0, i) for i in range(5)] + [(1, i) for i in range(4)] + [(2, 0)]
+    assert [(s["video_index"], s["view_index"]) for s in samples] == [(0, i) for i in range(5)] + [
+        (1, i) for i in range(4)
+    ] + [(2, 0)]
     for sample in samples[:5]:
         start = Fraction(sample["view_index"] * 8, 12)
         assert sample["segment_start_sec"] == pytest.approx(float(start))
@@ -197,7 +228,7 @@ def test_malformed_rows_name_file_and_line(charades_root, tmp_path):
     (root / "Charades_v1_classes.txt").write_text("c000 a\nc001 b\nc002 c\nc003 d\nc004 e\n")
     header = "id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length\n"
     good = 'X1,S,K,6,7,Yes,"a, b",o,d,c001 0.00 1.00,3\n'
-    (root / "Charades_v1_train.csv").write_text(header + good + 'X2,S,K,6,7,Yes,s,o,d,c001 0.00;c002 1 2,3\n')
+    (root / "Charades_v1_train.csv").write_text(header + good + "X2,S,K,6,7,Yes,s,o,d,c001 0.00;c002 1 2,3\n")
     cfg = load_config("", SMALL + ["DATA.PATH_TO_DATA_DIR", str(root), "MODEL.NUM_CLASSES", "5"])
     with pytest.raises(DatasetError, match=r"Charades_v1_train.csv:3: malformed action 'c001 0.00'"):
         build_dataset(cfg, "train", "train")
@@ -234,8 +265,23 @@ def test_avid_label_rules_and_report(tmp_path, videos):
         load_avid(root, "val", unknown_label="error")
     cfg = load_config(
         "",
-        SMALL + ["DATA.PATH_TO_DATA_DIR", str(root), "MODEL.NUM_CLASSES", "2", "DATA.MULTI_LABEL", "False",
-                 "MODEL.LOSS_FUNC", "cross_entropy", "MODEL.HEAD_ACT", "softmax", "TEST.DATASET", "avid", "TRAIN.DATASET", "avid"],
+        SMALL
+        + [
+            "DATA.PATH_TO_DATA_DIR",
+            str(root),
+            "MODEL.NUM_CLASSES",
+            "2",
+            "DATA.MULTI_LABEL",
+            "False",
+            "MODEL.LOSS_FUNC",
+            "cross_entropy",
+            "MODEL.HEAD_ACT",
+            "softmax",
+            "TEST.DATASET",
+            "avid",
+            "TRAIN.DATASET",
+            "avid",
+        ],
     )
     dataset = build_dataset(cfg, "val", "views")
     sample = dataset[0]
@@ -248,7 +294,16 @@ def test_csv_dataset(tmp_path, videos):
     (root / "clips").mkdir(parents=True)
     (root / "clips" / "one clip.mp4").write_bytes(videos["25"].read_bytes())
     (root / "train.csv").write_text(f"clips/one clip.mp4 2\n\n{videos['30']} 0,3\n")
-    base = SMALL + ["DATA.PATH_TO_DATA_DIR", str(root), "MODEL.NUM_CLASSES", "4", "TRAIN.DATASET", "csv", "TEST.DATASET", "csv"]
+    base = SMALL + [
+        "DATA.PATH_TO_DATA_DIR",
+        str(root),
+        "MODEL.NUM_CLASSES",
+        "4",
+        "TRAIN.DATASET",
+        "csv",
+        "TEST.DATASET",
+        "csv",
+    ]
     dataset = build_dataset(load_config("", base + ["DATA.TRAIN_LABELS", "video"]), "train", "train")
     assert dataset.video_ids == ["clips/one clip.mp4", str(videos["30"])]
     assert torch.equal(dataset.video_labels(), torch.tensor([[0, 0, 1, 0], [1, 0, 0, 1]], dtype=torch.float32))

@@ -6,6 +6,10 @@ A variant is named after a file in ``configs/ablations/``: its ``RES5`` and ``TO
 The base config keeps its sizes (widths, tokens, frames, budget), so every variant differs from the
 others in the res5 module alone.
 
+With several seeds (``RNG_SEED``: initialisation, clip sampling and augmentation; the data stay
+the same), every variant trains once per seed and the table gives the mean and the spread of the
+mAP over the seeds.
+
 Compute is counted with :func:`videotl.profiling.count_flops` on one test view
 (``1 x 3 x DATA.NUM_FRAMES x DATA.TEST_CROP_SIZE^2``), in the paper's convention (GFLOPs = 2 x
 multiply-adds). "Module" is the middle of the first converted res5 block (``stages.3.<i>.middle``:
@@ -14,6 +18,7 @@ whatever replaces the block's Conv2D + Conv1D pair, with its norm and activation
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -29,16 +34,18 @@ from videotl.config import find_config, load_config
 from videotl.engine.trainer import test, train
 from videotl.utils.fileio import atomic_write_text
 
-from .demo import headline_map
+from .demo import headline_map, normalised_gain, process_cpu_seconds
 
 __all__ = [
     "AblationRow",
+    "AblationSummary",
     "ABLATION_DIR",
     "DEFAULT_VARIANTS",
     "VARIANT_LABELS",
     "variant_overrides",
     "measure_compute",
     "run_ablation",
+    "summarise",
     "render_table",
     "render_document",
 ]
@@ -99,6 +106,62 @@ class AblationRow:
     output_dir: str
     # 1-minute load average of the machine when this variant's training ended (0: not recorded).
     load_average: float = 0.0
+    # RNG_SEED of the run, and the chance level of its test labels (0: not recorded).
+    seed: int = 0
+    chance: float = 0.0
+    # CPU seconds of the training (this process and its finished loader workers).
+    train_cpu_seconds: float = 0.0
+
+
+@dataclass
+class AblationSummary:
+    """One variant over its seeds: the mAP's mean, sample standard deviation (0 for one seed),
+    min and max, and the compute (the same for every seed)."""
+
+    variant: str
+    label: str
+    seeds: List[int]
+    maps: List[float]
+    mean_ap: float
+    std_ap: float
+    module_gflops: float
+    module_params: int
+    model_gflops: float
+    train_clips_per_s: float
+    train_cpu_seconds: float
+
+    @property
+    def spread(self) -> float:
+        return max(self.maps) - min(self.maps)
+
+
+def summarise(rows: Sequence[AblationRow]) -> List[AblationSummary]:
+    """Group ``rows`` by variant (in order of first appearance) and reduce each group over its seeds."""
+    groups: Dict[str, List[AblationRow]] = {}
+    for row in rows:
+        groups.setdefault(row.variant, []).append(row)
+    summaries = []
+    for variant, group in groups.items():
+        maps = [r.mean_ap for r in group]
+        mean = sum(maps) / len(maps)
+        std = math.sqrt(sum((m - mean) ** 2 for m in maps) / (len(maps) - 1)) if len(maps) > 1 else 0.0
+        first = group[0]
+        summaries.append(
+            AblationSummary(
+                variant=variant,
+                label=first.label,
+                seeds=[r.seed for r in group],
+                maps=maps,
+                mean_ap=mean,
+                std_ap=std,
+                module_gflops=first.module_gflops,
+                module_params=first.module_params,
+                model_gflops=first.model_gflops,
+                train_clips_per_s=sum(r.train_clips_per_s for r in group) / len(group),
+                train_cpu_seconds=sum(r.train_cpu_seconds for r in group) / len(group),
+            )
+        )
+    return summaries
 
 
 def measure_compute(cfg: CfgNode) -> Dict[str, float]:
@@ -131,42 +194,54 @@ def run_ablation(
     *,
     output_root: str,
     overrides: Sequence[str] = (),
+    seeds: Optional[Sequence[int]] = None,
     directory: Path = ABLATION_DIR,
     on_row: Optional[Callable[[List[AblationRow]], None]] = None,
 ) -> List[AblationRow]:
-    """Train and test ``cfg_file`` once per variant, each in ``output_root/<variant>``.
+    """Train and test ``cfg_file`` once per variant and seed, each in ``output_root/<variant>``
+    (``output_root/<variant>/seed<k>`` when ``seeds`` are given; ``None``: the config's RNG_SEED).
 
-    A variant whose ``ablation_row.json`` exists is not rerun (delete it to redo); an interrupted
-    variant resumes from its last checkpoint. ``on_row(rows_so_far)`` is called after each variant
+    A run whose ``ablation_row.json`` exists is not rerun (delete it to redo); an interrupted
+    run resumes from its last checkpoint. ``on_row(rows_so_far)`` is called after each run
     (e.g. to rewrite the table, so that a long ablation shows its finished rows).
     """
+    runs = [(name, seed) for name in variants for seed in ([None] if seeds is None else seeds)]
     rows = []
-    for name in tqdm(variants, desc="ablation variants", unit="variant"):
-        out = Path(output_root) / name
+    for name, seed in tqdm(runs, desc="ablation runs", unit="run"):
+        out = Path(output_root) / name if seed is None else Path(output_root) / name / f"seed{seed}"
         saved = out / "ablation_row.json"
         if saved.is_file():
             rows.append(AblationRow(**json.loads(saved.read_text())))
-            logger.info(f"{name}: already done ({saved})")
+            logger.info(f"{name} (seed {seed}): already done ({saved})")
             if on_row is not None:
                 on_row(list(rows))
             continue
-        cfg = load_config(cfg_file, [*overrides, *variant_overrides(name, directory=directory), "OUTPUT_DIR", str(out)])
+        seed_override = [] if seed is None else ["RNG_SEED", str(seed)]
+        cfg = load_config(
+            cfg_file,
+            [*overrides, *variant_overrides(name, directory=directory), *seed_override, "OUTPUT_DIR", str(out)],
+        )
         compute = measure_compute(cfg)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), process_cpu_seconds()
         summary = train(cfg)
         seconds = time.perf_counter() - start
+        cpu = process_cpu_seconds() - cpu_start
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
         result = test(cfg)
         clips = int(summary["iterations"]) * cfg.TRAIN.BATCH_SIZE_PER_DEVICE
+        value, _, chance, _ = headline_map(result)
         row = AblationRow(
             variant=name,
             label=VARIANT_LABELS.get(name, name),
-            mean_ap=headline_map(result)[0],
+            mean_ap=value,
             train_clips_per_s=clips / seconds,
             train_seconds=seconds,
             clips=clips,
             output_dir=str(out),
             load_average=load,
+            seed=int(cfg.RNG_SEED),
+            chance=chance,
+            train_cpu_seconds=cpu,
             **compute,
         )
         atomic_write_text(saved, json.dumps(asdict(row), indent=1) + "\n")
@@ -188,6 +263,15 @@ def render_document(
     """The Markdown page: what was run (described from ``cfg``), the table, and how to read it."""
     frames, crop = cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE
     clips = sorted({row.clips for row in rows})
+    seeds = sorted({row.seed for row in rows})
+    seeds_text = (
+        f"Each variant trained with {len(seeds)} seeds (RNG_SEED {', '.join(map(str, seeds))}: initialisation, clip "
+        "sampling and augmentation; the same data and test set); the mAP column is their mean +- the sample "
+        "standard deviation, the next column each seed's value, the normalised gain "
+        "(mAP - chance) / (1 - chance) is that of the mean."
+        if len(seeds) > 1
+        else f"One seed (RNG_SEED {seeds[0] if seeds else cfg.RNG_SEED})."
+    )
     return (
         "# Res5 ablation at small scale (synthetic Charades)\n\n"
         "The paper's Table 11 compares res5 modules of X(2+1)D-M on Charades. This is the same comparison on "
@@ -199,11 +283,14 @@ def render_document(
         f"Made by:\n\n```bash\n{command}\n```\n\n"
         f"{render_table(rows, chance=chance)}\n"
         f"- mAP: official Charades mAP on the {num_test_videos} test videos, every {frames}-frame segment scored and "
-        f"merged per video by {cfg.TEST.ENSEMBLE_METHOD}. Chance is the mean positive rate of the test labels.\n"
+        f"merged per video by {cfg.TEST.ENSEMBLE_METHOD}. Chance is the mean positive rate of the test labels. "
+        f"{seeds_text}\n"
         "- GFLOPs: 2 x multiply-adds (the paper's convention), counted with `videotl.profiling.count_flops` on one "
         f"1 x 3 x {frames} x {crop} x {crop} view. Module: the middle of one converted res5 block (what replaces "
         "Conv2D + Conv1D, with its norm and activation); model: the whole network.\n"
-        "- Training clips/s: clips trained / wall time of `train(cfg)` (data loading and checkpoints included).\n"
+        "- Training clips/s: clips trained / wall time of `train(cfg)` (data loading and checkpoints included); "
+        "training CPU s: the CPU time of `train(cfg)`, its loader workers included (less sensitive to the "
+        "machine's load than the wall time), mean over the seeds.\n"
         f"- Budget: {' / '.join(map(str, clips))} training clips per variant "
         f"({cfg.SOLVER.MAX_EPOCH} epochs of one clip per training video, batch {cfg.TRAIN.BATCH_SIZE_PER_DEVICE}).\n"
         f"- Conditions: {conditions}\n"
@@ -215,16 +302,23 @@ def render_document(
 
 
 def render_table(rows: Sequence[AblationRow], *, chance: Optional[float] = None) -> str:
-    """A Markdown table like the paper's Table 11."""
+    """A Markdown table like the paper's Table 11: one line per variant, its mAP as mean +- sample
+    standard deviation over the seeds with the seeds' values, and the normalised gain of the mean."""
+    summaries = summarise(rows)
     lines = [
-        "| res5 module | mAP (%) | module GFLOPs | module params | model GFLOPs | training clips/s |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| res5 module | mAP (%) | per seed | normalised gain | module GFLOPs | module params | model GFLOPs "
+        "| training clips/s | training CPU s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in rows:
+    for item in summaries:
+        value = f"{100 * item.mean_ap:.1f}" + (f" +- {100 * item.std_ap:.1f}" if len(item.maps) > 1 else "")
+        per_seed = " / ".join(f"{100 * m:.1f}" for m in item.maps)
+        gain = f"{normalised_gain(item.mean_ap, chance):.2f}" if chance is not None else ""
         lines.append(
-            f"| {row.label} | {100 * row.mean_ap:.1f} | {row.module_gflops:.3f} | {row.module_params / 1e3:.1f}K | "
-            f"{row.model_gflops:.2f} | {row.train_clips_per_s:.1f} |"
+            f"| {item.label} | {value} | {per_seed} | {gain} | {item.module_gflops:.3f} | "
+            f"{item.module_params / 1e3:.1f}K | {item.model_gflops:.2f} | {item.train_clips_per_s:.1f} | "
+            f"{item.train_cpu_seconds:.0f} |"
         )
     if chance is not None:
-        lines.append(f"| *chance (mean positive rate)* | {100 * chance:.1f} | | | | |")
+        lines.append(f"| *chance (mean positive rate)* | {100 * chance:.1f} | | 0.00 | | | | | |")
     return "\n".join(lines) + "\n"

@@ -2,7 +2,7 @@
 
 from fvcore.common.config import CfgNode
 
-from ._checks import require_choice, require_positive
+from ._checks import require_choice, require_positive, require_range
 
 
 def add_data_defaults(cfg: CfgNode) -> None:
@@ -33,6 +33,9 @@ def add_data_defaults(cfg: CfgNode) -> None:
     # Training labels: "clip" = classes whose annotated intervals overlap the clip (Charades);
     # "video" = every class of the video. Evaluation always uses video-level labels.
     cfg.DATA.TRAIN_LABELS = "clip"
+    # With clip labels: the fraction of the clip's frames that must show an action for its class to
+    # label the clip; 0 = any overlap of the clip's time window (PySlowFast's Charades rule).
+    cfg.DATA.TRAIN_LABEL_MIN_COVERAGE = 0.0
     # CSV datasets: paths in <split>.csv are relative to PATH_PREFIX (default: PATH_TO_DATA_DIR).
     cfg.DATA.PATH_PREFIX = ""
     cfg.DATA.PATH_LABEL_SEPARATOR = " "
@@ -75,6 +78,7 @@ def validate_data(cfg: CfgNode, errors: list) -> None:
     require_positive(errors, cfg, "DATA_LOADER.NUM_WORKERS", allow_zero=True)
     require_positive(errors, cfg, "DATA_LOADER.DECODER_THREADS", allow_zero=True)
     require_choice(errors, cfg, "DATA.TRAIN_LABELS", ("clip", "video"))
+    require_range(errors, cfg, "DATA.TRAIN_LABEL_MIN_COVERAGE", 0.0, 1.0)
     require_choice(errors, cfg, "DATA.AVID_NONE_LABEL", ("drop", "class"))
     require_choice(errors, cfg, "DATA.AVID_UNKNOWN_LABEL", ("drop", "error"))
     require_positive(errors, cfg, "DATA.MAX_SKIP_ATTEMPTS")

@@ -163,6 +163,7 @@ def dataset_from_records(
         fps=data.TARGET_FPS,
         multi_label=data.MULTI_LABEL if multi_label is None else multi_label,
         clip_labels=data.TRAIN_LABELS == "clip",
+        clip_label_min_coverage=data.TRAIN_LABEL_MIN_COVERAGE,
         train_transform=train_transform,
         test_transform=test_transform,
         num_ensemble_views=cfg.TEST.NUM_ENSEMBLE_VIEWS,

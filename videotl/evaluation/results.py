@@ -5,7 +5,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 from ..utils.fileio import atomic_path, atomic_write_text, json_safe
 
@@ -36,30 +36,45 @@ def write_per_class_csv(path: PathLike, *, class_names: Sequence[str], columns: 
 
 
 def plot_per_class(
-    path: PathLike, *, class_names: Sequence[str], values: Sequence[float], ylabel: str, title: str = ""
+    path: PathLike,
+    *,
+    class_names: Sequence[str],
+    values: Sequence[float],
+    ylabel: str,
+    title: str = "",
+    sort: bool = True,
+    reference: Optional[Tuple[float, str]] = None,
 ) -> None:
-    """Bar plot of a per-class value (classes without a value are left out), sorted high to low."""
+    """Bar plot of a per-class value (classes without a value are left out).
+
+    Args:
+        sort: bars from high to low; else in class order (e.g. to keep related classes side by side).
+        reference: ``(value, label)`` drawn as a dashed horizontal line, e.g. the chance level.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = sorted(
-        ((v, n) for v, n in zip(values, class_names) if v is not None and not math.isnan(v)), key=lambda p: -p[0]
-    )
+    pairs = [(v, n) for v, n in zip(values, class_names) if v is not None and not math.isnan(v)]
+    if sort:
+        pairs.sort(key=lambda p: -p[0])
     width = max(6.0, 0.12 * len(pairs) + 2.0)
     figure, axes = plt.subplots(figsize=(width, 4.5))
     try:
         axes.bar(range(len(pairs)), [p[0] for p in pairs], color="tab:blue")
+        if reference is not None:
+            axes.axhline(reference[0], color="tab:red", linestyle="--", linewidth=1, label=reference[1])
+            axes.legend(loc="lower right", fontsize=8)
         axes.set_ylabel(ylabel)
         axes.set_ylim(0.0, 1.0)
         axes.set_xlim(-0.6, max(len(pairs), 1) - 0.4)
         # Names are long ("Holding some clothes"); only label the axis when they stay legible.
         if len(pairs) <= 40:
             axes.set_xticks(range(len(pairs)))
-            axes.set_xticklabels([p[1] for p in pairs], rotation=90, fontsize=6)
+            axes.set_xticklabels([p[1] for p in pairs], rotation=90, fontsize=6 if len(pairs) > 16 else 8)
         else:
-            axes.set_xlabel(f"{len(pairs)} classes, sorted by {ylabel}")
+            axes.set_xlabel(f"{len(pairs)} classes" + (f", sorted by {ylabel}" if sort else ""))
         axes.set_title(title or f"{ylabel} per class")
         figure.tight_layout()
         with atomic_path(path) as tmp:

@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..decoding import VideoDecodeError, call_with_timeout, iter_segments, probe, read_clip
 from ..manifest import probe_videos
-from ..sampling import clip_span, last_clip_start, on_grid, segment_count, uniform_clip_starts
+from ..sampling import clip_span, clip_times, last_clip_start, on_grid, segment_count, uniform_clip_starts
 from ..transforms import EvalTransform, TrainTransform
 from ._registry import BrokenVideoRegistry
 
@@ -80,6 +81,9 @@ class VideoDataset(Dataset):
         multi_label: multi-hot float labels, else an int64 class index (one label per video).
         clip_labels: train mode only: a clip's labels are the classes whose intervals overlap
             its time window; otherwise video-level labels.
+        clip_label_min_coverage: with ``clip_labels``, a class labels a clip only when its
+            action is on screen at this fraction of the clip's sampled frames at least (0: any
+            overlap of the clip's window, PySlowFast's Charades rule).
         train_transform / test_transform: the clip transforms of the modes.
         backend / decoder_threads: decoding (0 threads = 1 inside DataLoader workers, else the
             decoder's default).
@@ -101,6 +105,7 @@ class VideoDataset(Dataset):
         fps: float,
         multi_label: bool,
         clip_labels: bool = False,
+        clip_label_min_coverage: float = 0.0,
         train_transform: Optional[TrainTransform] = None,
         test_transform: Optional[EvalTransform] = None,
         num_ensemble_views: int = 1,
@@ -129,6 +134,9 @@ class VideoDataset(Dataset):
         self.fps = float(fps)
         self.multi_label = bool(multi_label)
         self.clip_labels = bool(clip_labels)
+        if not 0.0 <= clip_label_min_coverage <= 1.0:
+            raise ValueError(f"clip_label_min_coverage = {clip_label_min_coverage}: must lie in [0, 1]")
+        self.clip_label_min_coverage = float(clip_label_min_coverage)
         self.train_transform = train_transform
         self.test_transform = test_transform
         self.num_ensemble_views = int(num_ensemble_views)
@@ -238,7 +246,16 @@ class VideoDataset(Dataset):
         return torch.tensor(classes[0], dtype=torch.int64)
 
     def _clip_classes(self, record: VideoRecord, start: float, end: float) -> List[int]:
-        return sorted({c for c, s, e in record.intervals if s < end and e > start})
+        overlapping = {(c, s, e) for c, s, e in record.intervals if s < end and e > start}
+        if self.clip_label_min_coverage <= 0.0:
+            return sorted({c for c, _, _ in overlapping})
+        times = clip_times(start, num_frames=self.num_frames, fps=self.fps)
+        needed = self.clip_label_min_coverage * self.num_frames
+        # Intervals of one class may abut or overlap: a frame counts once per class.
+        shown: Dict[int, np.ndarray] = {}
+        for c, s, e in overlapping:
+            shown[c] = shown.get(c, np.zeros(len(times), dtype=bool)) | ((times >= s) & (times < e))
+        return sorted(c for c, frames in shown.items() if frames.sum() >= needed - 1e-9)
 
     # ------------------------------------------------------------------ decoding
 
