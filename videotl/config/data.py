@@ -18,8 +18,12 @@ def add_data_defaults(cfg: CfgNode) -> None:
     # benchmark (docs/benchmarks.md, "Data") "pyav" is the fastest exact reader; torchcodec needs
     # FFmpeg's shared libraries (see datasets/DATASETS.md).
     cfg.DATA.DECODING_BACKEND = "decord"
-    # Where videos are decoded: "cpu" (DataLoader workers). "cuda" (the GPU, in the main process)
-    # is reserved for the torchcodec backend and refused until it exists.
+    # Where videos are decoded: "cpu" (DataLoader workers) or "cuda" (needs DECODING_BACKEND
+    # torchcodec): the workers only plan each clip (video, start, crop / scale / flip draws) and
+    # the main process decodes and transforms the batch on its GPU, the next batch on a side
+    # stream; never in workers (one CUDA context per process). The same batches as "cpu". Helps
+    # when the CPU cores cannot decode as fast as the GPU trains (docs/training.md, "GPU decoding").
+    # Without CUDA in a run it is an error; torchcodec without CUDA support decodes on the CPU, logged.
     cfg.DATA.DECODE_DEVICE = "cpu"
     # Seconds one clip (segments mode: one segment) or one probe may take; a video past it is
     # skipped like an unreadable one. 0 = no limit.
@@ -66,10 +70,10 @@ def validate_data(cfg: CfgNode, errors: list) -> None:
     require_choice(errors, cfg, "DATA.DECODING_BACKEND", ("decord", "pyav", "torchcodec"))
     require_positive(errors, cfg, "DATA.DECODE_TIMEOUT_SEC", allow_zero=True)
     require_choice(errors, cfg, "DATA.DECODE_DEVICE", ("cpu", "cuda"))
-    if cfg.DATA.DECODE_DEVICE == "cuda":
+    if cfg.DATA.DECODE_DEVICE == "cuda" and cfg.DATA.DECODING_BACKEND != "torchcodec":
         errors.append(
-            "DATA.DECODE_DEVICE = 'cuda': GPU decoding (torchcodec in the main process) is not available in this "
-            "version; use 'cpu'"
+            f"DATA.DECODE_DEVICE = 'cuda' needs DATA.DECODING_BACKEND = 'torchcodec', not "
+            f"{cfg.DATA.DECODING_BACKEND!r} (only torchcodec decodes on the GPU)"
         )
     require_positive(errors, cfg, "DATA.TRAIN_JITTER_SCALES")
     require_positive(errors, cfg, "DATA.TRAIN_CROP_SIZE")

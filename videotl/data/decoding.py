@@ -1069,16 +1069,32 @@ _DECODE_THREAD: Optional[_DecodeThread] = None
 _DECODE_LOCK = threading.Lock()
 
 
+def _in_callers_stream(fn: Callable[[], T]) -> Callable[[], T]:
+    # CUDA streams are per thread: the decode thread would otherwise issue on the default stream.
+    # Never touches CUDA where it is not started (DataLoader workers).
+    if not torch.cuda.is_initialized():
+        return fn
+    stream = torch.cuda.current_stream()
+
+    def in_stream():
+        with torch.cuda.stream(stream):
+            return fn()
+
+    return in_stream
+
+
 def call_with_timeout(fn: Callable[[], T], *, seconds: float, path: PathLike) -> T:
     """``fn()``, or a :class:`VideoDecodeError` for ``path`` once it has run ``seconds``.
 
     ``seconds <= 0`` calls ``fn`` directly. The call runs in a daemon thread of this process; one
     that never returns (a decoder spinning on a corrupt stream) is left behind and the next call
-    gets a new thread, so a hung file costs a sample, not the run.
+    gets a new thread, so a hung file costs a sample, not the run. ``fn`` runs in the caller's
+    current CUDA stream (a GPU decode issued from a side stream stays on it).
     """
     global _DECODE_THREAD
     if not seconds or seconds <= 0:
         return fn()
+    fn = _in_callers_stream(fn)
     with _DECODE_LOCK:
         # A forked DataLoader worker inherits the object but not the thread.
         if _DECODE_THREAD is None or _DECODE_THREAD.pid != os.getpid():

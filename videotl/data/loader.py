@@ -24,7 +24,15 @@ from torch.utils.data._utils.collate import default_collate
 from .build import build_dataset
 from .datasets.base import VideoDataset
 
-__all__ = ["build_loader", "TrainSampler", "ShardSampler", "SegmentBatches", "rank_videos"]
+__all__ = [
+    "build_loader",
+    "sample_loader",
+    "segment_batches",
+    "TrainSampler",
+    "ShardSampler",
+    "SegmentBatches",
+    "rank_videos",
+]
 
 
 class TrainSampler(Sampler[int]):
@@ -84,13 +92,17 @@ class SegmentBatches(IterableDataset):
     are dicts as the default collate makes them from :class:`VideoDataset` samples.
     """
 
-    def __init__(self, dataset: VideoDataset, *, videos: Sequence[int], batch_size: int, num_workers: int):
+    def __init__(
+        self, dataset: VideoDataset, *, videos: Sequence[int], batch_size: int, num_workers: int, device="cpu"
+    ):
         if dataset.mode != "segments":
             raise ValueError("SegmentBatches needs a dataset in segments mode")
         self.dataset = dataset
         self.videos = list(videos)
         self.batch_size = int(batch_size)
         self.num_workers = max(1, int(num_workers))
+        # Where frames are decoded; anything but the CPU belongs in the main process.
+        self.device = torch.device(device)
 
     def _share(self, worker: int) -> List[int]:
         return self.videos[worker :: self.num_workers]
@@ -102,10 +114,22 @@ class SegmentBatches(IterableDataset):
         for worker in workers:
             yield from self._batches(self._share(worker))
 
+    def interleaved(self) -> Iterator[dict]:
+        """All batches in one process, in the order a DataLoader with ``num_workers`` workers
+        yields them: one batch from each worker's share in turn, finished shares dropping out."""
+        streams = [self._batches(self._share(w)) for w in range(self.num_workers)]
+        while streams:
+            for stream in list(streams):
+                batch = next(stream, None)
+                if batch is None:
+                    streams.remove(stream)
+                else:
+                    yield batch
+
     def _batches(self, videos: Sequence[int]):
         buffer = []
         for video in videos:
-            for sample in self.dataset.iter_segment_samples(video):
+            for sample in self.dataset.iter_segment_samples(video, device=self.device):
                 buffer.append(sample)
                 if len(buffer) == self.batch_size:
                     yield default_collate(buffer)
@@ -128,11 +152,13 @@ def _rank_and_world(distributed: bool):
     if not distributed:
         return 0, 1
     if not (dist.is_available() and dist.is_initialized()):
-        raise RuntimeError("build_loader(distributed=True) needs torch.distributed initialised (torchrun, init_process_group)")
+        raise RuntimeError(
+            "build_loader(distributed=True) needs torch.distributed initialised (torchrun, init_process_group)"
+        )
     return dist.get_rank(), dist.get_world_size()
 
 
-def build_loader(cfg, split: str, mode: str, *, distributed: bool = False, dataset: Optional[VideoDataset] = None) -> DataLoader:
+def build_loader(cfg, split: str, mode: str, *, distributed: bool = False, dataset: Optional[VideoDataset] = None):
     """A DataLoader over ``build_dataset(cfg, split, mode)``.
 
     Batch size: ``TRAIN.BATCH_SIZE_PER_DEVICE`` (train) or ``TEST.BATCH_SIZE_PER_DEVICE``;
@@ -140,49 +166,90 @@ def build_loader(cfg, split: str, mode: str, *, distributed: bool = False, datas
     is available. ``loader.dataset`` is the dataset in train and views mode; in segments mode it
     is a :class:`SegmentBatches` whose ``.dataset`` is the :class:`VideoDataset`.
 
+    With ``DATA.DECODE_DEVICE cuda`` the loader is a
+    :class:`~videotl.data.device_decode.MainProcessDecoder`: workers only plan the clips, the main
+    process decodes them on its GPU (on the CPU, logged, where CUDA is absent). Its batches are
+    the ones this function gives with ``cpu``, with ``"inputs"`` on the device.
+
     Args:
         distributed: torch.distributed is initialised and each rank loads its share (train:
             ``DistributedSampler``, padded as usual; evaluation: each sample exactly once).
         dataset: an already built dataset to wrap instead of building one.
     """
+    if cfg.DATA.DECODE_DEVICE != "cpu":
+        from .device_decode import build_main_process_loader, resolve_decode_device
+
+        device = resolve_decode_device(cfg.DATA.DECODE_DEVICE)
+        return build_main_process_loader(cfg, split, mode, device=device, distributed=distributed, dataset=dataset)
     rank, world_size = _rank_and_world(distributed)
     if dataset is None:
         dataset = build_dataset(cfg, split, mode)
     workers = cfg.DATA_LOADER.NUM_WORKERS
     pin = bool(cfg.DATA_LOADER.PIN_MEMORY) and torch.cuda.is_available()
+    if mode == "segments":
+        batches = segment_batches(cfg, dataset, rank=rank, world_size=world_size)
+        generator = torch.Generator().manual_seed(cfg.RNG_SEED)
+        return DataLoader(batches, batch_size=None, num_workers=workers, pin_memory=pin, generator=generator)
+    return sample_loader(
+        cfg, dataset, mode, dataset=dataset, rank=rank, world_size=world_size, distributed=distributed, pin_memory=pin
+    )
+
+
+def segment_batches(cfg, dataset: VideoDataset, *, rank: int, world_size: int, device="cpu") -> SegmentBatches:
+    """The :class:`SegmentBatches` of this rank's videos, as :func:`build_loader` makes them."""
+    return SegmentBatches(
+        dataset,
+        videos=rank_videos(dataset.num_videos, rank=rank, world_size=world_size),
+        batch_size=cfg.TEST.BATCH_SIZE_PER_DEVICE,
+        num_workers=cfg.DATA_LOADER.NUM_WORKERS,
+        device=device,
+    )
+
+
+def sample_loader(
+    cfg,
+    items,
+    mode: str,
+    *,
+    dataset: VideoDataset,
+    rank: int,
+    world_size: int,
+    distributed: bool,
+    pin_memory: bool,
+    collate_fn=None,
+) -> DataLoader:
+    """The train / views DataLoader of :func:`build_loader` over ``items`` (the samples of
+    ``dataset``, or anything indexed like them: the clip plans of GPU decoding), with the same
+    sampler, batching and seeds either way."""
+    workers = cfg.DATA_LOADER.NUM_WORKERS
     generator = torch.Generator().manual_seed(cfg.RNG_SEED)
     if mode == "train":
         batch_size = cfg.TRAIN.BATCH_SIZE_PER_DEVICE
         if distributed:
-            sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.RNG_SEED)
+            sampler = DistributedSampler(items, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.RNG_SEED)
         else:
-            sampler = TrainSampler(len(dataset), seed=cfg.RNG_SEED)
+            sampler = TrainSampler(len(items), seed=cfg.RNG_SEED)
         return DataLoader(
-            dataset,
+            items,
             batch_size=batch_size,
             sampler=sampler,
             num_workers=workers,
-            pin_memory=pin,
+            pin_memory=pin_memory,
             # A ragged last batch is dropped, unless it would be the only one (tiny datasets).
             drop_last=len(sampler) >= 2 * batch_size,
             persistent_workers=workers > 0,
             generator=generator,
+            collate_fn=collate_fn,
         )
-    batch_size = cfg.TEST.BATCH_SIZE_PER_DEVICE
-    if mode == "views":
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=ShardSampler(dataset, rank=rank, world_size=world_size),
-            num_workers=workers,
-            pin_memory=pin,
-            drop_last=False,
-            generator=generator,
-        )
-    batches = SegmentBatches(
-        dataset,
-        videos=rank_videos(dataset.num_videos, rank=rank, world_size=world_size),
-        batch_size=batch_size,
+    if mode != "views":
+        raise ValueError(f"mode = {mode!r}: sample loaders are for 'train' and 'views'")
+    return DataLoader(
+        items,
+        batch_size=cfg.TEST.BATCH_SIZE_PER_DEVICE,
+        sampler=ShardSampler(dataset, rank=rank, world_size=world_size),
         num_workers=workers,
+        pin_memory=pin_memory,
+        drop_last=False,
+        generator=generator,
+        collate_fn=collate_fn,
     )
-    return DataLoader(batches, batch_size=None, num_workers=workers, pin_memory=pin, generator=generator)

@@ -18,8 +18,10 @@ from torchvision.transforms.v2 import functional as F
 
 __all__ = [
     "short_side_scale",
+    "short_side_size",
     "random_short_side",
     "random_crop",
+    "random_crop_position",
     "uniform_crop",
     "horizontal_flip",
     "normalize",
@@ -28,15 +30,21 @@ __all__ = [
 ]
 
 
+def short_side_size(height: int, width: int, *, size: int) -> Tuple[int, int]:
+    """The ``(height, width)`` that :func:`short_side_scale` gives a ``height x width`` clip."""
+    if min(height, width) == size:
+        return height, width
+    if height <= width:
+        return size, max(1, int(round(width * size / height)))
+    return max(1, int(round(height * size / width))), size
+
+
 def short_side_scale(clip: torch.Tensor, *, size: int) -> torch.Tensor:
     """Resize a ``T x H x W x 3`` uint8 clip so its short side is ``size`` (antialiased bilinear)."""
     height, width = clip.shape[1:3]
     if min(height, width) == size:
         return clip
-    if height <= width:
-        out = (size, max(1, int(round(width * size / height))))
-    else:
-        out = (max(1, int(round(height * size / width))), size)
+    out = short_side_size(height, width, size=size)
     # A channels-last view of T x H x W x 3 takes torchvision's fast uint8 path.
     return F.resize(clip.permute(0, 3, 1, 2), list(out), antialias=True).permute(0, 2, 3, 1)
 
@@ -46,12 +54,19 @@ def random_short_side(*, min_size: int, max_size: int, generator: Optional[torch
     return int(torch.randint(min_size, max_size + 1, (), generator=generator))
 
 
-def random_crop(clip: torch.Tensor, *, size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """A ``size x size`` crop at a uniformly random position, the same for every frame."""
-    height, width = clip.shape[1:3]
+def random_crop_position(
+    height: int, width: int, *, size: int, generator: Optional[torch.Generator] = None
+) -> Tuple[int, int]:
+    """``(top, left)`` of a uniformly random ``size x size`` crop of a ``height x width`` frame."""
     _check_fits(height, width, size)
     top = int(torch.randint(0, height - size + 1, (), generator=generator))
     left = int(torch.randint(0, width - size + 1, (), generator=generator))
+    return top, left
+
+
+def random_crop(clip: torch.Tensor, *, size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """A ``size x size`` crop at a uniformly random position, the same for every frame."""
+    top, left = random_crop_position(clip.shape[1], clip.shape[2], size=size, generator=generator)
     return clip[:, top : top + size, left : left + size]
 
 
@@ -76,13 +91,15 @@ def horizontal_flip(clip: torch.Tensor) -> torch.Tensor:
 
 
 def normalize(clip: torch.Tensor, *, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 ``T x H x W x 3`` -> float32 ``3 x T x H x W``, ``(x / 255 - mean) / std`` per channel."""
+    """uint8 ``T x H x W x 3`` -> float32 ``3 x T x H x W``, ``(x / 255 - mean) / std`` per channel,
+    on the clip's device."""
     mean_t = torch.as_tensor(mean, dtype=torch.float32)
     std_t = torch.as_tensor(std, dtype=torch.float32)
-    # One fused multiply-add per pixel instead of divide, subtract, divide.
-    scale = 1.0 / (255.0 * std_t)
-    shift = -mean_t / std_t
-    out = torch.empty((3,) + tuple(clip.shape[:3]), dtype=torch.float32)
+    # One fused multiply-add per pixel instead of divide, subtract, divide; the constants are
+    # computed on the CPU either way, so a GPU clip gets the same float32 values.
+    scale = (1.0 / (255.0 * std_t)).to(clip.device)
+    shift = (-mean_t / std_t).to(clip.device)
+    out = torch.empty((3,) + tuple(clip.shape[:3]), dtype=torch.float32, device=clip.device)
     torch.addcmul(shift.view(3, 1, 1, 1), clip.permute(3, 0, 1, 2), scale.view(3, 1, 1, 1), out=out)
     return out
 
@@ -117,14 +134,28 @@ class TrainTransform:
     def short_side(self, generator: Optional[torch.Generator] = None) -> int:
         return random_short_side(min_size=self.jitter_scales[0], max_size=self.jitter_scales[1], generator=generator)
 
+    def draw(self, height: int, width: int, *, generator: Optional[torch.Generator] = None) -> Tuple[int, int, bool]:
+        """The random choices for a ``height x width`` clip (at its short side already):
+        ``(top, left, flip)``, drawn in the order :meth:`__call__` draws them."""
+        top, left = random_crop_position(height, width, size=self.crop_size, generator=generator)
+        flip = self.random_flip and bool(torch.rand((), generator=generator) < 0.5)
+        return top, left, flip
+
+    def apply(self, clip: torch.Tensor, *, short_side: int, top: int, left: int, flip: bool) -> torch.Tensor:
+        """The transform with its random choices given (from :meth:`draw`), on any device."""
+        clip = short_side_scale(clip, size=short_side)
+        _check_fits(clip.shape[1], clip.shape[2], self.crop_size)
+        clip = clip[:, top : top + self.crop_size, left : left + self.crop_size]
+        if flip:
+            clip = horizontal_flip(clip)
+        return normalize(clip, mean=self.mean, std=self.std)
+
     def __call__(
         self, clip: torch.Tensor, *, short_side: int, generator: Optional[torch.Generator] = None
     ) -> torch.Tensor:
-        clip = short_side_scale(clip, size=short_side)
-        clip = random_crop(clip, size=self.crop_size, generator=generator)
-        if self.random_flip and bool(torch.rand((), generator=generator) < 0.5):
-            clip = horizontal_flip(clip)
-        return normalize(clip, mean=self.mean, std=self.std)
+        height, width = short_side_size(clip.shape[1], clip.shape[2], size=short_side)
+        top, left, flip = self.draw(height, width, generator=generator)
+        return self.apply(clip, short_side=short_side, top=top, left=left, flip=flip)
 
 
 class EvalTransform:

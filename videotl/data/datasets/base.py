@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..decoding import VideoDecodeError, call_with_timeout, iter_segments, probe, read_clip
+from ..decoding import VideoDecodeError, call_with_timeout, iter_segments, output_size, probe, read_clip
 from ..manifest import probe_videos
 from ..sampling import clip_span, clip_times, last_clip_start, on_grid, segment_count, uniform_clip_starts
 from ..transforms import EvalTransform, TrainTransform
@@ -278,23 +278,32 @@ class VideoDataset(Dataset):
         """``fn()`` within the decode time limit (a :class:`VideoDecodeError` past it)."""
         return call_with_timeout(fn, seconds=self.decode_timeout, path=path)
 
-    def _read(self, path: Path, start: float, short_side: int) -> torch.Tensor:
-        key = (str(path), round(start, 6), short_side)
+    def _read(self, path: Path, start: float, short_side: int, device="cpu") -> torch.Tensor:
+        device = torch.device(device)
+        key = (str(path), round(start, 6), short_side, str(device))
         if self._clip_cache is not None and self._clip_cache[0] == key:
             return self._clip_cache[1]
         clip = self._limited(
             path,
             lambda: read_clip(
-                path, start, self.num_frames, self.fps, backend=self.backend, size=short_side, num_threads=self._threads()
+                path,
+                start,
+                self.num_frames,
+                self.fps,
+                backend=self.backend,
+                size=short_side,
+                num_threads=self._threads(),
+                device=device,
             ),
         )
+        # Files the GPU decoder cannot read exactly come from PyAV, on the CPU.
+        clip = clip.to(device)
         self._clip_cache = (key, clip)
         return clip
 
-    def _invalid(self, video_index: int, view_index: int, start: float) -> dict:
-        size = self.test_transform.crop_size
+    def _invalid(self, video_index: int, view_index: int, start: float, device="cpu") -> dict:
         return self._sample(
-            torch.zeros(3, self.num_frames, size, size),
+            self.invalid_inputs(device),
             self._encode(self.records[video_index].labels),
             video_index,
             view_index,
@@ -368,6 +377,123 @@ class VideoDataset(Dataset):
         )
         return start, clip
 
+    # ------------------------------------------------------------------ plans (decoding elsewhere)
+
+    def clip_plan(self, index: int, *, generator: Optional[torch.Generator] = None) -> dict:
+        """Everything sample ``index`` needs except its frames (train and views mode): the video,
+        the clip's start, the random draws of the training transform (made in the order
+        ``__getitem__`` makes them, so a plan realised by :meth:`decode_plan` gives the sample
+        ``__getitem__`` would), the label and the indices. Probes the video (reads no frame);
+        an unreadable one is skipped in train mode as ``__getitem__`` skips it, and gives an
+        invalid plan in views mode. ``generator``: the draws' random source (default: torch's)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        if self.mode == "train":
+            return self._train_plan(index, generator)
+        if self.mode == "views":
+            return self._view_plan(index)
+        raise RuntimeError("segments mode decodes whole videos: use iter_segment_samples")
+
+    def _train_plan(self, index: int, generator: Optional[torch.Generator]) -> dict:
+        candidate = index
+        for attempt in range(self.max_skip_attempts):
+            record = self.records[candidate]
+            short_side = self.train_transform.short_side(generator)
+            draw = float(torch.rand((), dtype=torch.float64, generator=generator))
+            try:
+                info = self._limited(record.path, lambda: probe(record.path))
+            except VideoDecodeError as error:
+                self._note_broken(error)
+                candidate = self._replacement(index, attempt)
+                continue
+            last = last_clip_start(info.duration, num_frames=self.num_frames, fps=self.fps)
+            start = on_grid(draw * last, fps=self.fps)
+            height, width = output_size(info.height, info.width, short_side)
+            top, left, flip = self.train_transform.draw(height, width, generator=generator)
+            end = start + clip_span(num_frames=self.num_frames, fps=self.fps)
+            classes = self._clip_classes(record, start, end) if self.clip_labels and record.intervals else record.labels
+            if not self.multi_label and len(classes) != 1:
+                classes = record.labels
+            plan = self._sample(None, self._encode(classes), candidate, 0, start, skipped=attempt)
+            del plan["inputs"]
+            plan.update(path=str(record.path), short_side=short_side, crop_top=top, crop_left=left, flip=flip)
+            return plan
+        raise VideoDecodeError(
+            self.records[index].path,
+            f"this and {self.max_skip_attempts - 1} replacement videos could not be decoded "
+            f"(unreadable so far: {len(self.broken)}); run tools/check_videos.py",
+        )
+
+    def _view_plan(self, index: int) -> dict:
+        per_video = self.num_ensemble_views * self.num_spatial_crops
+        video_index, view_index = divmod(index, per_video)
+        temporal, spatial = divmod(view_index, self.num_spatial_crops)
+        record = self.records[video_index]
+        start, valid = 0.0, True
+        try:
+            duration = self._limited(record.path, lambda: probe(record.path)).duration
+            start = uniform_clip_starts(
+                duration, num_frames=self.num_frames, fps=self.fps, num_clips=self.num_ensemble_views
+            )[temporal]
+        except VideoDecodeError as error:
+            self._note_broken(error)
+            valid = False
+        plan = self._sample(None, self._encode(record.labels), video_index, view_index, start, valid=valid)
+        del plan["inputs"]
+        plan.update(path=str(record.path), crop_index=spatial)
+        return plan
+
+    def replacement_plan(self, plan: dict, attempt: int) -> dict:
+        """A training plan for another video, for a planned clip that failed to decode: the video
+        and its draws follow from (seed, the failed video, attempt), never from torch's global
+        random state, so the process that decodes may call it at any time."""
+        seed = ((self.seed * 1_000_003 + int(plan["video_index"])) * 101 + attempt) * 7 + 3
+        generator = torch.Generator().manual_seed(seed)
+        return self._train_plan(int(torch.randint(len(self.records), (), generator=generator)), generator)
+
+    def planned_sample(
+        self, plan: dict, inputs: torch.Tensor, *, valid: bool = True, skipped: Optional[int] = None
+    ) -> dict:
+        """The sample dict of a plan with its ``inputs`` (keys as ``__getitem__`` gives them);
+        ``skipped`` (train mode) replaces the plan's count of skipped videos, ``valid`` False
+        marks the sample unreadable."""
+        return self._sample(
+            inputs,
+            plan["label"],
+            int(plan["video_index"]),
+            int(plan["view_index"]),
+            float(plan["start_sec"]),
+            valid=bool(plan["valid"]) and valid,
+            skipped=int(plan.get("skipped", 0)) if skipped is None else int(skipped),
+        )
+
+    def invalid_inputs(self, device="cpu") -> torch.Tensor:
+        """The zeros an unreadable evaluation sample carries."""
+        size = self.test_transform.crop_size
+        return torch.zeros(3, self.num_frames, size, size, device=device)
+
+    def decode_plan(self, plan: dict, *, device="cpu") -> torch.Tensor:
+        """The normalised ``C x T x H x W`` inputs of a plan from :meth:`clip_plan`, decoded and
+        transformed on ``device`` (torchcodec decodes on a CUDA device; the transform runs where
+        the frames are). Raises :class:`VideoDecodeError` (noted as broken) if the video fails."""
+        path = Path(plan["path"])
+        start = float(plan["start_sec"])
+        short_side = int(plan["short_side"]) if self.mode == "train" else self.test_transform.short_side
+        try:
+            clip = self._read(path, start, short_side, device=device)
+        except VideoDecodeError as error:
+            self._note_broken(error)
+            raise
+        if self.mode == "train":
+            return self.train_transform.apply(
+                clip,
+                short_side=short_side,
+                top=int(plan["crop_top"]),
+                left=int(plan["crop_left"]),
+                flip=bool(plan["flip"]),
+            )
+        return self.test_transform(clip, crop_index=int(plan["crop_index"]))
+
     def _view_sample(self, index: int) -> dict:
         per_video = self.num_ensemble_views * self.num_spatial_crops
         video_index, view_index = divmod(index, per_video)
@@ -391,10 +517,11 @@ class VideoDataset(Dataset):
         self._clip_cache = None
         self._cursor = None
 
-    def iter_segment_samples(self, video_index: int, start_segment: int = 0) -> Iterator[dict]:
+    def iter_segment_samples(self, video_index: int, start_segment: int = 0, *, device="cpu") -> Iterator[dict]:
         """The samples of a video's segments from ``start_segment`` on, in order, decoding the
         video once, front to back, as they are asked for (segments mode). An unreadable video,
-        or a segment past the time limit, gives invalid samples for the rest of the video."""
+        or a segment past the time limit, gives invalid samples for the rest of the video.
+        ``device``: where the frames are decoded (torchcodec on CUDA) and transformed."""
         if self.mode != "segments":
             raise RuntimeError("segment samples need segments mode")
         record = self.records[video_index]
@@ -410,6 +537,7 @@ class VideoDataset(Dataset):
                 backend=self.backend,
                 size=self.test_transform.short_side,
                 num_threads=self._threads(),
+                device=device,
                 start_segment=start_segment,
             )
             while segment < count:
@@ -417,12 +545,14 @@ class VideoDataset(Dataset):
                 if item is None:
                     raise VideoDecodeError(record.path, "the file changed while the dataset was in use")
                 start, clip = item
-                yield self._sample(self.test_transform(clip), label, video_index, segment, start)
+                yield self._sample(self.test_transform(clip.to(device)), label, video_index, segment, start)
                 segment += 1
         except VideoDecodeError as error:
             self._note_broken(error)
             for rest in range(segment, count):
-                yield self._invalid(video_index, rest, rest * clip_span(num_frames=self.num_frames, fps=self.fps))
+                yield self._invalid(
+                    video_index, rest, rest * clip_span(num_frames=self.num_frames, fps=self.fps), device=device
+                )
 
     def _check_unchanged(self, video_index: int) -> None:
         record = self.records[video_index]

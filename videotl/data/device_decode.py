@@ -1,0 +1,253 @@
+"""Decoding in the main process, on the GPU (``DATA.DECODE_DEVICE cuda``).
+
+A CUDA context cannot be shared with forked DataLoader workers, and one per worker would waste
+the GPU's memory and its few hardware decoders, so GPU decoding happens in the process that
+trains. The work splits in two:
+
+- DataLoader workers (or the main process with 0 workers) make only the *plan* of each sample
+  (:meth:`VideoDataset.clip_plan`): the video, the clip's start, the random crop / scale / flip
+  draws and the label. They probe the videos but read no frame. The draws are made in the order
+  the ordinary path makes them, from the same per-worker random state, so a plan decoded here is
+  the sample the ordinary DataLoader would have produced.
+- :class:`MainProcessDecoder` decodes each batch of plans with torchcodec on the device, applies
+  the same transforms to the GPU tensors, and decodes the next batch on a background thread
+  while the caller trains on the current one. On CUDA that thread issues its work on a side
+  stream; the caller's stream waits for it before the batch is handed over, and the batch's
+  memory is recorded as used by the caller's stream.
+
+Segments mode has nothing to plan (the videos were probed when the dataset was indexed): the
+background thread streams the segments itself, in the order the ordinary loader's workers give.
+
+A clip that fails to decode here is handled like a broken video in a worker: in train mode it is
+replaced (by a video and draws that depend only on the seed and the failed video, so the main
+process's random state is untouched) and counted in the batch's ``"skipped"``; in evaluation the
+sample is marked invalid and the evaluator names the video.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, List, Optional, Union
+
+import torch
+from torch.utils.data import Dataset
+from torch.utils.data._utils.collate import default_collate
+
+from .build import build_dataset
+from .datasets.base import VideoDataset
+from .decoding import VideoDecodeError
+from .loader import _rank_and_world, sample_loader, segment_batches
+
+__all__ = ["ClipPlans", "MainProcessDecoder", "build_main_process_loader", "resolve_decode_device"]
+
+logger = logging.getLogger("videotl.data")
+
+_END = object()
+
+
+def resolve_decode_device(requested: str) -> torch.device:
+    """The device ``DATA.DECODE_DEVICE`` asks for: this process's current CUDA device for
+    ``"cuda"``, or the CPU (with one logged line saying why) where CUDA is not available."""
+    if requested == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        logger.warning(
+            "DATA.DECODE_DEVICE = %r but CUDA is not available: decoding on the CPU in the main process", requested
+        )
+        return torch.device("cpu")
+    device = torch.device(requested)
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+class ClipPlans(Dataset):
+    """The plans of a train- or views-mode :class:`VideoDataset`, indexed like its samples."""
+
+    def __init__(self, dataset: VideoDataset):
+        if dataset.mode not in ("train", "views"):
+            raise ValueError(f"clip plans are for train and views mode, not {dataset.mode!r}")
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.dataset.clip_plan(index)
+
+
+def _keep_plans(plans: List[dict]) -> List[dict]:
+    # Plans stay a list of dicts: the decoder needs each one as the dataset made it.
+    return plans
+
+
+class MainProcessDecoder:
+    """Batches decoded on ``device`` in this process, from a DataLoader of plans (train, views)
+    or from a dataset's segments, with the next batch prefetched on a background thread (and,
+    on CUDA, a side stream).
+
+    Behaves as the DataLoader it stands for: ``len()``, iteration (each pass is an epoch),
+    ``.dataset`` (the :class:`VideoDataset`; segments mode: the :class:`SegmentBatches`),
+    ``.sampler`` (``set_epoch``), ``.num_workers`` and ``.worker_init_fn`` (of the plan workers).
+    """
+
+    def __init__(self, *, dataset: VideoDataset, device: Union[str, torch.device], plans=None, segments=None):
+        if (plans is None) == (segments is None):
+            raise ValueError("give plans (train, views) or segments, not both")
+        self.video_dataset = dataset
+        self.device = torch.device(device)
+        self.plans = plans
+        self.segments = segments
+        self.dataset = dataset if segments is None else segments
+
+    # ----------------------------------------------------------------- DataLoader look-alike
+
+    @property
+    def sampler(self):
+        return None if self.plans is None else self.plans.sampler
+
+    @property
+    def num_workers(self) -> int:
+        return 0 if self.plans is None else self.plans.num_workers
+
+    @property
+    def worker_init_fn(self):
+        return None if self.plans is None else self.plans.worker_init_fn
+
+    @worker_init_fn.setter
+    def worker_init_fn(self, fn) -> None:
+        if self.plans is not None:
+            self.plans.worker_init_fn = fn
+
+    def __len__(self) -> int:
+        return len(self.plans) if self.plans is not None else len(self.segments)
+
+    # ----------------------------------------------------------------- decoding
+
+    def _decode(self, plans: List[dict]) -> dict:
+        dataset = self.video_dataset
+        samples = []
+        for plan in plans:
+            if dataset.mode == "train":
+                samples.append(self._train_sample(plan))
+            elif not plan["valid"]:
+                samples.append(dataset.planned_sample(plan, dataset.invalid_inputs(self.device)))
+            else:
+                try:
+                    inputs = dataset.decode_plan(plan, device=self.device)
+                    samples.append(dataset.planned_sample(plan, inputs))
+                except VideoDecodeError:
+                    samples.append(dataset.planned_sample(plan, dataset.invalid_inputs(self.device), valid=False))
+        # The C crops of the last view share its decode; nothing of it is needed after the batch.
+        dataset.release_cache()
+        return default_collate(samples)
+
+    def _train_sample(self, plan: dict) -> dict:
+        dataset = self.video_dataset
+        failed = plan
+        # Skips so far: videos the worker could not probe, then clips that failed to decode here.
+        skipped = int(plan["skipped"])
+        for attempt in range(dataset.max_skip_attempts):
+            try:
+                inputs = dataset.decode_plan(plan, device=self.device)
+            except VideoDecodeError:
+                plan = dataset.replacement_plan(failed, attempt)
+                skipped += 1 + int(plan["skipped"])
+                continue
+            return dataset.planned_sample(plan, inputs, skipped=skipped)
+        raise VideoDecodeError(
+            failed["path"],
+            f"this and {dataset.max_skip_attempts - 1} replacement videos could not be decoded "
+            f"(unreadable so far: {len(dataset.broken)}); run tools/check_videos.py",
+        )
+
+    def _on_side_stream(self, stream: Optional["torch.cuda.Stream"], fn, *args):
+        if stream is None:
+            return fn(*args)
+        with torch.cuda.device(self.device), torch.cuda.stream(stream):
+            return fn(*args)
+
+    def _hand_over(self, batch: dict, stream: Optional["torch.cuda.Stream"]) -> dict:
+        if stream is None:
+            return batch
+        current = torch.cuda.current_stream(self.device)
+        current.wait_stream(stream)
+        for value in batch.values():
+            if isinstance(value, torch.Tensor) and value.is_cuda:
+                # The caching allocator must not reuse this memory until the caller's stream is done.
+                value.record_stream(current)
+        return batch
+
+    def __iter__(self) -> Iterator[dict]:
+        stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        if self.plans is not None:
+            plan_batches = iter(self.plans)
+
+            # Plans are fetched on this thread (with 0 workers they are drawn here, from torch's
+            # random state in program order); only decoding runs in the background.
+            def submit(executor):
+                plans = next(plan_batches, _END)
+                if plans is _END:
+                    return None
+                return executor.submit(self._on_side_stream, stream, self._decode, plans)
+
+        else:
+            segment_stream = self.segments.interleaved()
+
+            def next_segments():
+                return next(segment_stream, _END)
+
+            def submit(executor):
+                return executor.submit(self._on_side_stream, stream, next_segments)
+
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videotl-decode")
+        pending = None
+        try:
+            pending = submit(executor)
+            while pending is not None:
+                batch = pending.result()
+                if batch is _END:
+                    break
+                # The next batch decodes while the caller works on this one.
+                pending = submit(executor)
+                yield self._hand_over(batch, stream)
+        finally:
+            if pending is not None:
+                pending.cancel()
+            executor.shutdown(wait=True)
+
+
+def build_main_process_loader(
+    cfg,
+    split: str,
+    mode: str,
+    *,
+    device: Union[str, torch.device],
+    distributed: bool = False,
+    dataset: Optional[VideoDataset] = None,
+) -> MainProcessDecoder:
+    """:func:`~videotl.data.loader.build_loader`'s loader with decoding in this process on
+    ``device`` ("cpu" too: the same path without streams). Sampler, batching, seeds and worker
+    count are ``build_loader``'s; the workers only plan."""
+    rank, world_size = _rank_and_world(distributed)
+    if dataset is None:
+        dataset = build_dataset(cfg, split, mode)
+    device = torch.device(device)
+    if not isinstance(dataset, VideoDataset):
+        raise ValueError(f"decoding in the main process needs a video dataset, not {type(dataset).__name__}")
+    if mode == "segments":
+        batches = segment_batches(cfg, dataset, rank=rank, world_size=world_size, device=device)
+        return MainProcessDecoder(dataset=dataset, device=device, segments=batches)
+    plans = sample_loader(
+        cfg,
+        ClipPlans(dataset),
+        mode,
+        dataset=dataset,
+        rank=rank,
+        world_size=world_size,
+        distributed=distributed,
+        pin_memory=False,
+        collate_fn=_keep_plans,
+    )
+    return MainProcessDecoder(dataset=dataset, device=device, plans=plans)
