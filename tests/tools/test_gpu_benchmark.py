@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from tests.data.conftest import TORCHCODEC_SKIP
 from tests.models.conftest import TINY_X3D
 from videotl_tools import benchmark
 from videotl_tools.harness import gpu_benchmark as gb
@@ -24,7 +25,7 @@ def _parse(*argv):
 
 def test_defaults_are_the_issue_setting():
     args = _parse()
-    assert args.parts == ["kernel", "models", "share", "loss"]
+    assert args.parts == ["kernel", "models", "share", "loss", "decode"]
     assert args.input == (64, 224, 224) and args.batch == 8 and args.amp_dtype == "bfloat16"
     assert args.variants == ["eager", "compiled"] and args.steps == 50
     args = _parse("--parts", "kernel", "loss", "--input", "16x112x112", "--variants", "eager", "--batch", "2")
@@ -112,6 +113,16 @@ def _synthetic_payload():
             "final_loss": {"bfloat16": 0.2020, "float32": 0.2000},
             "relative_difference": 0.01,
         },  # fmt: skip
+        "decoding": {
+            "device": "cuda:0",
+            "workers": 8,
+            "videos": 16,
+            "source": "640x480 30 fps H.264, 4 s",
+            "clip": [64, 224, 224],
+            "batch": 8,
+            "results": {"cpu_workers": {"clips_per_s": 40.0}, "gpu_main_process": {"clips_per_s": 100.0}},
+            "gpu_vs_cpu": 2.5,
+        },
     }
 
 
@@ -142,7 +153,12 @@ def test_markdown_section_replaces_its_own_section_only(tmp_path):
     assert "| Charades TokenLearner model | compiled | 33.33 | 1,024 | 11.11 | 1,024 | 60.0 |" in text
     assert "| triton | 900.0 | 72.00 | 8.0% |" in text
     assert "bfloat16 0.2020, float32 0.2000; relative difference 1.00%" in text
-    assert "GPU decoding against CPU decoding is not measured yet" in text
+    assert (
+        "CPU decoding in 8 DataLoader workers 40.0 clips/s, GPU decoding in the main process 100.0 clips/s (2.50x)"
+        in text
+    )
+    skipped = gb.render_markdown_section({**_synthetic_payload(), "decoding": {"skipped": "no CUDA"}})
+    assert "GPU decoding against CPU decoding: skipped: no CUDA." in skipped
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\n## Model\n\nkept\n\n## GPU\n\nold numbers\n\n## Data\n\nalso kept\n")
     gb.update_markdown_section(docs, text)
@@ -248,7 +264,7 @@ def test_command_runs_the_parts_and_writes_json_and_markdown(tmp_path, monkeypat
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(gb, "machine_info", lambda device: {**payload["machine"], "device": device})
     for name, key in (("check_kernel", "kernel_check"), ("time_kernels", "kernel_timing"), ("measure_models", "models"),
-                      ("measure_share", "share"), ("measure_loss", "loss")):  # fmt: skip
+                      ("measure_share", "share"), ("measure_loss", "loss"), ("measure_decoding", "decoding")):  # fmt: skip
         monkeypatch.setattr(gb, name, part(name, payload[key]))
     docs, output = tmp_path / "benchmarks.md", tmp_path / "gpu.json"
     argv = ["gpu", "--input", "32x112x112", "--batch", "4", "--variants", "eager", "--steps", "7",
@@ -259,7 +275,25 @@ def test_command_runs_the_parts_and_writes_json_and_markdown(tmp_path, monkeypat
     assert received["measure_models"]["variants"] == ["eager"]
     assert received["measure_models"]["amp_dtype"] == torch.bfloat16
     assert received["measure_loss"]["steps"] == 7 and received["measure_share"]["device"] == torch.device("cuda", 0)
+    assert received["measure_decoding"] == {"device": torch.device("cuda", 0), "batch": 4}
     written = json.loads(output.read_text())
     assert written["machine"]["device"] == "cuda:0" and written["command"].startswith("python tools/benchmark.py gpu")
     assert {row["target"] for row in written["targets"]} >= {"triton_share_of_step", "kernel_matches_naive"}
     assert docs.read_text().startswith("# Benchmarks\n\n## GPU\n")
+
+
+def test_decoding_part_skips_cleanly_without_cuda():
+    assert gb.measure_decoding(device=torch.device("cpu")) == {"skipped": "no CUDA"}
+
+
+@pytest.mark.skipif(TORCHCODEC_SKIP is not None, reason=str(TORCHCODEC_SKIP))
+def test_decoding_part_measures_both_paths_on_cpu_at_tiny_sizes():
+    result = gb.measure_decoding(
+        device=torch.device("cpu"), num_videos=2, repeats_per_video=2, seconds=1.0, source=(48, 64),
+        num_frames=4, crop=32, batch=2, workers=1, require_cuda=False,
+    )  # fmt: skip
+    for name in ("cpu_workers", "gpu_main_process"):
+        assert result["results"][name]["clips"] == 4 and result["results"][name]["clips_per_s"] > 0
+    assert result["gpu_vs_cpu"] == pytest.approx(
+        result["results"]["gpu_main_process"]["clips_per_s"] / result["results"]["cpu_workers"]["clips_per_s"]
+    )

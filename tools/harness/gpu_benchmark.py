@@ -14,7 +14,9 @@ Parts, each a function returning a JSON-ready dict (``--parts`` picks some; all 
 - ``loss``: the same number of training steps on the same random batches from the same weights
   in bfloat16 autocast and in float32; the final losses and their relative difference.
 
-GPU decoding against CPU decoding is not a part yet: it needs the torchcodec backend.
+- ``decode``: training clips/s of CPU decoding in DataLoader workers (``DATA.DECODE_DEVICE cpu``)
+  against torchcodec decoding on the GPU in the main process (``cuda``), on generated H.264
+  videos, each batch moved to / produced on the GPU; "skipped: no CUDA" without one.
 
 Every function takes the device, so the machinery runs on CPU at tiny sizes in the tests; the
 command itself refuses to run without CUDA.
@@ -42,6 +44,7 @@ __all__ = [
     "TARGETS",
     "add_gpu_arguments",
     "check_kernel",
+    "measure_decoding",
     "measure_loss",
     "measure_models",
     "measure_share",
@@ -453,6 +456,108 @@ def measure_loss(
 
 
 # ---------------------------------------------------------------------------------------------
+# decoding
+
+
+def _decode_epoch(loader, device: torch.device, epoch: int) -> Tuple[int, float]:
+    loader.sampler.set_epoch(epoch)
+    _sync(device)
+    start = time.perf_counter()
+    clips = 0
+    for batch in loader:
+        inputs = batch["inputs"].to(device, non_blocking=True)
+        clips += inputs.shape[0]
+    _sync(device)
+    return clips, time.perf_counter() - start
+
+
+def measure_decoding(
+    *,
+    device: torch.device,
+    num_videos: int = 16,
+    repeats_per_video: int = 4,
+    seconds: float = 4.0,
+    source: Tuple[int, int] = (480, 640),
+    num_frames: int = 64,
+    crop: int = 224,
+    batch: int = 8,
+    workers: Optional[int] = None,
+    require_cuda: bool = True,
+) -> Dict[str, Any]:
+    """Training clips/s with CPU decoding in ``workers`` DataLoader workers and with torchcodec
+    decoding on ``device`` in the main process, over ``num_videos`` generated ``source`` (H x W)
+    30 fps videos (each listed ``repeats_per_video`` times), after one untimed epoch each.
+    ``{"skipped": "no CUDA"}`` when ``device`` is not a CUDA device (unless ``require_cuda`` is
+    False, as in the tests, which run the same machinery on the CPU)."""
+    import tempfile
+
+    import numpy as np
+
+    from videotl.config import load_config
+    from videotl.data.build import dataset_from_records
+    from videotl.data.datasets.base import VideoRecord
+    from videotl.data.decoding import torchcodec_unavailable_reason
+    from videotl.data.device_decode import build_main_process_loader
+    from videotl.data.encoding import write_video
+    from videotl.data.loader import build_loader
+
+    if require_cuda and device.type != "cuda":
+        return {"skipped": "no CUDA"}
+    reason = torchcodec_unavailable_reason()
+    if reason:
+        return {"skipped": reason}
+    workers = workers if workers is not None else min(8, os.cpu_count() or 1)
+    height, width = source
+    short = min(height, width)
+    results: Dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="videotl_decode_bench_") as folder:
+        records = []
+        frame_count = int(round(seconds * 30))
+        rows = np.arange(height, dtype=np.int32)[:, None]
+        columns = np.arange(width, dtype=np.int32)[None, :]
+        for v in range(num_videos):
+            # Moving gradients: cheap to make, and not trivially compressible.
+            frames = (
+                np.stack([(rows * (c + 1) + columns * (v + 2) + 7 * i * (c + 1)) % 256 for c in range(3)], -1).astype(
+                    np.uint8
+                )
+                for i in range(frame_count)
+            )
+            path = write_video(Path(folder) / f"video_{v:02d}.mp4", frames, rate=30, options={"preset": "veryfast"})
+            records += [VideoRecord(f"video_{v:02d}_{r}", path, (0,)) for r in range(repeats_per_video)]
+        cfg = load_config(
+            "",
+            [
+                "DATA.DECODING_BACKEND", "torchcodec", "DATA.NUM_FRAMES", str(num_frames),
+                "DATA.TRAIN_JITTER_SCALES", f"[{min(crop, short)}, {short}]", "DATA.TRAIN_CROP_SIZE", str(crop),
+                "DATA.PROBE_CACHE", "False", "DATA_LOADER.NUM_WORKERS", str(workers),
+                "TRAIN.BATCH_SIZE_PER_DEVICE", str(batch), "MODEL.NUM_CLASSES", "1",
+            ],
+        )  # fmt: skip
+        for name in ("cpu_workers", "gpu_main_process"):
+            dataset = dataset_from_records(cfg, records, ["class 0"], mode="train")
+            if name == "cpu_workers":
+                loader = build_loader(cfg, "train", "train", dataset=dataset)
+            else:
+                loader = build_main_process_loader(cfg, "train", "train", device=device, dataset=dataset)
+            _decode_epoch(loader, device, 0)
+            clips, elapsed = _decode_epoch(loader, device, 1)
+            results[name] = {"clips": clips, "seconds": elapsed, "clips_per_s": clips / elapsed}
+            print(f"  decode {name:<17} {clips / elapsed:8.1f} clips/s")
+            del loader
+    return {
+        "device": str(device),
+        "workers": workers,
+        "videos": num_videos,
+        "source": f"{width}x{height} 30 fps H.264, {seconds:g} s",
+        "clip": [num_frames, crop, crop],
+        "batch": batch,
+        "results": results,
+        "gpu_vs_cpu": results["gpu_main_process"]["clips_per_s"] / results["cpu_workers"]["clips_per_s"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
 # targets and report
 
 # The issue's targets: (text, check) per key of ``_target_values``.
@@ -616,14 +721,24 @@ def render_markdown_section(payload: Dict[str, Any]) -> str:
             f"{loss['relative_difference']:.2%}.",
             "",
         ]
-    lines.append("GPU decoding against CPU decoding is not measured yet (it needs the torchcodec backend).")
+    decoding = payload.get("decoding")
+    if decoding and "skipped" in decoding:
+        lines.append(f"GPU decoding against CPU decoding: skipped: {decoding['skipped']}.")
+    elif decoding:
+        cpu, gpu = decoding["results"]["cpu_workers"], decoding["results"]["gpu_main_process"]
+        lines += [
+            f"Decoding training clips ({'x'.join(map(str, decoding['clip']))}, batch {decoding['batch']}) from "
+            f"{decoding['videos']} videos of {decoding['source']}: CPU decoding in {decoding['workers']} DataLoader "
+            f"workers {cpu['clips_per_s']:.1f} clips/s, GPU decoding in the main process {gpu['clips_per_s']:.1f} "
+            f"clips/s ({decoding['gpu_vs_cpu']:.2f}x).",
+        ]
     return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
 # tools/benchmark.py ``gpu`` subcommand.
 
-PARTS = ("kernel", "models", "share", "loss")
+PARTS = ("kernel", "models", "share", "loss", "decode")
 
 
 def add_gpu_arguments(parser: argparse.ArgumentParser) -> None:
@@ -693,6 +808,9 @@ def run_gpu(args: argparse.Namespace) -> Dict[str, Any]:
         payload["loss"] = measure_loss(
             device=device, clip=clip, batch=args.batch, steps=args.steps, amp_dtype=amp_dtype
         )
+    if "decode" in args.parts:
+        print("decode: CPU decoding in workers against GPU decoding in the main process")
+        payload["decoding"] = measure_decoding(device=device, batch=args.batch)
     payload["seconds"] = time.perf_counter() - started
     payload["targets"] = target_rows(payload)
     for row in payload["targets"]:
