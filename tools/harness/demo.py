@@ -44,7 +44,7 @@ from videotl.data.synthetic_charades import (
 from videotl.engine.checkpoint import last_checkpoint
 from videotl.engine.distributed import resolve_device
 from videotl.engine.evaluator import EvalResult
-from videotl.engine.inference import load_trained_model, predict_videos
+from videotl.engine.inference import load_model, predict_videos
 from videotl.engine.trainer import test, train
 from videotl.evaluation import plot_per_class
 from videotl.utils.fileio import atomic_write_text
@@ -282,7 +282,7 @@ def draw_pictures(
 
     device = resolve_device(cfg.DEVICE)
     weights = checkpoint or cfg.TEST.CHECKPOINT_FILE_PATH or str(last_checkpoint(out))
-    model = load_trained_model(cfg, weights, device=device)
+    model = load_model(weights, cfg=cfg, device=device)
     records, class_names = load_records(cfg, cfg.TEST.SPLIT, cfg.TEST.DATASET)
     chosen = [r for r in pick_timeline_videos(records) if r.intervals]
     predictions = predict_videos(
