@@ -9,8 +9,9 @@ The input is one test view (1 x 3 x DATA.NUM_FRAMES x TEST_CROP_SIZE^2, or the n
 num_frames and test_crop_size) unless --input says otherwise. --model exports a registered model
 (videotl.list_models()) with random weights, to check that it exports: its initial weights, with
 the zero-initialised matrices (TokenFuser's token map, a zeroed head) drawn at random so that
-every path reaches the output. The round trip runs the exported file (onnxruntime for ONNX) and the eager model on the
-same random clip on the CPU; a difference above --tolerance is an error (exit status 1).
+every path reaches the output. The round trip runs the exported file (onnxruntime for ONNX) and
+the eager model on the same random clip on the CPU; a difference above --tolerance is an error
+(exit status 1).
 """
 
 import sys
