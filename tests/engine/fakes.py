@@ -175,6 +175,29 @@ TINY = [
 ]
 
 
+# The kill, interrupt and resume tests' run (``run_fake.py train``): 4 epochs of 6 iterations with
+# two loader workers, a checkpoint and an evaluation after each, so resuming must restore the
+# loader's seeds, the sampler order, dropout and the optimizer.
+CHECKPOINTED_RUN = [
+    "SOLVER.MAX_EPOCH",
+    "4",
+    "TRAIN.CHECKPOINT_PERIOD",
+    "1",
+    "TRAIN.EVAL_PERIOD",
+    "1",
+    "DATA_LOADER.NUM_WORKERS",
+    "2",
+]
+
+
+def subprocess_env(sleep=0.0):
+    """Environment of a ``run_fake.py`` process: one thread, ``sleep`` seconds per sample, no DDP."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", FAKE_SLEEP=str(sleep))
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        env.pop(key, None)
+    return env
+
+
 # Set in a DataLoader worker by mark_worker: shows that a loader's own worker_init_fn still runs.
 WORKER_MARK = 0
 

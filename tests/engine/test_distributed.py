@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from videotl.evaluation import read_submission
 
@@ -17,21 +18,37 @@ def _run(args, nproc, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    if nproc == 1:
-        command = [sys.executable, str(HERE / "run_fake.py"), *args]
-    else:
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={nproc}",
-            str(HERE / "run_fake.py"),
-            *args,
-        ]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        str(HERE / "run_fake.py"),
+        *args,
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
+
+
+def _test_in_this_process(overrides):
+    """``run_fake.py test`` without a new interpreter: one thread, as the torchrun ranks run."""
+    import fakes
+
+    from videotl.config import load_config
+    from videotl.engine import test
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        test(
+            load_config("", fakes.TINY + overrides),
+            build_model_fn=fakes.build_model,
+            build_loader_fn=fakes.build_loader,
+        )
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_two_process_training_and_evaluation_match_one_process(tmp_path):
@@ -47,7 +64,7 @@ def test_two_process_training_and_evaluation_match_one_process(tmp_path):
 
     single = tmp_path / "single"
     checkpoint = run / "checkpoints" / "checkpoint_epoch_00001.pyth"
-    _run(["test", "OUTPUT_DIR", str(single), "TEST.CHECKPOINT_FILE_PATH", str(checkpoint), *common], 1, tmp_path)
+    _test_in_this_process(["OUTPUT_DIR", str(single), "TEST.CHECKPOINT_FILE_PATH", str(checkpoint), *common])
 
     results = {}
     for name, folder in (("two", run), ("one", single)):

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import fakes
 import pytest
 import torch
 
@@ -16,17 +17,7 @@ from videotl.engine.interrupt import RunInterrupted, StopSignals
 
 HERE = Path(__file__).resolve().parent
 RUN = [sys.executable, str(HERE / "run_fake.py"), "train"]
-# 4 epochs of 6 iterations with two loader workers, a checkpoint and an evaluation after each.
-ARGS = [
-    "SOLVER.MAX_EPOCH",
-    "4",
-    "TRAIN.CHECKPOINT_PERIOD",
-    "1",
-    "TRAIN.EVAL_PERIOD",
-    "1",
-    "DATA_LOADER.NUM_WORKERS",
-    "2",
-]
+ARGS = fakes.CHECKPOINTED_RUN
 LINE = re.compile(
     r"^interrupted by (SIG\w+) at epoch (\d), iteration (\d+)( \(while evaluating\))?; the last checkpoint is "
     r"(\S+); run the same command to resume$"
@@ -34,21 +25,11 @@ LINE = re.compile(
 
 
 def _env(sleep):
-    env = dict(os.environ, OMP_NUM_THREADS="1", FAKE_SLEEP=str(sleep))
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
-        env.pop(key, None)
-    return env
+    return fakes.subprocess_env(sleep)
 
 
 def _weights(output_dir):
     return torch.load(output_dir / "checkpoints" / "checkpoint_epoch_00004.pyth", weights_only=True)["model"]
-
-
-@pytest.fixture(scope="module")
-def reference_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference") / "run"
-    subprocess.run(RUN + ARGS + ["OUTPUT_DIR", str(out)], env=_env(0), check=True, capture_output=True, timeout=600)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -7,28 +7,16 @@ import sys
 import time
 from pathlib import Path
 
+import fakes
 import torch
 
 HERE = Path(__file__).resolve().parent
 RUN = [sys.executable, str(HERE / "run_fake.py"), "train"]
-# 4 epochs of 6 iterations, a checkpoint and an evaluation after each, one loader worker:
-# resuming must restore the loader's seeds, the sampler order, dropout and the optimizer.
-ARGS = [
-    "SOLVER.MAX_EPOCH",
-    "4",
-    "TRAIN.CHECKPOINT_PERIOD",
-    "1",
-    "TRAIN.EVAL_PERIOD",
-    "1",
-    "DATA_LOADER.NUM_WORKERS",
-    "1",
-]
+ARGS = fakes.CHECKPOINTED_RUN
 
 
 def _env(sleep):
-    env = dict(os.environ, OMP_NUM_THREADS="1", FAKE_SLEEP=str(sleep))
-    env.pop("WORLD_SIZE", None)
-    return env
+    return fakes.subprocess_env(sleep)
 
 
 def _final_model(output_dir):
@@ -36,10 +24,7 @@ def _final_model(output_dir):
     return state["model"], state
 
 
-def test_sigkill_and_restart_gives_identical_weights(tmp_path):
-    reference = tmp_path / "reference"
-    subprocess.run(RUN + ARGS + ["OUTPUT_DIR", str(reference)], env=_env(0), check=True, capture_output=True)
-
+def test_sigkill_and_restart_gives_identical_weights(tmp_path, reference_run):
     killed = tmp_path / "killed"
     command = RUN + ARGS + ["OUTPUT_DIR", str(killed)]
     # Slow samples (20 ms each) so the kill lands inside epoch 3, after checkpoint 2 exists.
@@ -64,7 +49,7 @@ def test_sigkill_and_restart_gives_identical_weights(tmp_path):
     assert restarted.returncode == 0, restarted.stderr[-3000:]
     assert "resumed from" in restarted.stdout and "checkpoint_epoch_0000" in restarted.stdout
 
-    expected, expected_state = _final_model(reference)
+    expected, expected_state = _final_model(reference_run)
     actual, actual_state = _final_model(killed)
     assert expected.keys() == actual.keys()
     for key in expected:

@@ -23,10 +23,17 @@ def test_wheel_installs_and_works_outside_the_checkout(tmp_path, tiny_trained):
     )
     (wheel,) = wheels.glob("videotl-*.whl")
     venv = tmp_path / "venv"
-    # The heavy dependencies (torch, decord, ...) come from this interpreter's site-packages.
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    # The heavy dependencies (torch, decord, ...) come from this interpreter's site-packages. This
+    # interpreter's pip installs into the venv (--python), which saves bootstrapping a pip there.
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True, timeout=300
+    )
     python, bin_dir = venv / "bin" / "python", venv / "bin"
-    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
+        check=True,
+        timeout=600,
+    )
     work = tmp_path / "elsewhere"
     work.mkdir()
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from videotl.data.encoding import write_video
+from videotl.data.resize import output_size, resize_frames
 from videotl_tools.harness.reports import machine_info, update_markdown_section
 
 __all__ = ["make_benchmark_video", "make_long_video", "run_data_benchmark", "render_markdown"]
@@ -100,12 +101,6 @@ def make_long_video(path, *, seconds: float, width: int = 480, height: int = 360
 # ---------------------------------------------------------------------------------- the readers
 
 
-def _resize(frames: torch.Tensor, hw) -> torch.Tensor:
-    from torchvision.transforms.v2 import functional as F
-
-    return F.resize(frames, list(hw), antialias=True)
-
-
 class Peers:
     """Bare readers of one file, each asked for the frames on screen at given times."""
 
@@ -118,8 +113,6 @@ class Peers:
         self.height, self.width = info.height, info.width
 
     def _hw(self, size):
-        from videotl.data.decoding import output_size
-
         return output_size(self.height, self.width, size)
 
     def _cfr(self, times) -> np.ndarray:
@@ -134,7 +127,7 @@ class Peers:
         begin, end = meta.begin_stream_seconds, meta.end_stream_seconds
         # torchcodec refuses times at or past the end of the stream.
         frames = decoder.get_frames_played_at([min(begin + t, end - 1e-6) for t in times]).data
-        return _resize(frames, self._hw(size)) if size else frames
+        return resize_frames(frames.permute(0, 2, 3, 1), self._hw(size)) if size else frames
 
     def decord(self, times, size=None):
         import decord
@@ -142,9 +135,7 @@ class Peers:
         reader = decord.VideoReader(self.path, num_threads=1)
         unique, inverse = np.unique(self._cfr(times), return_inverse=True)
         frames = torch.from_numpy(reader.get_batch(unique.tolist()).asnumpy())[torch.from_numpy(inverse)]
-        if size:
-            frames = _resize(frames.permute(0, 3, 1, 2), self._hw(size))
-        return frames
+        return resize_frames(frames, self._hw(size)) if size else frames
 
     def pyav(self, times, size=None):
         wanted = self._cfr(times)

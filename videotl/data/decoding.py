@@ -48,6 +48,7 @@ import av
 import numpy as np
 import torch
 
+from .resize import Size, output_size, resize_frames
 from .sampling import clip_times, segment_count
 
 logger = logging.getLogger("videotl.data")
@@ -85,7 +86,6 @@ _REORDER_WINDOW = 33
 # Ranks of the sorted frame times kept by the probe to check another decoder's frame index.
 _MARKS = 17
 
-Size = Union[None, int, Tuple[int, int]]
 PathLike = Union[str, os.PathLike]
 T = TypeVar("T")
 
@@ -401,22 +401,6 @@ def _session_refusal(open_session) -> Optional[str]:
     return None
 
 
-def output_size(height: int, width: int, size: Size) -> Tuple[int, int]:
-    """The (height, width) a clip of ``height x width`` is decoded to for a ``size`` request.
-
-    ``None`` keeps the source size, an int is the short side (aspect ratio kept, long side
-    rounded), a pair is ``(height, width)``.
-    """
-    if size is None:
-        return height, width
-    if isinstance(size, int):
-        if height <= width:
-            return size, max(1, int(round(width * size / height)))
-        return max(1, int(round(height * size / width))), size
-    out_h, out_w = size
-    return int(out_h), int(out_w)
-
-
 # Files a backend could not read exactly and PyAV read instead, each logged once per process.
 _FALLBACKS: set = set()
 
@@ -699,8 +683,8 @@ class _DecordSession:
                     continue
                 raise VideoDecodeError(self.path, f"decord cannot decode frames: {_first_line(error)}") from None
             frames = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch.asnumpy())
-            if out_hw is not None and tuple(frames.shape[1:3]) != tuple(out_hw):
-                frames = _resize_nhwc(frames, out_hw)
+            if out_hw is not None:
+                frames = resize_frames(frames, out_hw)
             return _expand(frames, inverse.reshape(-1))
         raise VideoDecodeError(self.path, f"decord cannot decode the last frames (lists {self.count}, fewer decodable)")
 
@@ -719,14 +703,6 @@ def _expand(frames: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
     if positions.size == frames.shape[0] and np.array_equal(positions, np.arange(positions.size)):
         return frames
     return frames[torch.from_numpy(positions)]
-
-
-def _resize_nhwc(frames: torch.Tensor, out_hw: Tuple[int, int]) -> torch.Tensor:
-    from torchvision.transforms.v2 import functional as F
-
-    # A channels-last view of T x H x W x 3 takes torchvision's fast uint8 path.
-    resized = F.resize(frames.permute(0, 3, 1, 2), list(out_hw), antialias=True)
-    return resized.permute(0, 2, 3, 1).contiguous()
 
 
 def _first_line(error: BaseException) -> str:
@@ -835,12 +811,10 @@ class _TorchcodecSession:
         if np.any(wrong):
             k = int(np.argmax(wrong))
             raise _Untrusted(f"it returns the frame at {shown[k]:.6g} s for time {sorted_times[k]:.6g} s")
-        frames = batch.data  # N x C x H x W
-        if out_hw is not None and tuple(frames.shape[2:4]) != tuple(out_hw):
-            from torchvision.transforms.v2 import functional as F
-
-            frames = F.resize(frames, list(out_hw), antialias=True)
-        return frames.permute(0, 2, 3, 1)
+        frames = batch.data.permute(0, 2, 3, 1)  # N x C x H x W -> N x H x W x C
+        if out_hw is not None:
+            frames = resize_frames(frames, out_hw)
+        return frames
 
 
 def _torchcodec_read(path, info, sorted_times, out_hw, num_threads, *, device="cpu") -> torch.Tensor:

@@ -27,8 +27,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.transforms.v2 import functional as F
 
 from .transforms import EvalTransform, horizontal_flip, normalize
 
@@ -81,6 +79,8 @@ class InceptionCrop:
         return (height - h) // 2, (width - w) // 2, h, w
 
     def __call__(self, clip: torch.Tensor, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as F
+
         top, left, h, w = self._box(clip.shape[1], clip.shape[2], generator)
         size = [self.crop_size, self.crop_size]
         clip = F.resized_crop(clip.permute(0, 3, 1, 2), top, left, h, w, size, antialias=True).permute(0, 2, 3, 1)
@@ -116,11 +116,12 @@ class ImageFolderDataset(Dataset):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"image folder {root} not found (expected <root>/<split>/<class>/<image>)")
+        # torchvision imports on use: importing it costs seconds, which every videotl process would pay.
+        from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
         self.class_names, class_to_idx = find_classes(str(root))
         if num_classes is not None and len(self.class_names) != num_classes:
-            raise ValueError(
-                f"{root} has {len(self.class_names)} class folders but MODEL.NUM_CLASSES = {num_classes}"
-            )
+            raise ValueError(f"{root} has {len(self.class_names)} class folders but MODEL.NUM_CLASSES = {num_classes}")
         self.samples: List[Tuple[str, int]] = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS)
         if not self.samples:
             raise FileNotFoundError(f"{root} holds no images ({', '.join(IMG_EXTENSIONS)})")
@@ -203,7 +204,9 @@ def build_image_folder(cfg, split: str, mode: str) -> ImageFolderDataset:
     return ImageFolderDataset(
         Path(data.PATH_TO_DATA_DIR) / split,
         mode=mode,
-        train_transform=InceptionCrop(crop_size=data.TRAIN_CROP_SIZE, random_flip=data.RANDOM_FLIP, mean=data.MEAN, std=data.STD),
+        train_transform=InceptionCrop(
+            crop_size=data.TRAIN_CROP_SIZE, random_flip=data.RANDOM_FLIP, mean=data.MEAN, std=data.STD
+        ),
         test_transform=EvalTransform(
             crop_size=data.TEST_CROP_SIZE, num_crops=cfg.TEST.NUM_SPATIAL_CROPS, mean=data.MEAN, std=data.STD
         ),

@@ -6,7 +6,7 @@ normalise. Test: short side = crop size -> one centre crop or three crops along 
 
 The datasets ask the decoder for the jittered short side directly (the clip is resized once,
 while it is converted to RGB); :func:`short_side_scale` resizes clips that come at another size.
-Resizing uses ``torchvision.transforms.v2.functional``; crops are slices and need no library.
+Resizing is :func:`videotl.data.resize.resize_frames`; crops are slices and need no library.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Optional, Sequence, Tuple
 
 import torch
-from torchvision.transforms.v2 import functional as F
+
+from .resize import output_size, resize_frames
 
 __all__ = [
     "short_side_scale",
@@ -32,21 +33,16 @@ __all__ = [
 
 def short_side_size(height: int, width: int, *, size: int) -> Tuple[int, int]:
     """The ``(height, width)`` that :func:`short_side_scale` gives a ``height x width`` clip."""
-    if min(height, width) == size:
-        return height, width
-    if height <= width:
-        return size, max(1, int(round(width * size / height)))
-    return max(1, int(round(height * size / width))), size
+    return output_size(height, width, size)
 
 
 def short_side_scale(clip: torch.Tensor, *, size: int) -> torch.Tensor:
-    """Resize a ``T x H x W x 3`` uint8 clip so its short side is ``size`` (antialiased bilinear)."""
+    """Resize a ``T x H x W x 3`` uint8 clip so its short side is ``size`` (antialiased bilinear).
+
+    The size rule and the resize are the decoders' (:mod:`videotl.data.resize`).
+    """
     height, width = clip.shape[1:3]
-    if min(height, width) == size:
-        return clip
-    out = short_side_size(height, width, size=size)
-    # A channels-last view of T x H x W x 3 takes torchvision's fast uint8 path.
-    return F.resize(clip.permute(0, 3, 1, 2), list(out), antialias=True).permute(0, 2, 3, 1)
+    return resize_frames(clip, short_side_size(height, width, size=size))
 
 
 def random_short_side(*, min_size: int, max_size: int, generator: Optional[torch.Generator] = None) -> int:

@@ -20,7 +20,6 @@ from ..evaluation import ViewAggregator
 from ..models import build_model
 from ..utils.checkpoints import CheckpointError, model_state_from, read_checkpoint
 from ..utils.fileio import atomic_write_text, json_safe
-from ..visualization import plot_timeline
 from .checkpoint import load_model_state
 from .distributed import resolve_device
 from .evaluator import score_batches
@@ -242,6 +241,9 @@ def save_predictions(
     Returns:
         ``{"json": Path, "timelines": {video: Path}}``.
     """
+    # matplotlib imports on use: loading it is a cost every videotl process would pay.
+    from ..visualization import plot_timeline
+
     out_dir = Path(out_dir)
     ground_truth = ground_truth or {}
     payload, timelines = [], {}

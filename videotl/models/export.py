@@ -50,7 +50,10 @@ def export_model(model: nn.Module, example: torch.Tensor, path: PathLike, *, for
                 traced = torch.jit.trace(model, (example,))
             torch.jit.save(traced, str(tmp))
         elif format == "export":
-            torch.export.save(torch.export.export(model, (example,)), str(tmp))
+            program = torch.export.export(model, (example,))
+            # An open file: torch.export warns about a path that does not end in .pt2 (the temporary's).
+            with open(tmp, "wb") as handle:
+                torch.export.save(program, handle)
         else:
             try:
                 import onnxscript  # noqa: F401 - the dynamo exporter needs it
@@ -69,7 +72,8 @@ def load_exported(path: PathLike, *, format: str) -> Callable[[torch.Tensor], to
         module = torch.jit.load(str(path), map_location="cpu")
         return lambda x: module(x)
     if format == "export":
-        module = torch.export.load(str(path)).module()
+        with open(path, "rb") as handle:
+            module = torch.export.load(handle).module()
         return lambda x: module(x)
     try:
         import onnxruntime
