@@ -98,7 +98,14 @@ def test_broken_training_video_is_skipped_deterministically(charades_cfg):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_charades_views_mode_indexing_and_content(charades_cfg, backend):
     cfg = charades_cfg(
-        "TEST.MODE", "views", "TEST.NUM_ENSEMBLE_VIEWS", "2", "TEST.NUM_SPATIAL_CROPS", "3", "DATA.DECODING_BACKEND", backend
+        "TEST.MODE",
+        "views",
+        "TEST.NUM_ENSEMBLE_VIEWS",
+        "2",
+        "TEST.NUM_SPATIAL_CROPS",
+        "3",
+        "DATA.DECODING_BACKEND",
+        backend,
     )
     dataset = build_dataset(cfg, "test", "views")
     assert dataset.video_ids == ["AAA01", "CCC03", "BROKE"]
@@ -152,6 +159,29 @@ def test_segment_loader_yields_every_segment_once(charades_cfg, workers):
         assert batch["valid"].dtype == torch.bool
     assert sorted(pairs) == [(0, i) for i in range(5)] + [(1, i) for i in range(4)] + [(2, 0)]
     assert batches == len(loader)
+
+
+def test_segment_batches_write_into_batch_tensors_reused_only_once_dropped(charades_cfg):
+    dataset = build_dataset(charades_cfg(), "test", "segments")
+    # The samples one by one (each allocated on its own), stacked: what every batch must hold.
+    samples = [s for v in range(3) for s in dataset.segment_samples(v)]
+    want = torch.stack([s["inputs"] for s in samples])
+    assert not torch.any(want[-1]) and torch.any(want[0])  # the broken video's sample is zeros
+    batches = SegmentBatches(dataset, videos=[0, 1, 2], batch_size=3, num_workers=1)
+    # Kept all at once: no batch tensor may be reused while a batch still holds it.
+    kept = list(batches)
+    assert [len(b["inputs"]) for b in kept] == [3, 3, 3, 1]
+    assert torch.equal(torch.cat([b["inputs"] for b in kept]), want)
+    assert len({b["inputs"].data_ptr() for b in kept}) == 4
+    assert [int(v) for b in kept for v in b["video_index"]] == [s["video_index"] for s in samples]
+    del kept
+    # Dropped as it goes (the usual loop): the contents are the same, and two tensors take turns.
+    seen, pointers = [], []
+    for batch in batches:
+        seen.append(batch["inputs"].clone())
+        pointers.append(batch["inputs"].data_ptr())
+    assert torch.equal(torch.cat(seen), want)
+    assert pointers[0] == pointers[2] and pointers[0] != pointers[1]
 
 
 def test_evaluation_shards_cover_every_sample_exactly_once(charades_cfg):

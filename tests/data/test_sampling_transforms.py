@@ -55,6 +55,20 @@ def test_normalize_by_hand():
     assert out.flatten().tolist() == pytest.approx([-1.0, 1.0, 0.5])
 
 
+def test_normalize_into_a_given_tensor():
+    clip = torch.randint(0, 256, (2, 3, 5, 3), dtype=torch.uint8)
+    mean, std = [0.45, 0.4, 0.5], [0.225, 0.25, 0.2]
+    by_hand = (clip.double().permute(3, 0, 1, 2) / 255 - torch.tensor(mean, dtype=torch.float64).view(3, 1, 1, 1)) / (
+        torch.tensor(std, dtype=torch.float64).view(3, 1, 1, 1)
+    )
+    out = torch.full((3, 2, 3, 5), float("nan"))
+    assert normalize(clip, mean=mean, std=std, out=out) is out
+    assert torch.allclose(out.double(), by_hand, atol=1e-6, rtol=0)
+    assert torch.equal(normalize(clip, mean=mean, std=std), out)
+    with pytest.raises(ValueError, match="needs float32"):
+        normalize(clip, mean=mean, std=std, out=torch.empty(3, 2, 3, 4))
+
+
 def _columns(width=10, height=4, frames=2):
     # Pixel value = column index, so a crop's left edge can be read back.
     row = torch.arange(width, dtype=torch.uint8)

@@ -777,6 +777,13 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--long", type=float, nargs="*", default=[30.0, 600.0, 3600.0], help="long-video lengths in seconds"
     )
     parser.add_argument(
+        "--long-backend",
+        nargs="+",
+        default=["pyav", "decord"],
+        choices=list(BACKENDS),
+        help="backends of the long-video table",
+    )
+    parser.add_argument(
         "--transcode-clips", type=int, default=20, help="clips per file for the transcoded table (0: skip)"
     )
     parser.add_argument("--index-videos", type=int, default=10000, help="videos for the index timing (0: skip)")
@@ -794,6 +801,7 @@ def run_data(args: argparse.Namespace) -> Dict:
         num_frames=args.num_frames,
         fps=args.fps,
         long_lengths=args.long,
+        long_backends=args.long_backend,
         transcode_clips=args.transcode_clips,
         index_videos=args.index_videos,
     )

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -127,17 +127,50 @@ class SegmentBatches(IterableDataset):
                     yield batch
 
     def _batches(self, videos: Sequence[int]):
-        buffer = []
+        # Each sample's inputs are written straight into its slot of the batch tensor, so that
+        # batching is no extra copy of every clip; the other fields are collated as usual.
+        remaining = sum(self.dataset.num_views(v) for v in videos)
+        inputs: Optional[torch.Tensor] = None
+        buffer: List[dict] = []
+        spare = _SpareBatches() if self.device.type == "cpu" and get_worker_info() is None else None
+
+        def slot() -> torch.Tensor:
+            nonlocal inputs
+            if not buffer:
+                rows = max(1, min(self.batch_size, remaining))
+                inputs = spare.take(self._batch_shape(rows)) if spare is not None else None
+                if inputs is None:
+                    inputs = self._batch_inputs(rows)
+                    if spare is not None:
+                        spare.keep(inputs)
+            return inputs[len(buffer)]
+
         for video in videos:
-            for sample in self.dataset.iter_segment_samples(video, device=self.device):
+            for sample in self.dataset.iter_segment_samples(video, device=self.device, into=slot):
                 buffer.append(sample)
-                if len(buffer) == self.batch_size:
-                    yield default_collate(buffer)
+                remaining -= 1
+                if len(buffer) == len(inputs):
+                    # A view, not the tensor itself: while the consumer holds it, it counts as a
+                    # user of the storage, and the spare is not handed out again.
+                    yield _collate(buffer, inputs.view(inputs.shape))
                     buffer = []
             # Nothing of a finished video is needed again.
             self.dataset.release_cache()
         if buffer:
-            yield default_collate(buffer)
+            yield _collate(buffer, inputs[: len(buffer)])
+
+    def _batch_shape(self, rows: int) -> Tuple[int, ...]:
+        size = self.dataset.test_transform.crop_size
+        return (rows, 3, self.dataset.num_frames, size, size)
+
+    def _batch_inputs(self, rows: int) -> torch.Tensor:
+        shape = self._batch_shape(rows)
+        if self.device.type == "cpu" and get_worker_info() is not None:
+            # As default_collate does in a worker: the batch reaches the main process through
+            # shared memory without another copy.
+            storage = torch.UntypedStorage._new_shared(math.prod(shape) * 4)
+            return torch.empty(0, dtype=torch.float32).set_(storage).view(shape)
+        return torch.empty(shape, dtype=torch.float32, device=self.device)
 
     def num_samples(self) -> int:
         return sum(self.dataset.num_views(v) for v in self.videos)
@@ -146,6 +179,46 @@ class SegmentBatches(IterableDataset):
         # Exact: every worker's batches, counted the way __iter__ forms them.
         shares = [self._share(w) for w in range(self.num_workers)]
         return sum(math.ceil(sum(self.dataset.num_views(v) for v in share) / self.batch_size) for share in shares)
+
+
+class _SpareBatches:
+    """Batch tensors made in this process, handed out again once nothing else holds them.
+
+    A fresh batch tensor is fresh memory, and the first write to every page of it costs the
+    kernel a page fault; a batch the consumer has dropped is reused instead. A tensor counts
+    as dropped when no other tensor (a view, the consumer's batch) shares its storage.
+    """
+
+    def __init__(self, capacity: int = 2):
+        self.capacity = capacity
+        self.tensors: List[torch.Tensor] = []
+
+    def take(self, shape) -> Optional[torch.Tensor]:
+        for tensor in self.tensors:
+            if tuple(tensor.shape) == tuple(shape) and _storage_users(tensor) == 1:
+                return tensor
+        return None
+
+    def keep(self, tensor: torch.Tensor) -> None:
+        if len(self.tensors) < self.capacity and _storage_users(tensor) is not None:
+            self.tensors.append(tensor)
+
+
+def _storage_users(tensor: torch.Tensor) -> Optional[int]:
+    """How many tensors share ``tensor``'s storage (None where PyTorch does not say)."""
+    count = getattr(torch._C, "_storage_Use_Count", None)
+    if count is None:
+        return None
+    storage = tensor.untyped_storage()
+    # The storage object made here for the question counts as one more user.
+    return int(count(storage._cdata)) - 1
+
+
+def _collate(samples: List[dict], inputs: torch.Tensor) -> dict:
+    """``default_collate`` of the samples, with ``inputs`` (already holding their inputs, in
+    order) in place of stacking them."""
+    rest = default_collate([{k: v for k, v in sample.items() if k != "inputs"} for sample in samples])
+    return {k: inputs if k == "inputs" else rest[k] for k in samples[0]}
 
 
 def _rank_and_world(distributed: bool):

@@ -86,17 +86,35 @@ def horizontal_flip(clip: torch.Tensor) -> torch.Tensor:
     return clip.flip(2)
 
 
-def normalize(clip: torch.Tensor, *, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def normalize(
+    clip: torch.Tensor, *, mean: Sequence[float], std: Sequence[float], out: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """uint8 ``T x H x W x 3`` -> float32 ``3 x T x H x W``, ``(x / 255 - mean) / std`` per channel,
-    on the clip's device."""
+    on the clip's device.
+
+    Args:
+        out: a float32 ``3 x T x H x W`` tensor on the clip's device to write into (a slot of a
+            batch, so that batching needs no copy); None allocates one.
+    """
     mean_t = torch.as_tensor(mean, dtype=torch.float32)
     std_t = torch.as_tensor(std, dtype=torch.float32)
-    # One fused multiply-add per pixel instead of divide, subtract, divide; the constants are
-    # computed on the CPU either way, so a GPU clip gets the same float32 values.
-    scale = (1.0 / (255.0 * std_t)).to(clip.device)
-    shift = (-mean_t / std_t).to(clip.device)
-    out = torch.empty((3,) + tuple(clip.shape[:3]), dtype=torch.float32, device=clip.device)
-    torch.addcmul(shift.view(3, 1, 1, 1), clip.permute(3, 0, 1, 2), scale.view(3, 1, 1, 1), out=out)
+    # x * scale + shift instead of divide, subtract, divide. The constants are float32 values
+    # computed on the CPU, so a GPU clip gets the same results.
+    scale = (1.0 / (255.0 * std_t)).tolist()
+    shift = (-mean_t / std_t).tolist()
+    shape = (3,) + tuple(clip.shape[:3])
+    if out is None:
+        out = torch.empty(shape, dtype=torch.float32, device=clip.device)
+    elif tuple(out.shape) != shape or out.dtype != torch.float32 or out.device != clip.device:
+        raise ValueError(
+            f"out is {out.dtype} {tuple(out.shape)} on {out.device}: needs float32 {shape} on {clip.device}"
+        )
+    # One channel at a time: the uint8 -> float32 copy and the in-place float ops each take
+    # PyTorch's fast paths, where a single mixed-dtype op over the channels-last view does not.
+    for channel in range(3):
+        plane = out[channel]
+        plane.copy_(clip[..., channel])
+        plane.mul_(scale[channel]).add_(shift[channel])
     return out
 
 
@@ -174,9 +192,12 @@ class EvalTransform:
     def short_side(self) -> int:
         return self.crop_size
 
-    def __call__(self, clip: torch.Tensor, *, crop_index: Optional[int] = None) -> torch.Tensor:
-        """``crop_index`` 0..2 picks one of three crops; None (or one crop) is the centre."""
+    def __call__(
+        self, clip: torch.Tensor, *, crop_index: Optional[int] = None, out: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """``crop_index`` 0..2 picks one of three crops; None (or one crop) is the centre.
+        ``out``: where to write the result (see :func:`normalize`)."""
         clip = short_side_scale(clip, size=self.crop_size)
         index = 1 if self.num_crops == 1 or crop_index is None else crop_index
         clip = uniform_crop(clip, size=self.crop_size, index=index)
-        return normalize(clip, mean=self.mean, std=self.std)
+        return normalize(clip, mean=self.mean, std=self.std, out=out)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -517,11 +517,20 @@ class VideoDataset(Dataset):
         self._clip_cache = None
         self._cursor = None
 
-    def iter_segment_samples(self, video_index: int, start_segment: int = 0, *, device="cpu") -> Iterator[dict]:
+    def iter_segment_samples(
+        self,
+        video_index: int,
+        start_segment: int = 0,
+        *,
+        device="cpu",
+        into: Optional[Callable[[], torch.Tensor]] = None,
+    ) -> Iterator[dict]:
         """The samples of a video's segments from ``start_segment`` on, in order, decoding the
         video once, front to back, as they are asked for (segments mode). An unreadable video,
         or a segment past the time limit, gives invalid samples for the rest of the video.
-        ``device``: where the frames are decoded (torchcodec on CUDA) and transformed."""
+        ``device``: where the frames are decoded (torchcodec on CUDA) and transformed.
+        ``into``: called once per sample for the float32 ``3 x T x S x S`` tensor on ``device``
+        that its inputs are written into (a slot of the caller's batch); None allocates each."""
         if self.mode != "segments":
             raise RuntimeError("segment samples need segments mode")
         record = self.records[video_index]
@@ -545,14 +554,19 @@ class VideoDataset(Dataset):
                 if item is None:
                     raise VideoDecodeError(record.path, "the file changed while the dataset was in use")
                 start, clip = item
-                yield self._sample(self.test_transform(clip.to(device)), label, video_index, segment, start)
+                clip = clip.to(device)
+                inputs = self.test_transform(clip) if into is None else self.test_transform(clip, out=into())
+                yield self._sample(inputs, label, video_index, segment, start)
                 segment += 1
         except VideoDecodeError as error:
             self._note_broken(error)
             for rest in range(segment, count):
-                yield self._invalid(
+                sample = self._invalid(
                     video_index, rest, rest * clip_span(num_frames=self.num_frames, fps=self.fps), device=device
                 )
+                if into is not None:
+                    sample["inputs"] = into().copy_(sample["inputs"])
+                yield sample
 
     def _check_unchanged(self, video_index: int) -> None:
         record = self.records[video_index]
