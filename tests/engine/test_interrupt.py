@@ -32,6 +32,15 @@ def _weights(output_dir):
     return torch.load(output_dir / "checkpoints" / "checkpoint_epoch_00004.pyth", weights_only=True)["model"]
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Each test starts with Python's own SIGINT handler: a shell that starts the suite in the
+    background hands it SIGINT ignored, which the handler checks and spawned workers inherit."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="module")
 def reference(reference_run):
     return _weights(reference_run)
