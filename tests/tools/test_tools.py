@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from tests.data.conftest import CHARADES_CLASSES, write_charades
+from tests.data.conftest import CHARADES_CLASSES, SMALL, write_charades
 
 # The tools run in this process (their main(argv)): a subprocess per call would mostly time imports.
 TINY_MODEL = [
@@ -28,22 +28,6 @@ TINY_MODEL = [
     "tokenlearner",
     "RES5.CONVERTED_BLOCKS",
     "[0]",
-]
-SMALL_DATA = [
-    "DATA.NUM_FRAMES",
-    "8",
-    "DATA.TRAIN_JITTER_SCALES",
-    "[40, 48]",
-    "DATA.TRAIN_CROP_SIZE",
-    "32",
-    "DATA.TEST_CROP_SIZE",
-    "32",
-    "DATA_LOADER.NUM_WORKERS",
-    "0",
-    "TRAIN.BATCH_SIZE_PER_DEVICE",
-    "2",
-    "TEST.BATCH_SIZE_PER_DEVICE",
-    "2",
 ]
 
 
@@ -77,7 +61,7 @@ def test_train_test_and_official_evaluation_on_charades_fixture(tmp_path, tool):
         str(data),
         "MODEL.NUM_CLASSES",
         str(len(CHARADES_CLASSES)),
-        *SMALL_DATA,
+        *SMALL,
         *TINY_MODEL,
         "SOLVER.MAX_EPOCH",
         "2",

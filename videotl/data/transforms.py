@@ -19,7 +19,6 @@ from .resize import output_size, resize_frames
 
 __all__ = [
     "short_side_scale",
-    "short_side_size",
     "random_short_side",
     "random_crop",
     "random_crop_position",
@@ -31,18 +30,13 @@ __all__ = [
 ]
 
 
-def short_side_size(height: int, width: int, *, size: int) -> Tuple[int, int]:
-    """The ``(height, width)`` that :func:`short_side_scale` gives a ``height x width`` clip."""
-    return output_size(height, width, size)
-
-
 def short_side_scale(clip: torch.Tensor, *, size: int) -> torch.Tensor:
     """Resize a ``T x H x W x 3`` uint8 clip so its short side is ``size`` (antialiased bilinear).
 
     The size rule and the resize are the decoders' (:mod:`videotl.data.resize`).
     """
     height, width = clip.shape[1:3]
-    return resize_frames(clip, short_side_size(height, width, size=size))
+    return resize_frames(clip, output_size(height, width, size))
 
 
 def random_short_side(*, min_size: int, max_size: int, generator: Optional[torch.Generator] = None) -> int:
@@ -167,7 +161,7 @@ class TrainTransform:
     def __call__(
         self, clip: torch.Tensor, *, short_side: int, generator: Optional[torch.Generator] = None
     ) -> torch.Tensor:
-        height, width = short_side_size(clip.shape[1], clip.shape[2], size=short_side)
+        height, width = output_size(clip.shape[1], clip.shape[2], short_side)
         top, left, flip = self.draw(height, width, generator=generator)
         return self.apply(clip, short_side=short_side, top=top, left=left, flip=flip)
 
