@@ -225,13 +225,13 @@ def _kernel_ratios(rows: Sequence[Dict[str, Any]]) -> Dict[str, float]:
 def _build(config: str, *, frames: int, overrides: Sequence[str], device: torch.device):
     from videotl.config import load_config
     from videotl.engine.solver import build_loss, build_optimizer
-    from videotl.models import build_model
+    from videotl.models import build_model, to_channels_last_3d
 
     cfg = load_config(config, ["DATA.NUM_FRAMES", str(frames), *overrides])
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last_3d)
+        model = to_channels_last_3d(model)
     return cfg, model, build_optimizer(model, cfg=cfg), build_loss(cfg)
 
 

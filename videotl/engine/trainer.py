@@ -252,11 +252,13 @@ def _train(cfg, ctx, stop: StopSignals, progress: _Progress, *, build_model_fn, 
         dump_config(cfg)
         write_environment(str(out), device=device, world_size=world_size)
     amp_dtype = resolve_amp_dtype(cfg.TRAIN.AMP_DTYPE, enabled=cfg.TRAIN.MIXED_PRECISION, device=device)
-    channels_last = cfg.TRAIN.CHANNELS_LAST and device.type == "cuda"
+    channels_last = cfg.TRAIN.CHANNELS_LAST
 
     model = build_model_fn(cfg).to(device)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
+        from ..models import to_channels_last_3d
+
+        model = to_channels_last_3d(model)
     if cfg.BN.SYNC and world_size > 1:
         if device.type != "cuda":
             raise ConfigError("BN.SYNC = True needs CUDA: PyTorch's SyncBatchNorm has no CPU implementation")
@@ -757,7 +759,7 @@ def _test(cfg, ctx, stop: StopSignals, *, build_model_fn, build_loader_fn) -> Ev
     device = ctx.device
     out = Path(cfg.OUTPUT_DIR)
     amp_dtype = resolve_amp_dtype(cfg.TRAIN.AMP_DTYPE, enabled=cfg.TRAIN.MIXED_PRECISION, device=device)
-    channels_last = cfg.TRAIN.CHANNELS_LAST and device.type == "cuda"
+    channels_last = cfg.TRAIN.CHANNELS_LAST
     if ctx.is_main:
         setup_logging(str(out), is_main=True)
 
@@ -774,7 +776,9 @@ def _test(cfg, ctx, stop: StopSignals, *, build_model_fn, build_loader_fn) -> Ev
         )
     model = build_model_fn(cfg).to(device)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
+        from ..models import to_channels_last_3d
+
+        model = to_channels_last_3d(model)
     state = load_weights(model, weights)
     _compile(model, cfg)
     logger.info(f"testing {weights} on split {cfg.TEST.SPLIT!r} ({cfg.TEST.MODE})")

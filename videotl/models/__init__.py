@@ -4,6 +4,7 @@ res5 modules, ViT / ViViT with TokenLearner, and their building blocks."""
 from .build import CONFIG_ADAPTERS, build_model
 from .components import FUSERS, RES5_SPATIAL_OPS, RES5_TEMPORAL_OPS, TOKEN_TRANSFORMERS, TOKENIZERS, TokenLearnerSpec
 from .factory import MODELS, ModelEntry, create_model, list_models, model_entry, register_model
+from .memory_format import to_channels_last_3d
 from .tokenfuser import BroadcastFuser, MaskUnpoolFuser, TokenFuser
 from .tokenlearner import DenseTokenizer, FixedGridTokenizer, PoolMlpTokenizer, TokenLearner, TokenLearnerV11
 from .vector_transformer import VectorAttention, vector_attention_chunked, vector_attention_naive
@@ -24,6 +25,7 @@ __all__ = [
     "list_models",
     "model_entry",
     "register_model",
+    "to_channels_last_3d",
     "TokenLearner",
     "TokenLearnerV11",
     "FixedGridTokenizer",

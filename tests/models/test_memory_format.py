@@ -1,0 +1,51 @@
+import copy
+
+import pytest
+import torch
+
+from videotl.config import load_config
+from videotl.models import build_model, create_model, to_channels_last_3d
+
+from .conftest import TINY_X3D
+
+
+def _tiny_tokenlearner_model():
+    torch.manual_seed(0)
+    return build_model(load_config("configs/charades_12fps.yaml", TINY_X3D))
+
+
+def test_module_to_refuses_the_tokenlearner_model_that_the_helper_converts():
+    model = _tiny_tokenlearner_model()
+    assert any(p.dim() == 4 for p in model.parameters()), "the model should hold a 4-D (Conv2D) weight"
+    with pytest.raises(RuntimeError, match="rank 5"):
+        copy.deepcopy(model).to(memory_format=torch.channels_last_3d)
+    to_channels_last_3d(model)
+    five_d = [p for p in model.parameters() if p.dim() == 5]
+    assert five_d and all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in five_d)
+    assert not any(p.is_contiguous() for p in five_d if p.shape[1] > 1 and p[0, 0].numel() > 1)
+    assert all(p.is_contiguous() for p in model.parameters() if p.dim() != 5)
+
+
+@pytest.mark.parametrize("family", ["x3d", "vivit"])
+def test_channels_last_model_computes_the_same_outputs_and_gradients(family):
+    if family == "x3d":
+        plain = _tiny_tokenlearner_model()
+        clip = (2, 3, 4, 64, 64)
+    else:
+        torch.manual_seed(0)
+        plain = create_model(
+            "vivit", num_classes=5, num_frames=4, image_size=32, patch_size=8, dim=32, depth=2, num_heads=2, mlp_dim=64
+        )
+        clip = (2, 3, 4, 32, 32)
+    fast = to_channels_last_3d(copy.deepcopy(plain))
+    inputs = torch.randn(clip, generator=torch.Generator().manual_seed(1))
+    outputs = []
+    for model, x in ((plain, inputs), (fast, inputs.contiguous(memory_format=torch.channels_last_3d))):
+        model.train()
+        torch.manual_seed(2)  # the same dropout masks
+        outputs.append(model(x))
+        outputs[-1].square().sum().backward()
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
+    for (name, a), (_, b) in zip(plain.named_parameters(), fast.named_parameters()):
+        # Float32 sums in another order: equal up to rounding at the scale of each gradient.
+        assert (b.grad - a.grad).abs().max() <= 1e-4 * a.grad.abs().max() + 1e-7, name
