@@ -70,6 +70,16 @@ setup(
     extras_require={
         "export": ["onnx", "onnxscript", "onnxruntime"],
         "flax": ["msgpack"],
-        "test": ["pytest>=7", "pytest-timeout", "ruff", "wheel", "onnx", "onnxscript", "onnxruntime", "msgpack"],
+        "test": [
+            "pytest>=7",
+            "pytest-timeout",
+            "pytest-xdist",
+            "ruff",
+            "wheel",
+            "onnx",
+            "onnxscript",
+            "onnxruntime",
+            "msgpack",
+        ],
     },
 )

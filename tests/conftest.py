@@ -1,3 +1,4 @@
+import contextlib
 import logging
 import os
 import tempfile
@@ -14,23 +15,39 @@ os.environ["VIDEOTL_CACHE_DIR"] = tempfile.mkdtemp(prefix="videotl_test_cache_")
 torch.set_num_threads(1)
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per CPU this process may use, at most four (each worker imports torch,
+    and many tests start DataLoader workers or tool subprocesses of their own)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, usable))
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
 
 
-@pytest.fixture(autouse=True)
-def _restore_videotl_logger():
+@contextlib.contextmanager
+def videotl_logger_restored():
     """``setup_logging`` points the "videotl" logger at the sys.stdout of the moment, which under
-    pytest is the test's capture stream, closed once the test ends: undo it after each test."""
+    pytest is the test's capture stream, closed once the test ends, and stops it propagating (so
+    caplog sees nothing): undo both on leaving."""
     logger = logging.getLogger("videotl")
     handlers, propagate, level = list(logger.handlers), logger.propagate, logger.level
-    yield
-    for handler in list(logger.handlers):
-        if handler not in handlers:
-            logger.removeHandler(handler)
-            handler.close()
-    logger.propagate, logger.level = propagate, level
+    try:
+        yield
+    finally:
+        for handler in list(logger.handlers):
+            if handler not in handlers:
+                logger.removeHandler(handler)
+                handler.close()
+        logger.propagate, logger.level = propagate, level
+
+
+@pytest.fixture(autouse=True)
+def _restore_videotl_logger():
+    with videotl_logger_restored():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -53,8 +70,10 @@ def tiny_trained(tmp_path_factory):
         "TRAIN.EVAL_PERIOD", "0", "TENSORBOARD.ENABLE", "False", "DEVICE", "cpu", "OUTPUT_DIR", str(out),
     ]  # fmt: skip
     cfg = load_config("", overrides)
-    train(cfg)
-    # train() points the "videotl" logger at this test's stream; the autouse fixture restores it.
+    # A session fixture is set up before the test's autouse fixtures record the logger's state, so
+    # it restores the logger itself (else every later test on this worker loses caplog).
+    with videotl_logger_restored():
+        train(cfg)
     return cfg, root, out / "checkpoints" / "checkpoint_epoch_00001.pyth"
 
 

@@ -14,6 +14,9 @@ from videotl.engine.inference import predict_videos
 
 from ..data.conftest import CHARADES_CLASSES
 
+# Tests that use the session fixture tiny_trained run on one xdist worker, which builds it once.
+pytestmark = pytest.mark.xdist_group("tiny_trained")
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 

@@ -15,6 +15,9 @@ import torch
 
 from videotl.engine.interrupt import RunInterrupted, StopSignals
 
+# Tests that use the session fixture reference_run run on one xdist worker, which builds it once.
+pytestmark = pytest.mark.xdist_group("reference_run")
+
 HERE = Path(__file__).resolve().parent
 RUN = [sys.executable, str(HERE / "run_fake.py"), "train"]
 ARGS = fakes.CHECKPOINTED_RUN
@@ -206,3 +209,41 @@ def test_shielded_workers_ignore_sigint_even_when_spawned():
     assert items == [[[0, 100]], [[1, 100]]]  # both items, and the loader's own init function ran
     with pytest.raises(RuntimeError, match="exited unexpectedly"):
         list(loader())
+
+
+class _LoaderKilledMidStart:
+    """A loader whose second epoch starts as a stop signal kills its workers: the main process
+    gets the connection error a DataLoader raises when a worker dies handing over a batch."""
+
+    def __init__(self, loader):
+        self.loader, self.epochs = loader, 0
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+    def __iter__(self):
+        self.epochs += 1
+        if self.epochs == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return iter(self.loader)
+
+
+def test_a_stop_that_kills_the_workers_as_an_epoch_starts_is_a_clean_stop(tmp_path):
+    from videotl.config import load_config
+    from videotl.engine import train
+
+    cfg = load_config("", fakes.TINY + ["OUTPUT_DIR", str(tmp_path / "run"), "TRAIN.EVAL_PERIOD", "0"])
+
+    def build_loader(cfg, split, mode, *, distributed=False):
+        loader = fakes.build_loader(cfg, split, mode, distributed=distributed)
+        return _LoaderKilledMidStart(loader) if mode == "train" else loader
+
+    with pytest.raises(RunInterrupted) as stopped:
+        train(cfg, build_model_fn=fakes.build_model, build_loader_fn=build_loader)
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert "interrupted by SIGTERM at epoch 2, iteration 6" in str(stopped.value)
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint_epoch_00001.pyth").exists()

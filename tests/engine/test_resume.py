@@ -8,7 +8,11 @@ import time
 from pathlib import Path
 
 import fakes
+import pytest
 import torch
+
+# Tests that use the session fixture reference_run run on one xdist worker, which builds it once.
+pytestmark = pytest.mark.xdist_group("reference_run")
 
 HERE = Path(__file__).resolve().parent
 RUN = [sys.executable, str(HERE / "run_fake.py"), "train"]

@@ -19,7 +19,7 @@ def test_triton_kernels_match_naive_under_the_interpreter():
     """Runs ``triton_kernel_checks.py`` in a fresh process: the interpreter must be on before triton
     is imported, which this process may already have done."""
     env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(CHECKS)]
+    command = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", str(CHECKS)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=CHECKS.parents[2])
     tail = result.stdout[-6000:] + result.stderr[-2000:]
     assert result.returncode == 0, tail

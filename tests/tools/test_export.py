@@ -8,6 +8,9 @@ from videotl.engine.checkpoint import read_checkpoint
 from videotl.models.export import export_model, load_exported, round_trip_error
 from videotl_tools import export as tool
 
+# Tests that use the session fixture tiny_trained run on one xdist worker, which builds it once.
+pytestmark = pytest.mark.xdist_group("tiny_trained")
+
 
 def _perturbed_checkpoint(checkpoint, tmp_path):
     """The tiny checkpoint with a non-zero TokenFuser token map, so the TokenLearner path counts."""

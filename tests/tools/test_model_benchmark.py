@@ -1,8 +1,10 @@
 """The benchmark machinery on tiny inputs: what it records, never how fast anything is."""
 
 import argparse
+from dataclasses import replace
 
 import pytest
+import torch
 
 from videotl_tools.harness import model_benchmark as mb
 from videotl_tools.harness.model_benchmark import (
@@ -12,6 +14,8 @@ from videotl_tools.harness.model_benchmark import (
     run_case,
     update_markdown_section,
 )
+
+from ..models.conftest import TINY_X3D
 
 
 @pytest.mark.parametrize("mode", ["fw", "fwbw"])
@@ -62,6 +66,21 @@ def test_compare_gives_the_issue_ratios():
     assert ratios["vector_attention_chunked_over_naive_peak_memory_fwbw"] == pytest.approx(0.2)
     assert ratios["vector_attention_chunked_pytorch_over_naive_time_fwbw"] == pytest.approx(0.9)
     assert ratios["vector_attention_chunked_pytorch_over_naive_peak_memory_fwbw"] == pytest.approx(0.25)
+
+
+def test_compare_gives_channels_last_against_the_default_layout():
+    results = [_fake("demo", "fwbw", 0.5, 1), _fake("demo (channels-last)", "fwbw", 0.4, 1), _fake("other", "fw", 1, 1)]
+    assert compare(results) == {"demo: channels_last_vs_contiguous_speed_fwbw": pytest.approx(1.25)}
+
+
+def test_channels_last_case_builds_channels_last_kernels_and_inputs():
+    case = BenchmarkCase("tiny", "model", (1, 3, 4, 64, 64), "configs/charades_12fps.yaml", tuple(TINY_X3D))
+    for channels_last in (False, True):
+        model, (inputs,) = mb.build_case(replace(case, channels_last=channels_last), device=torch.device("cpu"))
+        kernel = model.stem.conv_xy.weight
+        assert inputs.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
+        assert kernel.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
+        assert kernel.is_contiguous() != channels_last
 
 
 def test_faster_rounds_compares_the_cases_round_by_round():
@@ -133,6 +152,7 @@ def test_cli_arguments_parse():
         ["--cfg", "configs/charades_12fps.yaml", "--input", "8x64x64", "--device", "cpu", "MODEL.NUM_CLASSES", "10"]
     )
     assert args.input == (8, 64, 64) and args.overrides == ["MODEL.NUM_CLASSES", "10"]
+    assert args.memory_format == "contiguous"
 
 
 def test_time_group_times_every_case_round_robin():

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Tests that use the session fixture tiny_trained run on one xdist worker, which builds it once.
+pytestmark = pytest.mark.xdist_group("tiny_trained")
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

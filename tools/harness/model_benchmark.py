@@ -88,6 +88,8 @@ class BenchmarkCase:
     submodule: str = ""
     implementation: str = ""
     chunk_size: int = 64
+    # Channels-last (NDHWC) 3-D kernels and inputs, as TRAIN.CHANNELS_LAST trains.
+    channels_last: bool = False
 
     @property
     def batch(self) -> int:
@@ -175,12 +177,16 @@ def build_case(case: BenchmarkCase, *, device: torch.device) -> Tuple[nn.Module,
         inputs = tuple(torch.randn(case.input_shape, device=device) * 0.5 for _ in range(3))
         return module.to(device), inputs
     from videotl.config import load_config
-    from videotl.models import build_model
+    from videotl.models import build_model, to_channels_last_3d
 
     cfg = load_config(case.config, list(case.overrides))
     model = build_model(cfg)
     module = model.get_submodule(case.submodule) if case.submodule else model
-    return module.to(device), (torch.randn(case.input_shape, device=device),)
+    inputs = torch.randn(case.input_shape, device=device)
+    if case.channels_last:
+        module = to_channels_last_3d(module)
+        inputs = inputs.contiguous(memory_format=torch.channels_last_3d)
+    return module.to(device), (inputs,)
 
 
 def _read_status_kb(key: str) -> int:
@@ -409,13 +415,23 @@ SPEED_PAIRS = {
 }
 
 
+CHANNELS_LAST_SUFFIX = " (channels-last)"
+
+
 def _speed_pairs(results: Sequence[Dict[str, Any]]):
-    """``(key_mode, first, second)`` for each speed comparison whose two cases ran in that mode."""
+    """``(key_mode, first, second)`` for each speed comparison whose two cases ran in that mode,
+    and each channels-last case against the same case in the default layout."""
     for key, (first, second) in SPEED_PAIRS.items():
         for mode in ("fw", "fwbw"):
             a, b = _find(results, first, mode), _find(results, second, mode)
             if a and b:
                 yield f"{key}_{mode}", a, b
+    for a in results:
+        name = a["case"]["name"]
+        if name.endswith(CHANNELS_LAST_SUFFIX):
+            b = _find(results, name[: -len(CHANNELS_LAST_SUFFIX)], a["mode"])
+            if b:
+                yield f"{b['case']['name']}: channels_last_vs_contiguous_speed_{a['mode']}", a, b
 
 
 def compare(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
@@ -570,6 +586,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="T x H x W of the clip (default 16x128x128); with --module, the module's full input shape",
     )
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument(
+        "--memory-format",
+        choices=("contiguous", "channels_last", "both"),
+        default="contiguous",
+        help="with --cfg: the 3-D kernels' and inputs' layout; 'both' times the two, interleaved",
+    )
     parser.add_argument("--module", default="", help="time only this submodule (dotted name, e.g. stages.3.6.middle)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--warmup", type=int, default=1)
@@ -594,15 +616,19 @@ def run_model(args: argparse.Namespace) -> Dict[str, Any]:
             frames, height, width = args.input or (16, 128, 128)
             shape, overrides = (args.batch, 3, frames, height, width), (*args.overrides, "DATA.NUM_FRAMES", str(frames))
         group = "module" if args.module else "model"
+        name = Path(args.cfg).stem + (f" {args.module}" if args.module else "")
+        layouts = {"contiguous": [False], "channels_last": [True], "both": [False, True]}[args.memory_format]
         cases = [
             BenchmarkCase(
-                Path(args.cfg).stem + (f" {args.module}" if args.module else ""),
+                name + (CHANNELS_LAST_SUFFIX if channels_last else ""),
                 group,
                 shape,
                 args.cfg,
                 overrides,
                 args.module,
+                channels_last=channels_last,
             )
+            for channels_last in layouts
         ]
     else:
         frames, height, width = args.input or (16, 128, 128)

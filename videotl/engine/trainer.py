@@ -61,6 +61,11 @@ LoaderBuilder = Callable[..., Any]
 # shape gets its own graph instead of one with symbolic sizes.
 COMPILE_OPTIONS: Dict[str, Any] = {"dynamic": False}
 
+# What a DataLoader raises in the main process when its workers die of a stop signal sent to the
+# whole process group: RuntimeError once a worker is gone, or a connection error when one dies
+# while handing over a batch's shared memory. Caught only while a stop was requested.
+WORKER_DEATH_ERRORS = (RuntimeError, ConnectionError, EOFError)
+
 
 def _default_model_builder() -> ModelBuilder:
     from ..models import build_model
@@ -381,7 +386,7 @@ def _train(cfg, ctx, stop: StopSignals, progress: _Progress, *, build_model_fn, 
                         amp_dtype=amp_dtype,
                         channels_last=channels_last,
                     )
-                except RuntimeError:
+                except WORKER_DEATH_ERRORS:
                     if not stop.requested:
                         raise
                     # A worker of the test loader died of the stop signal (SIGTERM to the process group).
@@ -495,17 +500,19 @@ def _train_epoch(
         disable=not du.is_main_process(),
     )
     loss_sum, count, skipped = 0.0, 0, 0
-    batches = iter(loader)
     end = time.perf_counter()
     try:
         for step in range(steps):
             if _agreed(stop.requested, device):
                 return math.nan, None
             try:
+                if step == 0:
+                    # Starts the loader's workers, which a stop signal to the group can kill mid-start.
+                    batches = iter(loader)
                 batch = next(batches)
             except StopIteration:
                 break
-            except RuntimeError:
+            except WORKER_DEATH_ERRORS:
                 if not stop.requested:
                     raise
                 # A worker died of the stop signal (SIGTERM sent to the whole process group).
@@ -785,7 +792,7 @@ def _test(cfg, ctx, stop: StopSignals, *, build_model_fn, build_loader_fn) -> Ev
     loader = shield_workers(build_loader_fn(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE, distributed=ctx.world_size > 1))
     try:
         result = evaluate(model, loader, cfg=cfg, device=device, amp_dtype=amp_dtype, channels_last=channels_last)
-    except RuntimeError:
+    except WORKER_DEATH_ERRORS:
         if not stop.requested:
             raise
         # A loader worker died of the stop signal (SIGTERM to the process group).
