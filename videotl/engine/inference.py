@@ -17,7 +17,7 @@ from ..config import config_from_text, get_default_config, load_config
 from ..data import DatasetError, VideoRecord, build_loader, load_records
 from ..data.build import dataset_from_records
 from ..evaluation import ViewAggregator
-from ..models import build_model
+from ..models import build_model, to_channels_last_3d
 from ..utils.checkpoints import CheckpointError, model_state_from, read_checkpoint
 from ..utils.fileio import atomic_write_text, json_safe
 from .checkpoint import load_model_state
@@ -44,7 +44,8 @@ def load_model(
     ``cfg`` (a config, or a config file / packaged name) is needed only for a model-only file or a
     checkpoint written before checkpoints carried their config; ``overrides`` (``KEY VALUE`` pairs)
     change the stored or given config (data settings for inference, say). ``device`` defaults to
-    CUDA when present, else the CPU.
+    CUDA when present, else the CPU. With ``TRAIN.CHANNELS_LAST`` the 3-D kernels are stored
+    channels-last, as in training and testing.
 
     Raises:
         CheckpointError: the file cannot be read, has no config and none is given, or does not fit
@@ -81,6 +82,8 @@ def load_model(
         "videotl_version": state.get("videotl_version", ""),
     }
     target = resolve_device("auto") if device is None else torch.device(device)
+    if cfg.TRAIN.CHANNELS_LAST:
+        to_channels_last_3d(model)
     return model.to(target).eval()
 
 
@@ -134,7 +137,11 @@ def predict_videos(
     # Predictions need no labels; multi-label records accept the empty label set.
     dataset = dataset_from_records(cfg, records, class_names, mode="segments", multi_label=True)
     loader = build_loader(cfg, cfg.TEST.SPLIT, "segments", dataset=dataset)
-    parts = list(score_batches(model, loader, cfg=cfg, device=device, show_progress=show_progress))
+    parts = list(
+        score_batches(
+            model, loader, cfg=cfg, device=device, channels_last=cfg.TRAIN.CHANNELS_LAST, show_progress=show_progress
+        )
+    )
     video_index, view_index, valid, scores = (np.concatenate([part[i] for part in parts]) for i in range(4))
     aggregator = ViewAggregator(
         expected_views=[dataset.num_views(i) for i in range(len(records))],
