@@ -69,6 +69,39 @@ def test_normalize_into_a_given_tensor():
         normalize(clip, mean=mean, std=std, out=torch.empty(3, 2, 3, 4))
 
 
+def _elementwise_reference(clip, mean, std):
+    # The formula normalize documents, in float32, one whole-tensor op after another.
+    mean_t, std_t = torch.tensor(mean), torch.tensor(std)
+    scale, shift = (1.0 / (255.0 * std_t)).view(3, 1, 1, 1), (-mean_t / std_t).view(3, 1, 1, 1)
+    return clip.permute(3, 0, 1, 2).float() * scale + shift
+
+
+@pytest.mark.parametrize("precision", ["highest", "high"])
+def test_normalize_is_bit_exact_on_every_value(precision):
+    # Every uint8 value in every channel, a crop view (not contiguous) of odd size, frames of
+    # their own content; "high" allows reduced-precision matrix products (the elementwise path).
+    generator = torch.Generator().manual_seed(3)
+    full = torch.randint(0, 256, (5, 19, 23, 3), dtype=torch.uint8, generator=generator)
+    full[0].view(-1, 3)[:256] = torch.arange(256, dtype=torch.uint8).view(256, 1)
+    full[1].view(-1, 3)[:256] = torch.arange(255, -1, -1, dtype=torch.uint8).view(256, 1)
+    clip = full[:, 1:18, 2:21]
+    mean, std = [0.45, 0.4, 0.5], [0.225, 0.25, 0.2]
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        into = torch.full((3, 5, 17, 19), float("nan"))
+        assert normalize(clip, mean=mean, std=std, out=into) is into
+        allocated = normalize(clip, mean=mean, std=std)
+        batch = torch.full((2, 3, 5, 17, 19), float("nan"))
+        normalize(clip, mean=mean, std=std, out=batch[1])
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    expected = _elementwise_reference(clip, mean, std)
+    assert torch.equal(into, expected) and torch.equal(allocated, expected) and torch.equal(batch[1], expected)
+    assert torch.isnan(batch[0]).all()
+    assert normalize(clip[:0], mean=mean, std=std).shape == (3, 0, 17, 19)
+
+
 def _columns(width=10, height=4, frames=2):
     # Pixel value = column index, so a crop's left edge can be read back.
     row = torch.arange(width, dtype=torch.uint8)
