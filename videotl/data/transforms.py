@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from . import normalize_kernel
 from .resize import output_size, resize_frames
 
 __all__ = [
@@ -86,6 +87,10 @@ def normalize(
     """uint8 ``T x H x W x 3`` -> float32 ``3 x T x H x W``, ``(x / 255 - mean) / std`` per channel,
     on the clip's device.
 
+    Computed as ``x * scale + shift`` in float32, each rounded apart. On the CPU one pass of a
+    compiled kernel (:mod:`videotl.data.normalize_kernel`) where a C compiler is available, else
+    a matrix product per frame; every path gives the same values.
+
     Args:
         out: a float32 ``3 x T x H x W`` tensor on the clip's device to write into (a slot of a
             batch, so that batching needs no copy); None allocates one.
@@ -103,6 +108,9 @@ def normalize(
         raise ValueError(
             f"out is {out.dtype} {tuple(out.shape)} on {out.device}: needs float32 {shape} on {clip.device}"
         )
+    if normalize_kernel.kernel_applies(clip, out):
+        normalize_kernel.normalize_frames(clip, scale, shift, out)
+        return out
     if clip.device.type == "cpu" and out.is_contiguous() and _exact_float32_matmul():
         _normalize_by_matmul(clip, scale, shift, out)
         return out
