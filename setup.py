@@ -42,7 +42,11 @@ setup(
     # videotl.configs (found by name: --cfg charades_12fps.yaml); the tools likewise.
     package_dir={"videotl.configs": "configs", "videotl_tools": "tools"},
     # The Vector Transformer's CPU kernels are compiled from source on first use.
-    package_data={"videotl.models": ["csrc/*.c"], "videotl.configs": ["*.yaml", "**/*.yaml"]},
+    package_data={
+        "videotl.models": ["csrc/*.c"],
+        "videotl.data": ["csrc/*.c"],
+        "videotl.configs": ["*.yaml", "**/*.yaml"],
+    },
     entry_points={"console_scripts": [f"{name} = videotl_tools.{module}:main" for name, module in TOOLS.items()]},
     install_requires=[
         "torch>=2.1",

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from videotl.data import normalize_kernel
 from videotl.data.sampling import (
     clip_times,
     frame_indices_at,
@@ -67,6 +68,49 @@ def test_normalize_into_a_given_tensor():
     assert torch.equal(normalize(clip, mean=mean, std=std), out)
     with pytest.raises(ValueError, match="needs float32"):
         normalize(clip, mean=mean, std=std, out=torch.empty(3, 2, 3, 4))
+
+
+def _elementwise_reference(clip, mean, std):
+    # The formula normalize documents, in float32, one whole-tensor op after another.
+    mean_t, std_t = torch.tensor(mean), torch.tensor(std)
+    scale, shift = (1.0 / (255.0 * std_t)).view(3, 1, 1, 1), (-mean_t / std_t).view(3, 1, 1, 1)
+    return clip.permute(3, 0, 1, 2).float() * scale + shift
+
+
+@pytest.mark.parametrize("path", ["kernel", "matmul", "elementwise"])
+def test_normalize_is_bit_exact_on_every_value(path, monkeypatch):
+    # Every uint8 value in every channel, a crop view (not contiguous) of odd size, frames of
+    # their own content, through each of normalize's CPU paths: the compiled kernel, the matrix
+    # product (no kernel), the elementwise ops (no kernel, reduced-precision matrix products).
+    if path == "kernel":
+        if normalize_kernel.load_kernel() is None:
+            pytest.skip("no C compiler: the normalise kernel cannot be built here")
+    else:
+        monkeypatch.setattr(normalize_kernel, "load_kernel", lambda: None)
+    generator = torch.Generator().manual_seed(3)
+    full = torch.randint(0, 256, (5, 19, 23, 3), dtype=torch.uint8, generator=generator)
+    full[0].view(-1, 3)[:256] = torch.arange(256, dtype=torch.uint8).view(256, 1)
+    full[1].view(-1, 3)[:256] = torch.arange(255, -1, -1, dtype=torch.uint8).view(256, 1)
+    clip = full[:, 1:18, 2:21]
+    mean, std = [0.45, 0.4, 0.5], [0.225, 0.25, 0.2]
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high" if path == "elementwise" else "highest")
+    try:
+        into = torch.full((3, 5, 17, 19), float("nan"))
+        assert normalize(clip, mean=mean, std=std, out=into) is into
+        allocated = normalize(clip, mean=mean, std=std)
+        batch = torch.full((2, 3, 5, 17, 19), float("nan"))
+        normalize(clip, mean=mean, std=std, out=batch[1])
+        empty = normalize(clip[:0], mean=mean, std=std)
+        # Pixels not packed in their rows (every other column): not the kernel's layout.
+        spaced = normalize(full[:, :, ::2], mean=mean, std=std)
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    expected = _elementwise_reference(clip, mean, std)
+    assert torch.equal(into, expected) and torch.equal(allocated, expected) and torch.equal(batch[1], expected)
+    assert torch.isnan(batch[0]).all()
+    assert empty.shape == (3, 0, 17, 19)
+    assert torch.equal(spaced, _elementwise_reference(full[:, :, ::2], mean, std))
 
 
 def _columns(width=10, height=4, frames=2):

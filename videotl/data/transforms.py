@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from . import normalize_kernel
 from .resize import output_size, resize_frames
 
 __all__ = [
@@ -86,6 +87,10 @@ def normalize(
     """uint8 ``T x H x W x 3`` -> float32 ``3 x T x H x W``, ``(x / 255 - mean) / std`` per channel,
     on the clip's device.
 
+    Computed as ``x * scale + shift`` in float32, each rounded apart. On the CPU one pass of a
+    compiled kernel (:mod:`videotl.data.normalize_kernel`) where a C compiler is available, else
+    a matrix product per frame; every path gives the same values.
+
     Args:
         out: a float32 ``3 x T x H x W`` tensor on the clip's device to write into (a slot of a
             batch, so that batching needs no copy); None allocates one.
@@ -103,6 +108,12 @@ def normalize(
         raise ValueError(
             f"out is {out.dtype} {tuple(out.shape)} on {out.device}: needs float32 {shape} on {clip.device}"
         )
+    if normalize_kernel.kernel_applies(clip, out):
+        normalize_kernel.normalize_frames(clip, scale, shift, out)
+        return out
+    if clip.device.type == "cpu" and out.is_contiguous() and _exact_float32_matmul():
+        _normalize_by_matmul(clip, scale, shift, out)
+        return out
     # One channel at a time: the uint8 -> float32 copy and the in-place float ops each take
     # PyTorch's fast paths, where a single mixed-dtype op over the channels-last view does not.
     for channel in range(3):
@@ -110,6 +121,36 @@ def normalize(
         plane.copy_(clip[..., channel])
         plane.mul_(scale[channel]).add_(shift[channel])
     return out
+
+
+def _normalize_by_matmul(clip: torch.Tensor, scale: Sequence[float], shift: Sequence[float], out: torch.Tensor) -> None:
+    """:func:`normalize` on the CPU, one frame at a time: the frame as float32 ``(H W) x 3``, times
+    the diagonal matrix of the scales, is the channel-first scaled frame in one pass (the matrix
+    product does the channels-last to channels-first transposition far faster than a strided
+    copy), then the shift is added while the frame is in the cache.
+
+    The values are the ones of the elementwise path: each output is one float32 product
+    ``x * scale`` (the other two terms are exact zeros) plus ``shift``.
+    """
+    frames, height, width = clip.shape[:3]
+    if out.numel() == 0:
+        return
+    weights = torch.diag(torch.tensor(scale, dtype=torch.float32))
+    shifts = torch.tensor(shift, dtype=torch.float32).view(3, 1)
+    frame = torch.empty((height * width, 3), dtype=torch.float32)
+    for index in range(frames):
+        frame.view(height, width, 3).copy_(clip[index])
+        target = out[:, index].view(3, height * width)
+        torch.mm(weights, frame.t(), out=target)
+        target.add_(shifts)
+
+
+def _exact_float32_matmul() -> bool:
+    # Matrix products in reduced precision (bf16 / tf32 inputs) would round the scales.
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    mkldnn = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
+    return getattr(mkldnn, "fp32_precision", "none") in ("none", "ieee")
 
 
 def _check_fits(height: int, width: int, size: int) -> None:

@@ -13,60 +13,23 @@ Calls go through ``ctypes``, which releases the GIL, so query rows are split acr
 
 import ctypes
 import functools
-import hashlib
 import logging
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
+from ..utils.native import NATIVE_FLAG_SETS, build_library, find_compiler
+
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "vector_attention.c"
-# Tried in order: the machine's full vector width first, then portable builds.
-_FLAG_SETS: Tuple[Tuple[str, ...], ...] = (
-    ("-march=native", "-mprefer-vector-width=512"),
-    ("-march=native",),
-    ("-mcpu=native",),
-    (),
-)
+_FLAG_SETS = NATIVE_FLAG_SETS
 # ISO C mode turns off fused multiply-adds by default; the kernels need them to be fast.
 _BASE_FLAGS = ("-std=c11", "-O3", "-ffp-contract=fast", "-fPIC", "-shared")
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("VIDEOTL_CACHE_DIR") or Path.home() / ".cache" / "videotl"
-    return Path(root) / "kernels"
-
-
-def _find_compiler() -> Optional[str]:
-    candidates = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]
-    for name in candidates:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-def _cpu_identity() -> str:
-    """What ``-march=native`` depends on, so a cache shared between machines never mixes builds."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return f"{platform.machine()} {platform.processor()}"
-    wanted = ("model name", "flags", "Features", "CPU part")
-    return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in wanted}))
-
-
-def _compiler_version(compiler: str) -> str:
-    result = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False)
-    return result.stdout
+_find_compiler = find_compiler
 
 
 def build_kernels(compiler: str, flag_sets: Sequence[Tuple[str, ...]] = _FLAG_SETS) -> Path:
@@ -75,26 +38,9 @@ def build_kernels(compiler: str, flag_sets: Sequence[Tuple[str, ...]] = _FLAG_SE
     ``flag_sets`` are tried in order. Raises ``RuntimeError`` with the compiler's messages if none
     compiles.
     """
-    source = SOURCE.read_bytes()
-    flags = repr((_BASE_FLAGS, tuple(flag_sets))).encode()
-    identity = [source, flags, compiler.encode(), _compiler_version(compiler).encode(), _cpu_identity().encode()]
-    key = hashlib.sha256(b"\0".join(identity)).hexdigest()[:16]
-    target = _cache_dir() / f"vector_attention_{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    errors: List[str] = []
-    for flags in flag_sets:
-        with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".so.tmp", delete=False) as handle:
-            scratch = Path(handle.name)
-        command = [compiler, *_BASE_FLAGS, *flags, "-o", str(scratch), str(SOURCE), "-lm"]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode == 0:
-            os.replace(scratch, target)  # concurrent builders (DDP ranks) each rename a whole file
-            return target
-        scratch.unlink(missing_ok=True)
-        errors.append(f"{' '.join(command)}:\n{result.stderr.strip()}")
-    raise RuntimeError("could not compile the Vector Transformer CPU kernels:\n" + "\n".join(errors))
+    return build_library(
+        SOURCE, compiler, base_flags=_BASE_FLAGS, flag_sets=flag_sets, what="the Vector Transformer CPU kernels"
+    )
 
 
 @functools.cache
