@@ -5,6 +5,7 @@ import torch
 
 from videotl.config import load_config
 from videotl.models import build_model, create_model, to_channels_last_3d
+from videotl.models.memory_format import to_contiguous
 
 from .conftest import TINY_X3D
 
@@ -49,3 +50,10 @@ def test_channels_last_model_computes_the_same_outputs_and_gradients(family):
     for (name, a), (_, b) in zip(plain.named_parameters(), fast.named_parameters()):
         # Float32 sums in another order: equal up to rounding at the scale of each gradient.
         assert (b.grad - a.grad).abs().max() <= 1e-4 * a.grad.abs().max() + 1e-7, name
+
+
+def test_to_contiguous_undoes_channels_last():
+    model = to_channels_last_3d(_tiny_tokenlearner_model())
+    assert not all(p.is_contiguous() for p in model.parameters())
+    to_contiguous(model)
+    assert all(p.is_contiguous() for p in model.parameters())

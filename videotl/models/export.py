@@ -8,6 +8,8 @@ with onnxruntime). The Vector Transformer exports as its chunked computation in 
 
 from __future__ import annotations
 
+import copy
+import itertools
 import os
 import warnings
 from pathlib import Path
@@ -18,6 +20,7 @@ import torch
 from torch import nn
 
 from ..utils.fileio import atomic_path
+from .memory_format import to_contiguous
 from .vector_transformer import exportable_ops
 
 __all__ = ["EXPORT_FORMATS", "ExportError", "export_model", "load_exported", "round_trip_error"]
@@ -38,9 +41,14 @@ def _check_format(format: str) -> None:
 
 
 def export_model(model: nn.Module, example: torch.Tensor, path: PathLike, *, format: str) -> Path:
-    """Export ``model`` (put in eval mode) for input shaped like ``example`` into ``path``, atomically."""
+    """Export ``model`` (put in eval mode) for input shaped like ``example`` into ``path``, atomically.
+
+    The file holds contiguous weights: a channels-last model is exported from a contiguous copy.
+    """
     _check_format(format)
     model = model.eval()
+    if not all(t.is_contiguous() for t in itertools.chain(model.parameters(), model.buffers())):
+        model = to_contiguous(copy.deepcopy(model))
     path = Path(path)
     with atomic_path(path) as tmp, torch.no_grad():
         if format == "torchscript":

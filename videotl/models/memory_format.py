@@ -5,7 +5,7 @@ import itertools
 import torch
 from torch import nn
 
-__all__ = ["to_channels_last_3d"]
+__all__ = ["to_channels_last_3d", "to_contiguous"]
 
 
 def to_channels_last_3d(model: nn.Module) -> nn.Module:
@@ -20,4 +20,13 @@ def to_channels_last_3d(model: nn.Module) -> nn.Module:
     for tensor in itertools.chain(model.parameters(), model.buffers()):
         if tensor.dim() == 5:
             tensor.data = tensor.data.contiguous(memory_format=torch.channels_last_3d)
+    return model
+
+
+def to_contiguous(model: nn.Module) -> nn.Module:
+    """Store every parameter and buffer of ``model`` in PyTorch's default (contiguous) layout, in
+    place, and return the model: what an exported file should hold, whatever layout trained it."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if not tensor.is_contiguous():
+            tensor.data = tensor.data.contiguous()
     return model
