@@ -7,16 +7,15 @@ import torch
 
 from videotl.models import vector_attention_cpu
 from videotl.models.vector_transformer import vector_attention_chunked, vector_attention_naive
+from videotl.utils.native import find_compiler
 
-needs_compiler = pytest.mark.skipif(
-    vector_attention_cpu._find_compiler() is None, reason="no C compiler: the kernels cannot be built here"
-)
+needs_compiler = pytest.mark.skipif(find_compiler() is None, reason="no C compiler: the kernels cannot be built here")
 
 
 @pytest.fixture(scope="module")
 def portable_kernels(tmp_path_factory):
     """The kernels built without -march=native: the plain C path that machines without AVX-512 run."""
-    compiler = vector_attention_cpu._find_compiler()
+    compiler = find_compiler()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("VIDEOTL_CACHE_DIR", str(tmp_path_factory.mktemp("portable")))
         return vector_attention_cpu.open_kernels(vector_attention_cpu.build_kernels(compiler, flag_sets=((),)))
@@ -95,7 +94,7 @@ def test_kernels_do_not_apply_to_float64_or_when_disabled(monkeypatch):
 @needs_compiler
 def test_build_is_cached_per_source_and_atomic(tmp_path, monkeypatch):
     monkeypatch.setenv("VIDEOTL_CACHE_DIR", str(tmp_path))
-    compiler = vector_attention_cpu._find_compiler()
+    compiler = find_compiler()
     built = vector_attention_cpu.build_kernels(compiler)
     assert built.parent == tmp_path / "kernels" and built.suffix == ".so"
     stamp = built.stat().st_mtime_ns

@@ -171,3 +171,10 @@ def test_time_group_rotates_the_order_every_round(monkeypatch):
     times = mb.time_group(cases, mode="fw", warmup=1, repeats=2)
     assert order == list("abc") + list("bca") + list("cab")
     assert times == {"a": [1.0, 1.0], "b": [1.0, 1.0], "c": [1.0, 1.0]}
+
+
+def test_memory_format_without_a_config_is_one_line():
+    parser = argparse.ArgumentParser()
+    mb.add_model_arguments(parser)
+    with pytest.raises(SystemExit, match="--memory-format needs --cfg"):
+        mb.run_model(parser.parse_args(["--memory-format", "both", "--device", "cpu"]))

@@ -230,7 +230,8 @@ def _build(config: str, *, frames: int, overrides: Sequence[str], device: torch.
     cfg = load_config(config, ["DATA.NUM_FRAMES", str(frames), *overrides])
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
-    if device.type == "cuda":
+    # The layout training uses (videotl.engine.trainer).
+    if cfg.TRAIN.CHANNELS_LAST:
         model = to_channels_last_3d(model)
     return cfg, model, build_optimizer(model, cfg=cfg), build_loss(cfg)
 
@@ -238,7 +239,7 @@ def _build(config: str, *, frames: int, overrides: Sequence[str], device: torch.
 def _batch(cfg, *, batch: int, clip: Tuple[int, int, int], device: torch.device, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     inputs = torch.randn((batch, 3, *clip), generator=generator).to(device)
-    if device.type == "cuda":
+    if cfg.TRAIN.CHANNELS_LAST:
         inputs = inputs.contiguous(memory_format=torch.channels_last_3d)
     if cfg.MODEL.LOSS_FUNC == "bce_logits":
         labels = (torch.rand((batch, cfg.MODEL.NUM_CLASSES), generator=generator) < 0.05).float()

@@ -631,6 +631,8 @@ def run_model(args: argparse.Namespace) -> Dict[str, Any]:
             for channels_last in layouts
         ]
     else:
+        if args.memory_format != "contiguous":
+            raise SystemExit("--memory-format needs --cfg: the standard comparison times the default layout")
         frames, height, width = args.input or (16, 128, 128)
         cases = default_cases(model_input=(args.batch, 3, frames, height, width))
     machine = machine_info(device=args.device, threads=args.threads)

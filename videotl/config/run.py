@@ -51,7 +51,7 @@ def add_run_defaults(cfg: CfgNode) -> None:
     # float16; only float16 uses a gradient scaler. Evaluation runs under the same autocast.
     cfg.TRAIN.AMP_DTYPE = "auto"
     # Channels-last (NDHWC) 3-D convolution kernels and inputs, in training and testing, on every
-    # device: oneDNN and cuDNN run 3-D convolutions faster in that layout (docs/benchmarks.md).
+    # device: faster on CPU (oneDNN), measured in docs/benchmarks.md; cuDNN's preferred layout.
     cfg.TRAIN.CHANNELS_LAST = True
     # Deterministic algorithms (bit-exact reruns and resumes on CPU, slower on CUDA).
     cfg.TRAIN.DETERMINISTIC = False

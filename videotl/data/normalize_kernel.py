@@ -12,13 +12,12 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
-from ..utils.native import build_library, find_compiler
+from ..utils.native import load_native
 
 __all__ = ["load_kernel", "kernel_applies", "normalize_frames"]
 
@@ -32,17 +31,20 @@ _BASE_FLAGS = ("-std=c11", "-O3", "-ffp-contract=off", "-fPIC", "-shared")
 @functools.cache
 def load_kernel() -> Optional[ctypes.CDLL]:
     """The compiled library, or None (logged once) when it cannot be had."""
-    if os.environ.get("VIDEOTL_CPU_KERNELS", "1") == "0":
-        return None
-    compiler = find_compiler()
-    if compiler is None:
-        logger.info("No C compiler found (set CC): clips are normalised with PyTorch ops (same values, slower).")
-        return None
-    try:
-        library = ctypes.CDLL(str(build_library(SOURCE, compiler, base_flags=_BASE_FLAGS, what="the normalise kernel")))
-    except (RuntimeError, OSError) as err:
-        logger.warning("%s\nClips are normalised with PyTorch ops (same values, slower).", err)
-        return None
+    return load_native(
+        SOURCE,
+        _open_kernel,
+        base_flags=_BASE_FLAGS,
+        what="the normalise kernel",
+        fallback="clips are normalised with PyTorch ops (same values, slower).",
+        logger=logger,
+        # Every DataLoader worker would say it again: not a warning.
+        missing_compiler_level=logging.INFO,
+    )
+
+
+def _open_kernel(path: Path) -> ctypes.CDLL:
+    library = ctypes.CDLL(str(path))
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     library.normalize_frames.argtypes = [pointer] + [size] * 5 + [pointer] * 3
     library.normalize_frames.restype = ctypes.c_int

@@ -67,6 +67,16 @@ COMPILE_OPTIONS: Dict[str, Any] = {"dynamic": False}
 WORKER_DEATH_ERRORS = (RuntimeError, ConnectionError, EOFError)
 
 
+def _model_on(device: torch.device, build_model_fn: ModelBuilder, cfg: CfgNode) -> nn.Module:
+    """The model on ``device``, its 3-D kernels channels-last under ``TRAIN.CHANNELS_LAST``."""
+    model = build_model_fn(cfg).to(device)
+    if cfg.TRAIN.CHANNELS_LAST:
+        from ..models import to_channels_last_3d
+
+        model = to_channels_last_3d(model)
+    return model
+
+
 def _default_model_builder() -> ModelBuilder:
     from ..models import build_model
 
@@ -259,11 +269,7 @@ def _train(cfg, ctx, stop: StopSignals, progress: _Progress, *, build_model_fn, 
     amp_dtype = resolve_amp_dtype(cfg.TRAIN.AMP_DTYPE, enabled=cfg.TRAIN.MIXED_PRECISION, device=device)
     channels_last = cfg.TRAIN.CHANNELS_LAST
 
-    model = build_model_fn(cfg).to(device)
-    if channels_last:
-        from ..models import to_channels_last_3d
-
-        model = to_channels_last_3d(model)
+    model = _model_on(device, build_model_fn, cfg)
     if cfg.BN.SYNC and world_size > 1:
         if device.type != "cuda":
             raise ConfigError("BN.SYNC = True needs CUDA: PyTorch's SyncBatchNorm has no CPU implementation")
@@ -781,11 +787,7 @@ def _test(cfg, ctx, stop: StopSignals, *, build_model_fn, build_loader_fn) -> Ev
             f"nothing to test: TEST.CHECKPOINT_FILE_PATH is empty and {checkpoint_dir(out)} "
             "holds no checkpoint_epoch_XXXXX.pyth"
         )
-    model = build_model_fn(cfg).to(device)
-    if channels_last:
-        from ..models import to_channels_last_3d
-
-        model = to_channels_last_3d(model)
+    model = _model_on(device, build_model_fn, cfg)
     state = load_weights(model, weights)
     _compile(model, cfg)
     logger.info(f"testing {weights} on split {cfg.TEST.SPLIT!r} ({cfg.TEST.MODE})")

@@ -12,8 +12,8 @@ def to_channels_last_3d(model: nn.Module) -> nn.Module:
     """Store every 5-D parameter and buffer of ``model`` (the 3-D convolution kernels) channels-last,
     in place, and return the model.
 
-    oneDNN on CPU and cuDNN on CUDA run 3-D convolutions faster on NDHWC tensors; inputs should be
-    made ``channels_last_3d`` too. ``Module.to(memory_format=torch.channels_last_3d)`` cannot be
+    PyTorch's CPU (oneDNN) and CUDA (cuDNN) 3-D convolutions have kernels for NDHWC tensors;
+    inputs should be made ``channels_last_3d`` too. ``Module.to(memory_format=torch.channels_last_3d)`` cannot be
     used: it refuses a model that also holds 4-D weights, such as TokenLearner's 1x1 Conv2D or a
     ViT patch embedding.
     """

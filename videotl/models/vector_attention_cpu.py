@@ -21,18 +21,16 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..utils.native import NATIVE_FLAG_SETS, build_library, find_compiler
+from ..utils.native import NATIVE_FLAG_SETS, build_library, load_native
 
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "vector_attention.c"
-_FLAG_SETS = NATIVE_FLAG_SETS
 # ISO C mode turns off fused multiply-adds by default; the kernels need them to be fast.
 _BASE_FLAGS = ("-std=c11", "-O3", "-ffp-contract=fast", "-fPIC", "-shared")
-_find_compiler = find_compiler
 
 
-def build_kernels(compiler: str, flag_sets: Sequence[Tuple[str, ...]] = _FLAG_SETS) -> Path:
+def build_kernels(compiler: str, flag_sets: Sequence[Tuple[str, ...]] = NATIVE_FLAG_SETS) -> Path:
     """Compile ``csrc/vector_attention.c`` into the cache (atomically) and return the library path.
 
     ``flag_sets`` are tried in order. Raises ``RuntimeError`` with the compiler's messages if none
@@ -46,19 +44,14 @@ def build_kernels(compiler: str, flag_sets: Sequence[Tuple[str, ...]] = _FLAG_SE
 @functools.cache
 def load_kernels() -> Optional[ctypes.CDLL]:
     """The compiled library, or None (with one warning saying why) when it cannot be had."""
-    if os.environ.get("VIDEOTL_CPU_KERNELS", "1") == "0":
-        return None
-    compiler = _find_compiler()
-    if compiler is None:
-        logger.warning(
-            "No C compiler found (set CC): the Vector Transformer runs on PyTorch ops, exact but far slower on CPU."
-        )
-        return None
-    try:
-        return open_kernels(build_kernels(compiler))
-    except (RuntimeError, OSError) as err:
-        logger.warning("%s\nThe Vector Transformer runs on PyTorch ops, exact but far slower on CPU.", err)
-        return None
+    return load_native(
+        SOURCE,
+        open_kernels,
+        base_flags=_BASE_FLAGS,
+        what="the Vector Transformer CPU kernels",
+        fallback="the Vector Transformer runs on PyTorch ops, exact but far slower on CPU.",
+        logger=logger,
+    )
 
 
 def open_kernels(path: Path) -> ctypes.CDLL:

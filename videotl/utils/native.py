@@ -10,15 +10,18 @@ whole file).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, TypeVar
 
-__all__ = ["NATIVE_FLAG_SETS", "build_library", "cache_dir", "find_compiler"]
+__all__ = ["NATIVE_FLAG_SETS", "build_library", "cache_dir", "find_compiler", "load_native"]
+
+T = TypeVar("T")
 
 # Tried in order: the machine's full vector width first, then portable builds.
 NATIVE_FLAG_SETS: Tuple[Tuple[str, ...], ...] = (
@@ -91,3 +94,30 @@ def build_library(
         scratch.unlink(missing_ok=True)
         errors.append(f"{' '.join(command)}:\n{result.stderr.strip()}")
     raise RuntimeError(f"could not compile {what}:\n" + "\n".join(errors))
+
+
+def load_native(
+    source: Path,
+    open_library: Callable[[Path], T],
+    *,
+    base_flags: Sequence[str],
+    what: str,
+    fallback: str,
+    logger: logging.Logger,
+    missing_compiler_level: int = logging.WARNING,
+) -> Optional[T]:
+    """``open_library`` of the library built from ``source`` (:func:`build_library`), or None when
+    it cannot be had: ``VIDEOTL_CPU_KERNELS=0``, no compiler (logged at ``missing_compiler_level``)
+    or a failed build or load (a warning with the compiler's messages). ``fallback`` says, in a
+    sentence starting in lower case, what runs instead."""
+    if os.environ.get("VIDEOTL_CPU_KERNELS", "1") == "0":
+        return None
+    compiler = find_compiler()
+    if compiler is None:
+        logger.log(missing_compiler_level, "No C compiler found (set CC): %s", fallback)
+        return None
+    try:
+        return open_library(build_library(source, compiler, base_flags=base_flags, what=what))
+    except (RuntimeError, OSError) as err:
+        logger.warning("%s\n%s", err, fallback[:1].upper() + fallback[1:])
+        return None
