@@ -2,6 +2,7 @@
 
 import json
 
+import av
 import pytest
 
 from videotl.data import probe
@@ -76,6 +77,13 @@ def test_long_video_worker_modes(tmp_path):
     counts = [long_video_worker(mode, str(video), "pyav")["items"] for mode in ("segments", "list", "score")]
     assert sequential["items"] == 180 and counts == [2, 2, 2]
     assert sequential["peak_rss_mb"] > 0
+    # One RGB frame per 12 fps time of the 6 s.
+    assert long_video_worker("sequential_rgb", str(video), "pyav")["items"] == 72
+    # Reference frames only: every I and P frame, and not the B-frames no other frame refers to.
+    with av.open(str(video)) as container:
+        kinds = [av.video.frame.PictureType(frame.pict_type).name for frame in container.decode(video=0)]
+    references = long_video_worker("references", str(video), "pyav")["items"]
+    assert kinds.count("I") + kinds.count("P") <= references < 180
 
 
 def test_index_timing_cold_then_warm(tmp_path, monkeypatch):
