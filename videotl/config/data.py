@@ -15,8 +15,8 @@ def add_data_defaults(cfg: CfgNode) -> None:
     cfg.DATA.MULTI_LABEL = True
     # "decord", "pyav" or "torchcodec": the same frames from each (decord and torchcodec fall
     # back to PyAV per file where their frame index disagrees with the container's). On the data
-    # benchmark (docs/benchmarks.md, "Data") "pyav" is the fastest exact reader; torchcodec needs
-    # FFmpeg's shared libraries (see datasets/DATASETS.md).
+    # benchmark (docs/benchmarks.md, "Data pipeline") "pyav" is the fastest exact reader, by far
+    # for whole-video segments; torchcodec needs FFmpeg's shared libraries (datasets/DATASETS.md).
     cfg.DATA.DECODING_BACKEND = "decord"
     # Where videos are decoded: "cpu" (DataLoader workers) or "cuda" (needs DECODING_BACKEND
     # torchcodec): the workers only plan each clip (video, start, crop / scale / flip draws) and
