@@ -64,6 +64,17 @@ def parse_shape(text: str) -> Tuple[int, ...]:
     return shape
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    return value
+
+
 def config_from(args: argparse.Namespace, extra: List[str] = ()) -> CfgNode:
     return load_config(args.cfg_file or "", [*args.opts, *extra])
 

@@ -1,5 +1,6 @@
 """Smoke test of the data benchmark on tiny videos (the real run is in docs/benchmarks.md)."""
 
+import argparse
 import json
 
 import av
@@ -8,6 +9,7 @@ import pytest
 from videotl.data import probe
 from videotl.data.decoding import torchcodec_unavailable_reason
 from videotl_tools.harness.data_benchmark import (
+    add_data_arguments,
     bench_index,
     long_video_worker,
     make_benchmark_video,
@@ -140,3 +142,13 @@ def test_tool_writes_json_and_markdown(tmp_path):
     assert set(result["peers"]["segments"]) == {"videotl pyav", "videotl torchcodec", "torchcodec", "decord", "pyav"}
     text = doc.read_text()
     assert "old" not in text and "## Model\n\nkept" in text and "python tools/benchmark.py data --video" in text
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "three"])
+def test_long_rounds_must_be_a_positive_integer(value, capsys):
+    parser = argparse.ArgumentParser(prog="benchmark.py data")
+    add_data_arguments(parser)
+    assert parser.parse_args(["--long-rounds", "2"]).long_rounds == 2
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--long-rounds", value])
+    assert f"argument --long-rounds: '{value}'" in capsys.readouterr().err

@@ -41,6 +41,7 @@ import torch
 
 from videotl.data.encoding import write_video
 from videotl.data.resize import output_size, resize_frames
+from videotl_tools._cli import positive_int
 from videotl_tools.harness.reports import machine_info, update_markdown_section
 
 __all__ = ["make_benchmark_video", "make_long_video", "run_data_benchmark", "render_markdown"]
@@ -422,7 +423,7 @@ def bench_long_videos(
         jobs += [("references", "references", "pyav"), ("sequential_rgb", "sequential_rgb", "pyav")]
         runs: Dict[str, List[Dict]] = {key: [] for key, _, _ in jobs}
         sequential_runs = []
-        for _ in range(max(1, rounds)):
+        for _ in range(rounds):
             for key, mode, backend in jobs:
                 # Each beside its own sequential decode, both running at once on the two cores.
                 measured, sequential = _in_fresh_processes(
@@ -856,7 +857,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         help="backends of the long-video table (decord streams at a fraction of PyAV's speed, so "
         "adding it adds most of the run's time)",
     )
-    parser.add_argument("--long-rounds", type=int, default=3, help="fresh-process measurements of each long-video row")
+    parser.add_argument(
+        "--long-rounds", type=positive_int, default=3, help="fresh-process measurements of each long-video row"
+    )
     parser.add_argument(
         "--transcode-clips", type=int, default=20, help="clips per file for the transcoded table (0: skip)"
     )
