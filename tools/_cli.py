@@ -64,15 +64,24 @@ def parse_shape(text: str) -> Tuple[int, ...]:
     return shape
 
 
+def _positive(text: str, kind: type, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be positive")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
-    return value
+    return _positive(text, int, "an integer")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number above 0."""
+    return _positive(text, float, "a number")
 
 
 def config_from(args: argparse.Namespace, extra: List[str] = ()) -> CfgNode:

@@ -152,3 +152,13 @@ def test_long_rounds_must_be_a_positive_integer(value, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["--long-rounds", value])
     assert f"argument --long-rounds: '{value}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--clips", "0"), ("--segment-rounds", "-1"), ("--fps", "0")])
+def test_counts_and_rates_must_be_positive(flag, value, capsys):
+    # Zero clips or rounds would end in a division by zero after minutes of measuring.
+    parser = argparse.ArgumentParser(prog="benchmark.py data")
+    add_data_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args([flag, value])
+    assert f"argument {flag}: '{value}': must be positive" in capsys.readouterr().err

@@ -41,7 +41,7 @@ import torch
 
 from videotl.data.encoding import write_video
 from videotl.data.resize import output_size, resize_frames
-from videotl_tools._cli import positive_int
+from videotl_tools._cli import positive_float, positive_int
 from videotl_tools.harness.reports import machine_info, update_markdown_section
 
 __all__ = ["make_benchmark_video", "make_long_video", "run_data_benchmark", "render_markdown"]
@@ -353,22 +353,15 @@ def long_video_worker(mode: str, path: str, backend: str) -> Dict:
 def _sequential_rgb(path: str, *, fps: float, short_side: int) -> int:
     """One plain sequential PyAV decode producing the frames of the segments: every frame decoded,
     each frame on screen at a ``k / fps`` time scaled to the short side and converted to RGB by
-    the same two swscale steps as videotl's PyAV reader. Returns the number of RGB frames."""
-    from av.video.reformatter import VideoReformatter
+    videotl's PyAV reader's own conversion. Returns the number of RGB frames."""
+    # The reader's conversion itself, so the baseline differs from videotl only in what it decodes.
+    from videotl.data.decoding import _converter
 
-    from videotl.data.resize import output_size
-
-    scaler, to_rgb = VideoReformatter(), VideoReformatter()
     produced, target, previous = 0, 0.0, None
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1
-        height, width = output_size(stream.height, stream.width, short_side)
-
-        def convert(frame) -> None:
-            small = scaler.reformat(frame, width=width, height=height, interpolation="BILINEAR", threads=1)
-            to_rgb.reformat(small, format="rgb24", threads=1).to_ndarray()
-
+        convert = _converter(output_size(stream.height, stream.width, short_side))
         for frame in container.decode(stream):
             # The previous frame is on screen at every target time before this frame's time.
             while previous is not None and target < frame.time - 1e-6:
@@ -381,6 +374,11 @@ def _sequential_rgb(path: str, *, fps: float, short_side: int) -> int:
             convert(previous)
             produced, target = produced + 1, target + 1.0 / fps
     return produced
+
+
+def _median_run(runs: Sequence[Dict], key: str) -> Dict:
+    """The run whose ``key`` is the median (the lower middle one of an even number)."""
+    return sorted(runs, key=lambda run: run[key])[(len(runs) - 1) // 2]
 
 
 def _in_fresh_process(args: List[str], env: Optional[Dict[str, str]] = None) -> Dict:
@@ -435,10 +433,9 @@ def bench_long_videos(
                 runs[key].append(measured)
                 sequential_runs.append(sequential)
         for key, measured in runs.items():
-            ranked = sorted(measured, key=lambda r: r["vs_sequential_cpu"])
-            row[key] = dict(ranked[(len(ranked) - 1) // 2])
+            row[key] = dict(_median_run(measured, "vs_sequential_cpu"))
             row[key]["vs_sequential_cpu_rounds"] = [r["vs_sequential_cpu"] for r in measured]
-        row["sequential"] = sorted(sequential_runs, key=lambda r: r["cpu_s"])[(len(sequential_runs) - 1) // 2]
+        row["sequential"] = _median_run(sequential_runs, "cpu_s")
         if seconds <= 600:
             row["list pyav"] = _in_fresh_process(["--worker", "list", str(path), "pyav"])
         log(
@@ -842,10 +839,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video", default=None, help="H.264 video to read (default: write a 30 s 480x360 30 fps one)")
     parser.add_argument("--workdir", default="runs/data_benchmark", help="where generated videos go (kept for reruns)")
     parser.add_argument("--backend", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
-    parser.add_argument("--clips", type=int, default=30, help="random clips (and resized clips) per reader")
-    parser.add_argument("--segment-rounds", type=int, default=8, help="whole-video reads per reader")
-    parser.add_argument("--num-frames", type=int, default=64)
-    parser.add_argument("--fps", type=float, default=12.0)
+    parser.add_argument("--clips", type=positive_int, default=30, help="random clips (and resized clips) per reader")
+    parser.add_argument("--segment-rounds", type=positive_int, default=8, help="whole-video reads per reader")
+    parser.add_argument("--num-frames", type=positive_int, default=64)
+    parser.add_argument("--fps", type=positive_float, default=12.0)
     parser.add_argument(
         "--long", type=float, nargs="*", default=[30.0, 600.0, 3600.0], help="long-video lengths in seconds"
     )

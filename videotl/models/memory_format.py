@@ -13,7 +13,7 @@ def to_channels_last_3d(model: nn.Module) -> nn.Module:
     in place, and return the model.
 
     PyTorch's CPU (oneDNN) and CUDA (cuDNN) 3-D convolutions have kernels for NDHWC tensors;
-    inputs should be made ``channels_last_3d`` too. ``Module.to(memory_format=torch.channels_last_3d)`` cannot be
+    inputs should be made ``channels_last_3d`` too. ``Module.to(memory_format=...)`` cannot be
     used: it refuses a model that also holds 4-D weights, such as TokenLearner's 1x1 Conv2D or a
     ViT patch embedding.
     """
