@@ -5,6 +5,7 @@ import torch
 
 from videotl.config import load_config
 from videotl.models import build_model, create_model, to_channels_last_3d
+from videotl.models.blocks import DepthwiseConv3d
 from videotl.models.memory_format import to_contiguous
 
 from .conftest import TINY_X3D
@@ -57,3 +58,32 @@ def test_to_contiguous_undoes_channels_last():
     assert not all(p.is_contiguous() for p in model.parameters())
     to_contiguous(model)
     assert all(p.is_contiguous() for p in model.parameters())
+
+
+@pytest.mark.parametrize("kernel", [(5, 1, 1), (3, 3, 3)])
+@pytest.mark.parametrize("frames", [1, 2, 3, 4, 6])
+@pytest.mark.parametrize("autocast", [True, False])
+def test_depthwise_conv_weight_gradient_is_right_in_bfloat16_channels_last(kernel, frames, autocast):
+    # PyTorch's oneDNN kernel gets this gradient wrong for 1 < frames < temporal kernel on CPUs
+    # with bfloat16 instructions; the layer must still match a float64 computation.
+    gen = torch.Generator().manual_seed(frames)
+    conv = DepthwiseConv3d(8, kernel)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen))
+    x = torch.randn(2, 8, frames, 4, 4, generator=gen)
+    grad_out = torch.randn(2, 8, frames, 4, 4, generator=gen)
+    reference = torch.ops.aten.convolution_backward(
+        grad_out.double(), x.double(), conv.weight.double(), None, conv.stride, conv.padding, conv.dilation,
+        False, (0, 0, 0), 8, (False, True, False),
+    )[1]  # fmt: skip
+    to_channels_last_3d(conv)
+    fast = x.bfloat16().contiguous(memory_format=torch.channels_last_3d)
+    if autocast:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = conv(fast.float().contiguous(memory_format=torch.channels_last_3d))
+    else:
+        conv.bfloat16()
+        out = conv(fast)
+    out.backward(grad_out.to(out.dtype).contiguous(memory_format=torch.channels_last_3d))
+    error = (conv.weight.grad.double() - reference).abs().max() / reference.abs().max()
+    assert error < 2e-2  # bfloat16 rounding of inputs and products

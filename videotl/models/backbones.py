@@ -19,7 +19,14 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from .blocks import BottleneckBlock, MiddleBuilder, create_conv2plus1d_middle, create_conv_bn_act, create_x3d_middle
+from .blocks import (
+    BottleneckBlock,
+    DepthwiseConv3d,
+    MiddleBuilder,
+    create_conv2plus1d_middle,
+    create_conv_bn_act,
+    create_x3d_middle,
+)
 
 
 class VideoClassifier(nn.Module):
@@ -70,7 +77,7 @@ def create_x3d_stem(*, dim_out: int) -> nn.Sequential:
     return nn.Sequential(
         OrderedDict(
             conv_xy=nn.Conv3d(3, dim_out, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), bias=False),
-            conv_t=nn.Conv3d(dim_out, dim_out, (5, 1, 1), padding=(2, 0, 0), groups=dim_out, bias=False),
+            conv_t=DepthwiseConv3d(dim_out, (5, 1, 1)),
             norm=nn.BatchNorm3d(dim_out),
             act=nn.ReLU(),
         )

@@ -21,6 +21,32 @@ from .attention import Mlp, MultiHeadSelfAttention
 MiddleBuilder = Callable[..., nn.Module]
 
 
+def _bfloat16_on_cpu(x: torch.Tensor) -> bool:
+    """Whether a convolution of ``x`` computes in bfloat16 on the CPU (as ``x`` or under autocast)."""
+    if x.device.type != "cpu":
+        return False
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    return dtype == torch.bfloat16
+
+
+class DepthwiseConv3d(nn.Conv3d):
+    """A channelwise 3-D conv (``groups = in_channels = out_channels``), the kernels of X3D.
+
+    PyTorch's oneDNN CPU kernel gives a wrong (at times uninitialised, NaN) weight gradient for a
+    bfloat16 channels-last input with more than one frame but fewer than the temporal kernel; such
+    an input is made contiguous first, where the kernel is right. Nothing else changes.
+    """
+
+    def __init__(self, dim: int, kernel: Tuple[int, int, int], *, stride: Tuple[int, int, int] = (1, 1, 1)) -> None:
+        padding = tuple(k // 2 for k in kernel)
+        super().__init__(dim, dim, kernel, stride=stride, padding=padding, groups=dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if 1 < x.shape[2] < self.kernel_size[0] and torch.is_grad_enabled() and _bfloat16_on_cpu(x):
+            x = x.contiguous()
+        return super().forward(x)
+
+
 def create_conv_bn_act(
     *,
     dim_in: int,
@@ -82,7 +108,7 @@ def create_x3d_middle(*, dim: int, stride: int, se_ratio: float = 0.0) -> nn.Seq
     """X3D: ``depthwise 3x3x3 conv (stride) -> BN -> [SE] -> swish``."""
     return nn.Sequential(
         OrderedDict(
-            conv=nn.Conv3d(dim, dim, 3, stride=(1, stride, stride), padding=1, groups=dim, bias=False),
+            conv=DepthwiseConv3d(dim, (3, 3, 3), stride=(1, stride, stride)),
             norm=nn.BatchNorm3d(dim),
             se=SqueezeExcitation(dim=dim, reduced_dim=se_width(dim, se_ratio)) if se_ratio > 0 else nn.Identity(),
             act=Swish(),
