@@ -41,7 +41,7 @@ setup(
     # The configs live in configs/ at the top of the checkout and ship inside the wheel as
     # videotl.configs (found by name: --cfg charades_12fps.yaml); the tools likewise.
     package_dir={"videotl.configs": "configs", "videotl_tools": "tools"},
-    # The Vector Transformer's CPU kernels are compiled from source on first use.
+    # The C kernels (the Vector Transformer's, the normalise kernel) are compiled from source on first use.
     package_data={
         "videotl.models": ["csrc/*.c"],
         "videotl.data": ["csrc/*.c"],

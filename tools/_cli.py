@@ -64,24 +64,29 @@ def parse_shape(text: str) -> Tuple[int, ...]:
     return shape
 
 
-def _positive(text: str, kind: type, what: str):
+def _bounded(text: str, kind: type, what: str, *, zero_allowed: bool = False):
     try:
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be positive")
+    if not (value >= 0 if zero_allowed else value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be {'0 or more' if zero_allowed else 'positive'}")
     return value
 
 
 def positive_int(text: str) -> int:
     """argparse type: an integer of at least 1."""
-    return _positive(text, int, "an integer")
+    return _bounded(text, int, "an integer")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer of at least 0 (for counts where 0 means "skip")."""
+    return _bounded(text, int, "an integer", zero_allowed=True)
 
 
 def positive_float(text: str) -> float:
     """argparse type: a number above 0."""
-    return _positive(text, float, "a number")
+    return _bounded(text, float, "a number")
 
 
 def config_from(args: argparse.Namespace, extra: List[str] = ()) -> CfgNode:

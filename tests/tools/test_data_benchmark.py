@@ -162,3 +162,20 @@ def test_counts_and_rates_must_be_positive(flag, value, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args([flag, value])
     assert f"argument {flag}: '{value}': must be positive" in capsys.readouterr().err
+
+
+def test_skippable_counts_take_zero_but_not_less(capsys):
+    # 0 skips the transcoded table or the index timing; a negative count ended in an IndexError
+    # traceback after the other tables had been measured.
+    parser = argparse.ArgumentParser(prog="benchmark.py data")
+    add_data_arguments(parser)
+    args = parser.parse_args(["--transcode-clips", "0", "--index-videos", "0", "--long"])
+    assert (args.transcode_clips, args.index_videos, args.long) == (0, 0, [])
+    for flag, value, message in [
+        ("--transcode-clips", "-1", "'-1': must be 0 or more"),
+        ("--index-videos", "-3", "'-3': must be 0 or more"),
+        ("--long", "0", "'0': must be positive"),
+    ]:
+        with pytest.raises(SystemExit):
+            parser.parse_args([flag, value])
+        assert f"argument {flag}: {message}" in capsys.readouterr().err

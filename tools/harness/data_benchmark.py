@@ -41,7 +41,7 @@ import torch
 
 from videotl.data.encoding import write_video
 from videotl.data.resize import output_size, resize_frames
-from videotl_tools._cli import positive_float, positive_int
+from videotl_tools._cli import non_negative_int, positive_float, positive_int
 from videotl_tools.harness.reports import machine_info, update_markdown_section
 
 __all__ = ["make_benchmark_video", "make_long_video", "run_data_benchmark", "render_markdown"]
@@ -294,9 +294,10 @@ def long_video_worker(mode: str, path: str, backend: str) -> Dict:
     (:func:`read_segments`, every segment held at once), or a PyAV baseline: ``sequential`` (a
     decode of every frame, no conversion), ``references`` (only the reference frames decoded: the
     least an exact reader at a lower rate must decode) or ``sequential_rgb`` (every frame decoded,
-    the ones on screen at 12 fps scaled and converted to RGB). ``cpu_s`` is the CPU time of every thread of this process plus that of any
-    child process it waited for (none today: ``score`` iterates :class:`SegmentBatches` in this
-    process, the decode thread included; DataLoader workers would be children)."""
+    the ones on screen at 12 fps scaled and converted to RGB). ``cpu_s`` is the CPU time of every
+    thread of this process plus that of any child process it waited for (none today: ``score``
+    iterates :class:`SegmentBatches` in this process, the decode thread included; DataLoader
+    workers would be children)."""
     # Imports come before the clock: they are the same for every mode and no part of decoding.
     from videotl.data import VideoDataset, VideoRecord, read_segments
     from videotl.data.decoding import iter_segments
@@ -844,7 +845,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-frames", type=positive_int, default=64)
     parser.add_argument("--fps", type=positive_float, default=12.0)
     parser.add_argument(
-        "--long", type=float, nargs="*", default=[30.0, 600.0, 3600.0], help="long-video lengths in seconds"
+        "--long", type=positive_float, nargs="*", default=[30.0, 600.0, 3600.0], help="long-video lengths in seconds"
     )
     parser.add_argument(
         "--long-backend",
@@ -858,9 +859,11 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--long-rounds", type=positive_int, default=3, help="fresh-process measurements of each long-video row"
     )
     parser.add_argument(
-        "--transcode-clips", type=int, default=20, help="clips per file for the transcoded table (0: skip)"
+        "--transcode-clips", type=non_negative_int, default=20, help="clips per file for the transcoded table (0: skip)"
     )
-    parser.add_argument("--index-videos", type=int, default=10000, help="videos for the index timing (0: skip)")
+    parser.add_argument(
+        "--index-videos", type=non_negative_int, default=10000, help="videos for the index timing (0: skip)"
+    )
     parser.add_argument("--output", default="docs/benchmarks/data_pipeline.json")
     parser.add_argument("--markdown", default="", help="also write the '## Data pipeline' section of this file")
 

@@ -47,7 +47,7 @@ def _open_kernel(path: Path) -> ctypes.CDLL:
     library = ctypes.CDLL(str(path))
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     library.normalize_frames.argtypes = [pointer] + [size] * 5 + [pointer] * 3
-    library.normalize_frames.restype = ctypes.c_int
+    library.normalize_frames.restype = None
     return library
 
 

@@ -53,13 +53,13 @@ def create_conv_bn_act(
     dim_out: int,
     kernel: Tuple[int, int, int],
     stride: Tuple[int, int, int] = (1, 1, 1),
-    groups: int = 1,
     activation: Optional[nn.Module] = None,
 ) -> nn.Sequential:
-    """``conv (no bias) -> BN -> activation`` with 'same' padding."""
+    """``conv (no bias) -> BN -> activation`` with 'same' padding; a full conv (channelwise ones
+    are :class:`DepthwiseConv3d`)."""
     padding = tuple(k // 2 for k in kernel)
     layers = OrderedDict(
-        conv=nn.Conv3d(dim_in, dim_out, kernel, stride=stride, padding=padding, groups=groups, bias=False),
+        conv=nn.Conv3d(dim_in, dim_out, kernel, stride=stride, padding=padding, bias=False),
         norm=nn.BatchNorm3d(dim_out),
     )
     if activation is not None:

@@ -22,7 +22,7 @@ static void normalize_row(const uint8_t *restrict src, float *restrict red, floa
 }
 
 /* out: contiguous 3 x frames x height x width. Strides of src are in bytes (= elements). */
-int normalize_frames(const uint8_t *src, int64_t frames, int64_t height, int64_t width, int64_t frame_stride,
+void normalize_frames(const uint8_t *src, int64_t frames, int64_t height, int64_t width, int64_t frame_stride,
                      int64_t row_stride, float *out, const float *scale, const float *shift) {
     const int64_t plane = frames * height * width;
     for (int64_t t = 0; t < frames; ++t) {
@@ -32,5 +32,4 @@ int normalize_frames(const uint8_t *src, int64_t frames, int64_t height, int64_t
                           shift);
         }
     }
-    return 0;
 }
