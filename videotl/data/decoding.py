@@ -48,6 +48,7 @@ import av
 import numpy as np
 import torch
 
+from . import ffmpeg_log
 from .resize import Size, output_size, resize_frames
 from .sampling import clip_times, segment_count
 
@@ -256,7 +257,8 @@ def probe(path: PathLike) -> VideoInfo:
     key = _file_key(path)
     info = _PROBES.get(key)
     if info is None:
-        info = _probe_file(key[0])
+        with ffmpeg_log.reporting(key[0], "pyav"):
+            info = _probe_file(key[0])
         _PROBES.put(key, info)
     return info
 
@@ -468,7 +470,8 @@ def read_frames_at(
     out_hw = None if size is None else output_size(info.height, info.width, size)
     order = np.argsort(times, kind="stable")
     sorted_times = times[order]
-    frames = _read_sorted(key[0], info, sorted_times, out_hw, backend, num_threads, device)
+    with ffmpeg_log.reporting(key[0], backend):
+        frames = _read_sorted(key[0], info, sorted_times, out_hw, backend, num_threads, device)
     if np.array_equal(order, np.arange(len(order))):
         return frames
     result = torch.empty_like(frames)
@@ -543,8 +546,15 @@ def iter_segments(
         chunks = _pyav_chunks(key[0], info, times, out_hw, num_threads, num_frames)
     else:
         chunks = _chunked_reads(key[0], info, times, out_hw, backend, num_threads, device, num_frames)
-    for index, clip in enumerate(chunks, start=start_segment):
-        yield index * span, clip
+    segments = enumerate(chunks, start=start_segment)
+    while True:
+        # FFmpeg's lines are collected while a segment decodes, never across a yield: the caller
+        # may read other files in between.
+        with ffmpeg_log.reporting(key[0], backend):
+            segment = next(segments, None)
+        if segment is None:
+            return
+        yield segment[0] * span, segment[1]
 
 
 def read_segments(

@@ -242,10 +242,20 @@ def train(
     SIGTERM stop it at the next step boundary with :class:`~videotl.engine.interrupt.RunInterrupted`,
     whose message says where and how to resume.
 
+    With the default loaders and a run that will test (TEST.ENABLE, as tools/train_net.py does after
+    training) or evaluate (TRAIN.EVAL_PERIOD), the test split's annotations are read first, so that
+    their errors stop the run before it trains.
+
     Returns the metrics of the last evaluation (empty if none ran), the final iteration and epoch
     count, and the unreadable training samples skipped (``skipped_samples``, over the whole run
     including the part before a resume) and distinct broken videos found (``broken_videos``).
     """
+    if build_loader_fn is None and (cfg.TEST.ENABLE or cfg.TRAIN.EVAL_PERIOD > 0):
+        from ..data.build import check_annotations
+
+        # The test split is read only after training (or at the first evaluation): a malformed row
+        # or a video id its score file cannot hold fails now, before any work.
+        check_annotations(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE)
     build_model_fn = build_model_fn or _default_model_builder()
     build_loader_fn = build_loader_fn or _default_loader_builder()
     ctx = setup_run(cfg)
