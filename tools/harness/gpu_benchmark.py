@@ -69,8 +69,8 @@ def _sync(device: torch.device) -> None:
 
 
 def _timed(fn: Callable[[], Any], *, device: torch.device, warmup: int, repeats: int) -> Dict[str, Any]:
-    """Seconds per call of ``fn`` after ``warmup`` untimed calls (the first one, which compiles or
-    autotunes, is reported on its own), with the peak memory of the last call on CUDA."""
+    """Seconds per call of ``fn`` after ``warmup`` untimed calls (the first one, which compiles, is
+    reported on its own), with the peak memory of the last call on CUDA."""
     first = None
     for index in range(warmup):
         _sync(device)
@@ -644,7 +644,7 @@ def render_markdown_section(payload: Dict[str, Any]) -> str:
         f"GPU: {machine.get('gpu', '?')}; torch {machine['torch']}, triton {payload.get('triton', '?')}, "
         f"CUDA {payload.get('cuda_version', '?')}; {machine['cpu_count']} CPU cores. Medians of "
         f"{payload['repeats']} timed calls after {payload['warmup']} untimed ones (the first of which "
-        "compiles or autotunes, reported as first call).",
+        "compiles, reported as first call).",
         "",
     ]
     targets = target_rows(payload)
