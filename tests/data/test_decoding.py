@@ -10,7 +10,16 @@ from videotl.data import VideoDecodeError, probe, read_clip, read_frames_at, rea
 from videotl.data.decoding import iter_segments
 from videotl.data.sampling import segment_count
 
-from .conftest import BACKENDS, ODD_TIMELINES, RATES, TORCHCODEC_SKIP, VFR_LAST_MS, VFR_PTS_MS, frame_indices
+from .conftest import (
+    BACKENDS,
+    ODD_TIMELINES,
+    RATES,
+    TORCHCODEC_SKIP,
+    VFR_LAST_MS,
+    VFR_PTS_MS,
+    FailingGpuDecoders,
+    frame_indices,
+)
 
 # The backends as plain names (for loops inside one test).
 BACKEND_NAMES = ["decord", "pyav"] + (["torchcodec"] if TORCHCODEC_SKIP is None else [])
@@ -401,30 +410,6 @@ def test_torchcodec_cuda_request_falls_back_to_the_cpu(videos, caplog):
     assert any("CUDA is not available" in r.getMessage() for r in caplog.records)
 
 
-class _FailingGpuDecoders:
-    """torchcodec's VideoDecoder as it behaves where NVDEC builds a decoder and then fails to
-    decode: a real decoder, whose reads raise when it was asked for a GPU."""
-
-    def __init__(self):
-        from torchcodec.decoders import VideoDecoder
-
-        self.real = VideoDecoder
-        self.devices = []
-
-    def __call__(self, path, *, device, **options):
-        self.devices.append(device)
-        decoder = self.real(path, device="cpu", **options)
-        if device == "cpu":
-            return decoder
-        shell = type("GpuDecoder", (), {"metadata": decoder.metadata})()
-
-        def fail(times):
-            raise RuntimeError("CUDA error: an illegal memory access was encountered (NVDEC)")
-
-        shell.get_frames_played_at = fail
-        return shell
-
-
 @pytest.mark.skipif(TORCHCODEC_SKIP is not None, reason=str(TORCHCODEC_SKIP))
 @pytest.mark.parametrize("reader", ["clip", "segments"])
 def test_a_gpu_decoding_failure_reads_on_the_cpu_and_stays_there(videos, monkeypatch, caplog, reader):
@@ -432,7 +417,7 @@ def test_a_gpu_decoding_failure_reads_on_the_cpu_and_stays_there(videos, monkeyp
 
     import videotl.data.decoding as decoding
 
-    decoders = _FailingGpuDecoders()
+    decoders = FailingGpuDecoders()
     monkeypatch.setattr(torchcodec.decoders, "VideoDecoder", decoders)
     # As on a machine with CUDA: the device asked for is the device used.
     monkeypatch.setattr(decoding, "_torchcodec_device", lambda device: "cpu" if device in cpu_only else str(device))

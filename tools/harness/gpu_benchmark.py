@@ -30,8 +30,9 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,6 +45,7 @@ __all__ = [
     "TARGETS",
     "add_gpu_arguments",
     "check_kernel",
+    "gradient_frames",
     "measure_decoding",
     "measure_loss",
     "measure_models",
@@ -428,30 +430,36 @@ def measure_loss(
     amp_dtype: torch.dtype = torch.bfloat16,
     overrides: Sequence[str] = (),
     final_window: int = 5,
+    compile_options: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """``steps`` SGD steps in ``amp_dtype`` autocast and in float32, from the same weights over the
     same ``distinct_batches`` random batches (cycled, so the loss can fall), with the same dropout
-    draws. The final loss is the mean over the last ``final_window`` steps."""
+    draws. The final loss is the mean over the last ``final_window`` steps. With
+    ``compile_options`` the ``amp_dtype`` run's model is compiled in place with them, as
+    ``MODEL.COMPILE`` compiles it; the float32 reference stays eager."""
     cfg, model, _, loss_fn = _build(config, frames=clip[0], overrides=overrides, device=device)
-    initial = copy.deepcopy(model.state_dict())
+    reference = copy.deepcopy(model)
+    if compile_options is not None:
+        torch._dynamo.reset()
+        model.compile(**compile_options)
     batches = [_batch(cfg, batch=batch, clip=clip, device=device, seed=1 + i) for i in range(distinct_batches)]
     curves = {}
-    for name, dtype in ((_dtype_name(amp_dtype), amp_dtype), ("float32", None)):
-        model.load_state_dict(initial)
-        model.train()
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    for name, dtype, net in ((_dtype_name(amp_dtype), amp_dtype, model), ("float32", None, reference)):
+        net.train()
+        optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
         torch.manual_seed(0)
         losses = []
         for step in range(steps):
             inputs, labels = batches[step % distinct_batches]
-            losses.append(float(_train_step(model, optimizer, loss_fn, inputs, labels, device=device, amp_dtype=dtype)))
+            losses.append(float(_train_step(net, optimizer, loss_fn, inputs, labels, device=device, amp_dtype=dtype)))
         curves[name] = losses
         print(f"  loss {name:<9} first {losses[0]:.4f} last {losses[-1]:.4f}")
     low, full = curves[_dtype_name(amp_dtype)], curves["float32"]
     window = min(final_window, steps)
     final_low, final_full = statistics.mean(low[-window:]), statistics.mean(full[-window:])
     return {"config": config, "clip": list(clip), "batch": batch, "steps": steps, "lr": lr,
-            "distinct_batches": distinct_batches, "losses": curves, "final_window": window,
+            "compiled": compile_options is not None, "distinct_batches": distinct_batches, "losses": curves,
+            "final_window": window,
             "final_loss": {_dtype_name(amp_dtype): final_low, "float32": final_full},
             "relative_difference": abs(final_low - final_full) / abs(final_full)}  # fmt: skip
 
@@ -470,6 +478,16 @@ def _decode_epoch(loader, device: torch.device, epoch: int) -> Tuple[int, float]
         clips += inputs.shape[0]
     _sync(device)
     return clips, time.perf_counter() - start
+
+
+def gradient_frames(count: int, height: int, width: int, *, seed: int = 0) -> Iterator[np.ndarray]:
+    """``count`` RGB frames of moving colour gradients (``height x width x 3`` uint8): cheap to
+    make, not trivially compressible, and a different pattern per ``seed``."""
+    rows = np.arange(height, dtype=np.int32)[:, None]
+    columns = np.arange(width, dtype=np.int32)[None, :]
+    for i in range(count):
+        channels = [(rows * (c + 1) + columns * (seed + 2) + 7 * i * (c + 1)) % 256 for c in range(3)]
+        yield np.stack(channels, -1).astype(np.uint8)
 
 
 def measure_decoding(
@@ -492,8 +510,6 @@ def measure_decoding(
     False, as in the tests, which run the same machinery on the CPU)."""
     import tempfile
 
-    import numpy as np
-
     from videotl.config import load_config
     from videotl.data.build import dataset_from_records
     from videotl.data.datasets.base import VideoRecord
@@ -514,16 +530,8 @@ def measure_decoding(
     with tempfile.TemporaryDirectory(prefix="videotl_decode_bench_") as folder:
         records = []
         frame_count = int(round(seconds * 30))
-        rows = np.arange(height, dtype=np.int32)[:, None]
-        columns = np.arange(width, dtype=np.int32)[None, :]
         for v in range(num_videos):
-            # Moving gradients: cheap to make, and not trivially compressible.
-            frames = (
-                np.stack([(rows * (c + 1) + columns * (v + 2) + 7 * i * (c + 1)) % 256 for c in range(3)], -1).astype(
-                    np.uint8
-                )
-                for i in range(frame_count)
-            )
+            frames = gradient_frames(frame_count, height, width, seed=v)
             path = write_video(Path(folder) / f"video_{v:02d}.mp4", frames, rate=30, options={"preset": "veryfast"})
             records += [VideoRecord(f"video_{v:02d}_{r}", path, (0,)) for r in range(repeats_per_video)]
         cfg = load_config(
