@@ -171,7 +171,8 @@ def test_decoding_check_on_the_cpu_and_with_a_gpu_decoder_that_fails(tmp_path, m
     passed, value = gpu_check.check_cuda_decoding(
         device=torch.device("cuda"), workdir=tmp_path, frames=6, size=(48, 64)
     )
-    assert not passed and value.startswith("decoded on cpu, not cuda: torchcodec fell back to the CPU")
+    assert not passed and value.startswith("decoded on cpu, not cuda: torchcodec fell back to the CPU (torchcodec")
+    assert "cannot decode on cuda (CUDA error: an illegal memory access was encountered (NVDEC))" in value
 
 
 @pytest.mark.skipif(TORCHCODEC_SKIP is not None, reason=str(TORCHCODEC_SKIP))

@@ -225,7 +225,6 @@ def check_compiled_checkpoint(
     cfg, model, optimizer, loss_fn = gpu_benchmark._build(
         DEMO_CONFIG, frames=clip[0], overrides=overrides, device=device
     )
-    torch._dynamo.reset()
     model.compile(**COMPILE_OPTIONS)
     inputs, labels = gpu_benchmark._batch(cfg, batch=batch, clip=clip, device=device)
     model.train()
@@ -294,10 +293,12 @@ def check_cuda_decoding(
         options={"preset": "veryfast"},
     )
     times = np.arange(frames) / 30.0
-    on_device = read_frames_at(path, times, backend="torchcodec", device=device)
+    with _warnings_of("videotl.data") as warnings:
+        on_device = read_frames_at(path, times, backend="torchcodec", device=device)
     on_cpu = read_frames_at(path, times, backend="torchcodec", device="cpu")
     if on_device.device.type != device.type:
-        return False, f"decoded on {on_device.device}, not {device}: torchcodec fell back to the CPU (see the log)"
+        why = warnings[0] if warnings else "see the log"
+        return False, f"decoded on {on_device.device}, not {device}: torchcodec fell back to the CPU ({why})"
     difference = (on_device.cpu().int() - on_cpu.int()).abs()
     largest = int(difference.max())
     return largest <= DECODE_TOLERANCE, (
