@@ -100,16 +100,26 @@ def test_triton_checks_pass_under_the_interpreter():
         "import torch; from videotl_tools.harness import gpu_check as g; cpu = torch.device('cpu'); "
         "print(g.check_triton_kernel(device=cpu, shape=(1, 20, 9))); "
         "print(g.check_triton_edge_shapes(device=cpu, batch=3)); "
-        "print(g.check_triton_same_forward(device=cpu, shape=(1, 19, 9)))"
+        "print(g.check_triton_same_forward(device=cpu, shape=(1, 19, 9))); "
+        "import json; from videotl_tools.harness import gpu_benchmark as gb; "
+        "print(json.dumps(gb.time_configs(device=cpu, shape=(1, 19, 9), dtype='float32', warmup=0, repeats=1)))"
     )
     env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    kernel, edges, same = _lines(result.stdout)[-3:]
+    lines = _lines(result.stdout)
+    (kernel, edges, same), configs = [line for line in lines if line.startswith("(")], lines[-1]
     assert kernel.startswith("(True, 'largest errors against float64 eq. 3: float32 out ")
     assert "at 1x20x9 and 2x37x27" in kernel
     assert edges.startswith("(True, 'batch 3: largest error ") and "no keys: zeros and zero gradients" in edges
     assert same.startswith("(True, 'a second process computed the same forward at 1x19x9, bit for bit")
+    # Every block config timed; 19 tokens of 9 channels pad least with 32 x 8 x 16 blocks (32 x 24 lanes).
+    configs = json.loads(configs)
+    assert [row["config"] for row in configs["results"]] == [
+        "16x16x16, 4 warps", "32x8x16, 4 warps", "16x8x32, 4 warps", "32x16x16, 8 warps", "64x4x16, 4 warps",
+        "16x16x32, 8 warps",
+    ]  # fmt: skip
+    assert configs["pinned"] == "32x8x16, 4 warps" and 0 < configs["pinned_vs_fastest_speed"] <= 1
 
 
 def test_bf16_training_compares_against_eager_float32():
@@ -226,3 +236,4 @@ def test_benchmark_check_runs_the_shortest_setting(tmp_path, monkeypatch):
     assert commands[0][4:-2] == list(gpu_check.SHORTEST_BENCHMARK)
     assert passed and value.startswith(f"all parts in 95 s ({tmp_path / 'benchmark_gpu.json'}): ")
     assert "triton_vs_pytorch_attention_speed 10.000" in value and "kernel_matches_naive yes" in value
+    assert value.endswith("; pinned block config 0.75x the fastest's speed")

@@ -4,7 +4,8 @@ Parts, each a function returning a JSON-ready dict (``--parts`` picks some; all 
 
 - ``kernel``: the Triton vector attention against eq. 3 computed naively in float64 on the GPU
   (largest errors of the output and the three gradients, float32 and bfloat16 inputs), then
-  fw and fw+bw time of Triton, the chunked PyTorch ops and the naive version at (batch, 512, 432).
+  fw and fw+bw time of Triton, the chunked PyTorch ops and the naive version at (batch, 512, 432),
+  and fw+bw time of the Triton kernels with each block config there (the pinned one against the fastest).
 - ``models``: fw (eval, no autograd) and training-step (forward, loss, backward, SGD step) clips/s
   and peak memory of the X(2+1)D-M baseline, the Charades TokenLearner model and the joint-MHSA
   model at T x H x W, under autocast, eager and ``torch.compile``-d.
@@ -53,6 +54,7 @@ __all__ = [
     "render_markdown_section",
     "run_gpu",
     "target_rows",
+    "time_configs",
     "time_kernels",
 ]
 
@@ -206,6 +208,41 @@ def time_kernels(
                 took = f"{row['median_s'] * 1e3:9.3f} ms" if "median_s" in row else row["error"]
                 print(f"  kernel {implementation:<8} {dtype_name:<9} {mode:<5} {took}")
     return {"shape": list(shape), "results": rows, "ratios": _kernel_ratios(rows)}
+
+
+def time_configs(
+    *,
+    device: torch.device,
+    shape: Tuple[int, int, int] = (8, 512, 432),
+    dtype: str = "bfloat16",
+    warmup: int = 3,
+    repeats: int = 10,
+) -> Dict[str, Any]:
+    """fw+bw seconds of the Triton kernels with each of their block configs at ``shape``, and the
+    speed of the config pinned for that shape over the fastest one's: what pinning (rather than
+    timing, which could pick differently on each rank) costs."""
+    from videotl.models import vector_attention_triton
+
+    generator = torch.Generator().manual_seed(0)
+    q, k, v, grad = ((torch.randn(shape, generator=generator) * 0.5).to(device, AMP_DTYPES[dtype]) for _ in range(4))
+    rows = []
+    for config in vector_attention_triton.CONFIGS:
+
+        def call(config=config):
+            out, lse = vector_attention_triton.forward(q, k, v, config=config)
+            vector_attention_triton.backward(q, k, v, out, lse, grad, config=config)
+
+        rows.append({"config": _config_name(config), **_timed(call, device=device, warmup=warmup, repeats=repeats)})
+        print(f"  config {rows[-1]['config']:<18} fw+bw {rows[-1]['median_s'] * 1e3:9.3f} ms")
+    pinned = _config_name(vector_attention_triton.pinned_config(shape[1], shape[1], shape[2]))
+    seconds = {row["config"]: row["median_s"] for row in rows}
+    fastest = min(seconds, key=seconds.get)
+    return {"shape": list(shape), "dtype": dtype, "results": rows, "pinned": pinned, "fastest": fastest,
+            "pinned_vs_fastest_speed": seconds[fastest] / seconds[pinned]}  # fmt: skip
+
+
+def _config_name(config) -> str:
+    return f"{config.block_rows}x{config.block_stream}x{config.block_channels}, {config.num_warps} warps"
 
 
 def _kernel_ratios(rows: Sequence[Dict[str, Any]]) -> Dict[str, float]:
@@ -692,6 +729,18 @@ def render_markdown_section(payload: Dict[str, Any]) -> str:
                 f"| {implementation} | {dtype} | {_ms(fw)} | {_ms(fwbw)} | {_mib(fwbw.get('peak_memory_bytes'))} |"
             )
         lines.append("")
+    configs = payload.get("kernel_configs")
+    if configs:
+        lines += [
+            f"The Triton kernels' block configs, fw+bw at {'x'.join(map(str, configs['shape']))} ({configs['dtype']}); "
+            f"the one pinned for this shape, {configs['pinned']}, runs at {configs['pinned_vs_fastest_speed']:.2f}x "
+            f"the fastest's speed ({configs['fastest']}):",
+            "",
+            "| Blocks (rows x streamed x channels) | fw+bw ms |",
+            "|---|---:|",
+        ]
+        lines += [f"| {row['config']} | {_ms(row)} |" for row in configs["results"]]
+        lines.append("")
     models = payload.get("models")
     if models:
         lines += [
@@ -803,6 +852,7 @@ def run_gpu(args: argparse.Namespace) -> Dict[str, Any]:
         print("kernel: Triton against float64 eq. 3, then timings")
         payload["kernel_check"] = check_kernel(device=device)
         payload["kernel_timing"] = time_kernels(device=device, shape=(args.batch, 512, 432), **timing)
+        payload["kernel_configs"] = time_configs(device=device, shape=(args.batch, 512, 432), **timing)
     if "models" in args.parts:
         print(f"models at {'x'.join(map(str, clip))}, batch {args.batch}, {args.amp_dtype}")
         payload["models"] = measure_models(

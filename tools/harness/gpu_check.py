@@ -415,9 +415,12 @@ def check_gpu_benchmark(*, workdir: Path, log: Optional[TextIO] = None, timeout:
     if result.returncode != 0 or not output.is_file():
         return False, f"exit status {result.returncode}: {_last_line(result.stderr or result.stdout)}"
     payload = json.loads(output.read_text())
-    targets = {row["target"].split(" (")[0]: row for row in payload["targets"]}
+    targets = {row["target"]: row for row in payload["targets"]}
     kernel = targets.get("kernel_matches_naive")
     summary = ", ".join(f"{name} {gpu_benchmark._number(row['value'])}" for name, row in targets.items())
+    configs = payload.get("kernel_configs")
+    if configs:
+        summary += f"; pinned block config {configs['pinned_vs_fastest_speed']:.2f}x the fastest's speed"
     return bool(kernel and kernel["met"]), f"all parts in {payload['seconds']:.0f} s ({output}): {summary}"
 
 

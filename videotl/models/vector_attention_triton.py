@@ -46,7 +46,6 @@ import torch
 
 __all__ = [
     "CONFIGS",
-    "DEFAULT_CONFIG",
     "MAX_GRID",
     "KernelConfig",
     "backward",
@@ -79,8 +78,6 @@ CONFIGS: Tuple[KernelConfig, ...] = (
     KernelConfig(64, 4, 16, 4),
     KernelConfig(16, 16, 32, 8),
 )
-DEFAULT_CONFIG = CONFIGS[0]
-
 # CUDA's limits on the number of programs along each grid axis.
 MAX_GRID = (2**31 - 1, 65535, 65535)
 
