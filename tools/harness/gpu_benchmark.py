@@ -51,6 +51,7 @@ __all__ = [
     "measure_loss",
     "measure_models",
     "measure_share",
+    "relative_error",
     "render_markdown_section",
     "run_gpu",
     "target_rows",
@@ -137,11 +138,13 @@ def _max_errors(q, k, v, grad, implementation: str) -> Dict[str, float]:
     exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
     reference = vector_attention_naive(*exact)
     want = [reference, *torch.autograd.grad(reference, exact, grad.double())]
-    errors = {}
-    for name, a, b in zip(("out", "grad_q", "grad_k", "grad_v"), got, want):
-        a, b = a.detach().double(), b.detach()
-        errors[name] = float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
-    return errors
+    return {name: relative_error(a, b) for name, a, b in zip(("out", "grad_q", "grad_k", "grad_v"), got, want)}
+
+
+def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Largest absolute difference relative to the reference's largest magnitude."""
+    got, want = got.detach().double(), want.detach().double().to(got.device)
+    return float((got - want).abs().max() / want.abs().max().clamp_min(1e-30))
 
 
 # Largest error, relative to the reference's scale, each input dtype may show: float32 arithmetic

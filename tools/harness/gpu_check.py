@@ -96,11 +96,6 @@ class CheckResult:
         return f"{self.name:<24} {'pass' if self.passed else 'FAIL'}  {self.value} [{self.seconds:.1f} s]"
 
 
-def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
-    got, want = got.detach().double().cpu(), want.detach().double().cpu()
-    return float((got - want).abs().max() / want.abs().max().clamp_min(1e-30))
-
-
 # --------------------------------------------------------------------------------------- Triton
 
 
@@ -133,7 +128,7 @@ def check_triton_edge_shapes(*, device: torch.device, batch: int = 70_000) -> Ou
     exact = [t.double().requires_grad_() for t in (q, k, v)]
     reference = vector_attention_naive(*exact)
     want = [reference, *torch.autograd.grad(reference, exact, grad.double())]
-    error = max(_relative_error(a, b) for a, b in zip(got, want))
+    error = max(gpu_benchmark.relative_error(a, b) for a, b in zip(got, want))
 
     queries = torch.randn(2, 5, 4, device=device, requires_grad=True)
     no_keys = torch.zeros(2, 0, 4, device=device, requires_grad=True)
@@ -240,8 +235,8 @@ def check_compiled_checkpoint(
     with torch.no_grad():
         reloaded = fresh(inputs)
         # forward() skips the compiled call: the saved weights, run eagerly.
-        eager_error = _relative_error(model.forward(inputs), reloaded)
-        compiled_error = _relative_error(model(inputs), reloaded)
+        eager_error = gpu_benchmark.relative_error(model.forward(inputs), reloaded)
+        compiled_error = gpu_benchmark.relative_error(model(inputs), reloaded)
     passed = not prefixed and eager_error == 0.0 and compiled_error <= COMPILED_EVAL_TOLERANCE
     value = f"{len(names)} tensors saved and reloaded by name"
     if prefixed:
