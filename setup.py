@@ -13,6 +13,7 @@ TOOLS = {
     "videotl-profile-flops": "profile_flops",
     "videotl-benchmark": "benchmark",
     "videotl-check-distributed": "check_distributed",
+    "videotl-check-gpu": "check_gpu",
     "videotl-demo": "run_demo",
     "videotl-ablate": "ablate",
     "videotl-export": "export",

@@ -452,7 +452,8 @@ def read_frames_at(
             best (the workers already use the cores).
         device: torchcodec only: ``"cuda"`` decodes on the GPU (NVDEC) and returns CUDA tensors;
             it belongs in the main process, never in DataLoader workers. Without CUDA (or with a
-            torchcodec built without it) the CPU decodes, logged once.
+            torchcodec built without it) the CPU decodes, logged once; so does every read from
+            the first one the GPU decoder fails on (that read is retried on the CPU).
 
     Returns:
         uint8 tensor ``len(times) x H x W x 3`` (RGB).
@@ -792,7 +793,10 @@ class _TorchcodecSession:
             raise _Untrusted("the stream has no timestamps")
         self.path = path
         self.info = info
+        self.num_threads = num_threads
         self.decoder = _torchcodec_decoder(path, num_threads, device)
+        # "cpu" too when the GPU decoder could not be built and this one decodes on the CPU.
+        self.device = _torchcodec_device(device)
         meta = self.decoder.metadata
         begin = meta.begin_stream_seconds_from_content
         end = meta.end_stream_seconds_from_content
@@ -811,7 +815,9 @@ class _TorchcodecSession:
         try:
             batch = self.decoder.get_frames_played_at(wanted.tolist())
         except (RuntimeError, IndexError, ValueError) as error:
-            raise VideoDecodeError(self.path, f"torchcodec cannot decode frames: {_first_line(error)}") from None
+            if self.device == "cpu":
+                raise VideoDecodeError(self.path, f"torchcodec cannot decode frames: {_first_line(error)}") from None
+            batch = self._read_on_cpu(wanted, error)
         shown = batch.pts_seconds.cpu().numpy() - self.begin
         # The frame returned for t must start at or before t (torchcodec's index can be off), and
         # be the last frame for times past it.
@@ -825,6 +831,19 @@ class _TorchcodecSession:
         if out_hw is not None:
             frames = resize_frames(frames, out_hw)
         return frames
+
+
+    def _read_on_cpu(self, wanted: np.ndarray, error: BaseException):
+        # A GPU decoder that fails mid-stream says nothing about the file: read it on the CPU
+        # before calling it broken, and keep later reads there too.
+        _warn_once(f"torchcodec cannot decode on {self.device} ({_first_line(error)}): decoding on the CPU from now on")
+        _TORCHCODEC_CPU_ONLY.add(self.device)
+        self.device = "cpu"
+        self.decoder = _torchcodec_decoder(self.path, self.num_threads, "cpu")
+        try:
+            return self.decoder.get_frames_played_at(wanted.tolist())
+        except (RuntimeError, IndexError, ValueError) as cpu_error:
+            raise VideoDecodeError(self.path, f"torchcodec cannot decode frames: {_first_line(cpu_error)}") from None
 
 
 def _torchcodec_read(path, info, sorted_times, out_hw, num_threads, *, device="cpu") -> torch.Tensor:

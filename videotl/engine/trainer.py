@@ -284,7 +284,6 @@ def _train(cfg, ctx, stop: StopSignals, progress: _Progress, *, build_model_fn, 
         if device.type != "cuda":
             raise ConfigError("BN.SYNC = True needs CUDA: PyTorch's SyncBatchNorm has no CPU implementation")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    _compile(model, cfg)
     optimizer = build_optimizer(model, cfg=cfg)
     loss_fn = build_loss(cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(amp_dtype))
@@ -310,8 +309,7 @@ def _train(cfg, ctx, stop: StopSignals, progress: _Progress, *, build_model_fn, 
         cfg, ctx, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, progress=progress
     )
     progress.epoch, progress.iteration = start_epoch, min(start_epoch * iters_per_epoch, total_iters)
-    if world_size > 1:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    model = _for_training(model, cfg, device=device, distributed=world_size > 1)
 
     if start_epoch >= num_epochs:
         logger.info(f"training already complete ({num_epochs} epochs, {total_iters} iterations) in {out}")
@@ -603,6 +601,21 @@ def _compile(model: nn.Module, cfg: CfgNode) -> None:
     dict, DDP's wrapper and the evaluation of the bare module all stay as they are."""
     if cfg.MODEL.COMPILE:
         model.compile(**COMPILE_OPTIONS)
+
+
+def _for_training(model: nn.Module, cfg: CfgNode, *, device: torch.device, distributed: bool) -> nn.Module:
+    """The model as training runs it: compiled in place under ``MODEL.COMPILE``, then wrapped in
+    DistributedDataParallel when ``distributed``.
+
+    The compiled graphs run inside DDP's forward, where dynamo finds the DDP module and splits
+    them at its gradient buckets (DDPOptimizer): each bucket's all-reduce starts while the rest of
+    the backward pass runs. The bare module keeps its compiled forward for evaluation and its
+    parameter names (no ``_orig_mod.`` or ``module.``) for checkpoints.
+    """
+    _compile(model, cfg)
+    if not distributed:
+        return model
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def _sync_buffers(model: nn.Module) -> None:
