@@ -113,6 +113,16 @@ def _kernels(interpreted: bool) -> SimpleNamespace:
     """The jitted kernels, defined here so that ``TRITON_INTERPRET`` is read when they are first
     needed (Triton decides at decoration time whether a kernel is compiled or interpreted). The
     cache is keyed by that choice, so a test that turns the interpreter on gets its own kernels."""
+    return SimpleNamespace(
+        forward=_forward_kernel(interpreted),
+        grad_q=_grad_q_kernel(interpreted),
+        grad_kv=_grad_kv_kernel(interpreted),
+    )
+
+
+@functools.cache
+def _forward_kernel(interpreted: bool):
+    """The forward kernel, jitted as :func:`_kernels` says."""
     import triton
     import triton.language as tl
 
@@ -151,6 +161,15 @@ def _kernels(interpreted: bool) -> SimpleNamespace:
         tl.store(out_ptr + at, tl.sum(acc, axis=1) / total, mask=row_mask)
         tl.store(lse_ptr + at, peak + tl.log(total), mask=row_mask)
 
+    return forward_kernel
+
+
+@functools.cache
+def _grad_q_kernel(interpreted: bool):
+    """The query-gradient kernel, jitted as :func:`_kernels` says."""
+    import triton
+    import triton.language as tl
+
     @triton.jit
     def grad_q_kernel(
         q_ptr, k_ptr, v_ptr, out_ptr, lse_ptr, grad_out_ptr, grad_q_ptr, n_q, n_k, dim,
@@ -182,6 +201,15 @@ def _kernels(interpreted: bool) -> SimpleNamespace:
             acc += p * (v[None, :, :] - y[:, None, :]) * k[None, :, :]
         grad_q = g * tl.sum(acc, axis=1)
         tl.store(grad_q_ptr + at, grad_q.to(grad_q_ptr.dtype.element_ty), mask=row_mask)
+
+    return grad_q_kernel
+
+
+@functools.cache
+def _grad_kv_kernel(interpreted: bool):
+    """The key- and value-gradient kernel, jitted as :func:`_kernels` says."""
+    import triton
+    import triton.language as tl
 
     @triton.jit
     def grad_kv_kernel(
@@ -216,7 +244,7 @@ def _kernels(interpreted: bool) -> SimpleNamespace:
         tl.store(grad_k_ptr + key_at, tl.sum(acc_k, axis=0).to(grad_k_ptr.dtype.element_ty), mask=key_mask)
         tl.store(grad_v_ptr + key_at, tl.sum(acc_v, axis=0).to(grad_v_ptr.dtype.element_ty), mask=key_mask)
 
-    return SimpleNamespace(forward=forward_kernel, grad_q=grad_q_kernel, grad_kv=grad_kv_kernel)
+    return grad_kv_kernel
 
 
 def _blocks(config: KernelConfig, *, rows: str, stream: str) -> dict:
