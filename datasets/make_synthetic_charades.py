@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Write a synthetic dataset in the official Charades layout (see videotl/data/synthetic_charades.py).
+"""Write a synthetic dataset in the official Charades layout (see tools/harness/synthetic_charades.py).
 
     python datasets/make_synthetic_charades.py --out data/synthetic_charades --seed 0
 
@@ -9,7 +9,7 @@ Then train on it with ``DATA.PATH_TO_DATA_DIR data/synthetic_charades MODEL.NUM_
 import argparse
 import time
 
-from videotl.data.synthetic_charades import generate_synthetic_charades
+from videotl_tools.harness.synthetic_charades import generate_synthetic_charades
 
 
 def main(argv=None) -> None:

@@ -12,6 +12,7 @@ from tests.data.conftest import TORCHCODEC_SKIP
 from tests.models.conftest import TINY_X3D
 from videotl_tools import benchmark
 from videotl_tools.harness import gpu_benchmark as gb
+from videotl_tools.harness.reports import update_markdown_section
 
 CPU = torch.device("cpu")
 TINY_MODELS = {gb.BASELINE: gb.MODELS[gb.BASELINE], gb.TOKENLEARNER_MODEL: gb.MODELS[gb.TOKENLEARNER_MODEL]}
@@ -174,7 +175,7 @@ def test_markdown_section_replaces_its_own_section_only(tmp_path):
     assert "GPU decoding against CPU decoding: skipped: no CUDA." in skipped
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\n## Model\n\nkept\n\n## GPU\n\nold numbers\n\n## Data\n\nalso kept\n")
-    gb.update_markdown_section(docs, text)
+    update_markdown_section(docs, text)
     written = docs.read_text()
     assert "old numbers" not in written and "kept" in written and "also kept" in written
     assert written.count("## GPU") == 1 and written.index("## Model") < written.index("## GPU") < written.index(

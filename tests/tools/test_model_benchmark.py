@@ -12,8 +12,8 @@ from videotl_tools.harness.model_benchmark import (
     compare,
     render_markdown_section,
     run_case,
-    update_markdown_section,
 )
+from videotl_tools.harness.reports import update_markdown_section
 
 from ..models.conftest import TINY_X3D
 

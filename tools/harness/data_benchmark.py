@@ -42,9 +42,9 @@ import torch
 from videotl.data.encoding import write_video
 from videotl.data.resize import output_size, resize_frames
 from videotl_tools._cli import non_negative_int, positive_float, positive_int
-from videotl_tools.harness.reports import machine_info, update_markdown_section
+from videotl_tools.harness.reports import Column, machine_info, markdown_table, table, yes_no
 
-__all__ = ["make_benchmark_video", "make_long_video", "run_data_benchmark", "render_markdown"]
+__all__ = ["make_benchmark_video", "make_long_video", "run_data_benchmark", "data_rows", "render_markdown"]
 
 TARGET = 1.2  # the peer targets: videotl at least this many times torchcodec's rate
 BACKENDS = ("decord", "pyav", "torchcodec")
@@ -704,27 +704,178 @@ def targets(result: Dict) -> List[Dict]:
     return rows
 
 
-# ------------------------------------------------------------------------------------ markdown
+# ---------------------------------------------------------------------------- rows and markdown
+
+# (table, title, what one read of the table is): the peer comparisons.
+PEER_TABLES = (
+    ("random_clips", "Random clips", "clips"),
+    ("segments", "Whole-video segments ({segments_per_video} per video)", "videos"),
+    ("resized_clips", "Clips resized to short side 256", "clips"),
+)
 
 
-def _f(value: float, digits: int = 2) -> str:
-    return f"{value:.{digits}f}"
+def data_rows(result: Dict) -> List[Dict]:
+    """The rows of a run's tables (:mod:`videotl_tools.harness.reports`): ``random_clips``,
+    ``segments`` and ``resized_clips`` (one per reader), ``long_videos`` (one per video and reader,
+    the sequential decode first), ``transcoded`` (one per backend and output size, ``short_side``
+    None for the source size) and ``targets``."""
+    rows = []
+    peers = result.get("peers") or {}
+    for kind, _, unit in PEER_TABLES:
+        for name, rate in peers.get(kind, {}).items():
+            rows.append(
+                {
+                    "table": kind,
+                    "reader": name,
+                    f"{unit}_per_cpu_s": rate["per_cpu_second"],
+                    f"{unit}_per_s": rate["per_second"],
+                    "median_vs_torchcodec_cpu": rate["median_vs_torchcodec_cpu"],
+                    "totals_vs_torchcodec_cpu": rate["vs_torchcodec_cpu"],
+                    "median_vs_torchcodec_wall": rate["median_vs_torchcodec_wall"],
+                    "totals_vs_torchcodec_wall": rate["vs_torchcodec_wall"],
+                }
+            )
+    for video in result.get("long_videos") or []:
+        rows += _long_video_rows(video)
+    for name, gains in (result.get("transcoded") or {}).get("rows", {}).items():
+        backend, size = name.split(" size ")
+        short_side = None if size == "source" else int(size)
+        rows.append(
+            {
+                "table": "transcoded",
+                "backend": backend,
+                "short_side": short_side,
+                "original_clips_per_cpu_s": gains["original_per_cpu_second"],
+                "transcoded_clips_per_cpu_s": gains["transcoded_per_cpu_second"],
+                "gain_cpu": gains["gain_cpu"],
+                "gain_wall": gains["gain_wall"],
+            }
+        )
+    rows += [{"table": "targets", **target} for target in result.get("targets") or []]
+    return rows
 
 
-def render_markdown(result: Dict) -> str:
-    """The ``## Data pipeline`` section of docs/benchmarks.md for one run."""
-    video = result["video"]
-    machine = result["machine"]
-    versions = result.get("versions", {})
-    lines = [
+def _long_video_rows(video: Dict) -> List[Dict]:
+    sequential = video["sequential"]
+    first = {"reader": "sequential decode", "peak_rss_mb": sequential["peak_rss_mb"]}
+    rows = [
+        {
+            "table": "long_videos",
+            "video_s": video["seconds"],
+            **first,
+            "vs_sequential_cpu": 1.0,
+            "vs_sequential_wall": 1.0,
+        }
+    ]
+    for key, value in video.items():
+        if not isinstance(value, dict) or key == "sequential":
+            continue
+        segments = key.split()[0] in ("score", "segments", "list") and value["wall_s"]
+        rows.append(
+            {
+                "table": "long_videos",
+                "video_s": video["seconds"],
+                "reader": key,
+                "peak_rss_mb": value["peak_rss_mb"],
+                "segments_per_s": value["items"] / value["wall_s"] if segments else None,
+                "vs_sequential_cpu": value.get("vs_sequential_cpu"),
+                "vs_sequential_cpu_rounds": value.get("vs_sequential_cpu_rounds", []),
+                "vs_sequential_wall": value.get("vs_sequential_wall"),
+            }
+        )
+    return rows
+
+
+def _peer_columns(unit: str) -> List[Column]:
+    return [
+        Column(
+            "reader",
+            lambda row: f"**{row['reader']}**" if row["reader"].startswith("videotl") else row["reader"],
+            "left",
+        ),
+        Column(f"{unit} / CPU-s", f"{{{unit}_per_cpu_s:.2f}}"),
+        Column(f"{unit} / s", f"{{{unit}_per_s:.2f}}"),
+        Column(
+            "vs torchcodec, CPU: median (totals)", "{median_vs_torchcodec_cpu:.2f} ({totals_vs_torchcodec_cpu:.2f})"
+        ),
+        Column(
+            "vs torchcodec, wall: median (totals)", "{median_vs_torchcodec_wall:.2f} ({totals_vs_torchcodec_wall:.2f})"
+        ),
+    ]
+
+
+def _ratio_and_rounds(row: Dict) -> str:
+    if row.get("vs_sequential_cpu") is None:
+        return ""
+    rounds = row.get("vs_sequential_cpu_rounds") or []
+    text = f"{row['vs_sequential_cpu']:.2f}"
+    return text + (" (" + ", ".join(f"{r:.2f}" for r in rounds) + ")" if len(rounds) > 1 else "")
+
+
+LONG_VIDEO_COLUMNS = [
+    Column(
+        "video", lambda row: f"{row['video_s'] / 60:g} min" if row["video_s"] >= 60 else f"{row['video_s']:g} s", "left"
+    ),
+    Column("reader", "{reader}", "left"),
+    Column("peak RSS (MB)", "{peak_rss_mb:.0f}"),
+    Column("segments / s", "{segments_per_s:.2f}"),
+    Column("vs sequential decode, CPU (rounds)", _ratio_and_rounds),
+    Column("vs sequential (wall)", "{vs_sequential_wall:.2f}"),
+]
+TRANSCODED_COLUMNS = [
+    Column("backend, output size", lambda row: f"{row['backend']} size {row['short_side'] or 'source'}", "left"),
+    Column("original clips / CPU-s", "{original_clips_per_cpu_s:.2f}"),
+    Column("transcoded clips / CPU-s", "{transcoded_clips_per_cpu_s:.2f}"),
+    Column("gain (CPU)", "{gain_cpu:.2f}"),
+    Column("gain (wall)", "{gain_wall:.2f}"),
+]
+TARGET_COLUMNS = [
+    Column("target", "{target}", "left"),
+    Column("measured", "{measured}", "left"),
+    Column("met", yes_no("met", no="**no**"), "left"),
+]
+
+BARE_READERS = (
+    'Bare readers: `torchcodec` = `VideoDecoder(seek_mode="exact")` per clip, '
+    "`get_frames_played_at` (+ torchvision v2 antialiased resize); `decord` = `VideoReader` + "
+    "`get_batch` of the indices a constant frame rate gives (not exact on variable-rate or odd "
+    "files); `pyav` = seek, decode, `to_ndarray` of the needed frames (its resize is swscale's, "
+    "with its default threads). videotl's PyAV reader skips the non-reference frames no asked "
+    "time shows and scales in YUV before its one RGB conversion; its decord and torchcodec "
+    "readers check the decoder's frame index against the container's first."
+)
+LONG_VIDEOS = (
+    "**Long videos** (480x360 30 fps H.264, x264 superfast; segments of 64 frames at 12 fps, "
+    "short side 256; each figure from a fresh process). `score` is the segments-mode dataset and "
+    "loader behind `tools/predict.py` and `TEST.MODE segments` (probe, decode, resize, centre crop "
+    "256, normalise, batches of 4); `segments` is `iter_segments` alone; `list` is `read_segments` "
+    "(every segment held at once). Speed is relative to one sequential PyAV decode of every frame "
+    "of the file (no conversion), run at the same time as each measurement in a second fresh "
+    "process, so both see the same load; each row is measured in several rounds and shows the "
+    "round with the median ratio (all rounds in brackets). Two more PyAV baselines bound what an "
+    "exact reader can do: `references` decodes only the reference frames (the least any exact "
+    "reader of a lower frame rate must decode, with no conversion), `sequential_rgb` decodes "
+    "every frame and scales and converts the ones on screen at 12 fps, as one plain sequential "
+    "decode producing the segments' frames would."
+)
+
+
+def _run_description(result: Dict) -> List[str]:
+    """The section's title and its two paragraphs on the machine, the video and the clips."""
+    video, machine = result["video"], result["machine"]
+    loads = [
+        ", ".join(f"{x:.2f}" for x in result.get(key) or []) for key in ("load_average_before", "load_average_after")
+    ]
+    return [
         "## Data pipeline",
         "",
         f"Produced by `{result.get('command', 'python tools/benchmark.py data')}` "
         "(`tools/harness/data_benchmark.py`; the JSON is `docs/benchmarks/data_pipeline.json`). "
         f"Machine: {machine.get('cpu_count', '?')} cores ({machine.get('platform', '')}), "
-        f"load average {', '.join(_f(x) for x in result.get('load_average_before') or [])} before and "
-        f"{', '.join(_f(x) for x in result.get('load_average_after') or [])} after: shared with other work, "
-        "so the CPU-time ratios are the ones to read. " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
+        f"load average {loads[0]} before and {loads[1]} after: shared with other work, "
+        "so the CPU-time ratios are the ones to read. "
+        + ", ".join(f"{k} {v}" for k, v in result.get("versions", {}).items())
+        + ".",
         "",
         f"Video: {video['duration']:.0f} s, {video['size'][0]}x{video['size'][1]}, {video['fps']:.0f} fps H.264 "
         f"(x264 veryfast, CRF 23, keyframe every 250 frames, B-frames; {video['bytes'] / 1e6:.1f} MB). Clips of "
@@ -733,88 +884,31 @@ def render_markdown(result: Dict) -> str:
         "Readers take turns clip by clip, the order rotating.",
         "",
     ]
+
+
+def render_markdown(result: Dict) -> str:
+    """The ``## Data pipeline`` section of docs/benchmarks.md for one run: its tables are
+    :func:`data_rows` through :func:`~videotl_tools.harness.reports.markdown_table`."""
+    rows = data_rows(result)
+    lines = _run_description(result)
     peers = result.get("peers")
     if peers:
-        for kind, title, unit in (
-            ("random_clips", "Random clips", "clips"),
-            ("segments", f"Whole-video segments ({peers['segments_per_video']} per video)", "videos"),
-            ("resized_clips", "Clips resized to short side 256", "clips"),
-        ):
-            lines += [
-                f"**{title}**",
-                "",
-                f"| reader | {unit} / CPU-s | {unit} / s | vs torchcodec, CPU: median (totals) "
-                "| vs torchcodec, wall: median (totals) |",
-                "| --- | ---: | ---: | ---: | ---: |",
-            ]
-            for name, rate in peers[kind].items():
-                bold = "**" if name.startswith("videotl") else ""
-                lines.append(
-                    f"| {bold}{name}{bold} | {_f(rate['per_cpu_second'])} | {_f(rate['per_second'])} | "
-                    f"{_f(rate['median_vs_torchcodec_cpu'])} ({_f(rate['vs_torchcodec_cpu'])}) | "
-                    f"{_f(rate['median_vs_torchcodec_wall'])} ({_f(rate['vs_torchcodec_wall'])}) |"
-                )
-            lines.append("")
-        lines += [
-            'Bare readers: `torchcodec` = `VideoDecoder(seek_mode="exact")` per clip, '
-            "`get_frames_played_at` (+ torchvision v2 antialiased resize); `decord` = `VideoReader` + "
-            "`get_batch` of the indices a constant frame rate gives (not exact on variable-rate or odd "
-            "files); `pyav` = seek, decode, `to_ndarray` of the needed frames (its resize is swscale's, "
-            "with its default threads). videotl's PyAV reader skips the non-reference frames no asked "
-            "time shows and scales in YUV before its one RGB conversion; its decord and torchcodec "
-            "readers check the decoder's frame index against the container's first.",
-            "",
-        ]
-    long_rows = result.get("long_videos")
-    if long_rows:
-        lines += [
-            "**Long videos** (480x360 30 fps H.264, x264 superfast; segments of 64 frames at 12 fps, "
-            "short side 256; each figure from a fresh process). `score` is the segments-mode dataset and "
-            "loader behind `tools/predict.py` and `TEST.MODE segments` (probe, decode, resize, centre crop "
-            "256, normalise, batches of 4); `segments` is `iter_segments` alone; `list` is `read_segments` "
-            "(every segment held at once). Speed is relative to one sequential PyAV decode of every frame "
-            "of the file (no conversion), run at the same time as each measurement in a second fresh "
-            "process, so both see the same load; each row is measured in several rounds and shows the "
-            "round with the median ratio (all rounds in brackets). Two more PyAV baselines bound what an "
-            "exact reader can do: `references` decodes only the reference frames (the least any exact "
-            "reader of a lower frame rate must decode, with no conversion), `sequential_rgb` decodes "
-            "every frame and scales and converts the ones on screen at 12 fps, as one plain sequential "
-            "decode producing the segments' frames would.",
-            "",
-            "| video | reader | peak RSS (MB) | segments / s | vs sequential decode, CPU (rounds) | vs sequential (wall) |",
-            "| --- | --- | ---: | ---: | ---: | ---: |",
-        ]
-        for row in long_rows:
-            label = f"{row['seconds'] / 60:g} min" if row["seconds"] >= 60 else f"{row['seconds']:g} s"
-            seq = row["sequential"]
-            lines.append(f"| {label} | sequential decode | {seq['peak_rss_mb']:.0f} | | 1.00 | 1.00 |")
-            for key, value in row.items():
-                if not isinstance(value, dict) or key == "sequential":
-                    continue
-                segments = key.split()[0] in ("score", "segments", "list")
-                rate = _f(value["items"] / value["wall_s"]) if segments and value["wall_s"] else ""
-                cpu_ratio = _f(value["vs_sequential_cpu"]) if "vs_sequential_cpu" in value else ""
-                if len(value.get("vs_sequential_cpu_rounds", [])) > 1:
-                    cpu_ratio += " (" + ", ".join(_f(r) for r in value["vs_sequential_cpu_rounds"]) + ")"
-                wall_ratio = _f(value["vs_sequential_wall"]) if "vs_sequential_wall" in value else ""
-                lines.append(f"| {label} | {key} | {value['peak_rss_mb']:.0f} | {rate} | {cpu_ratio} | {wall_ratio} |")
-        lines.append("")
+        for kind, title, unit in PEER_TABLES:
+            heading = title.format(segments_per_video=peers["segments_per_video"])
+            lines += [f"**{heading}**", "", markdown_table(table(rows, kind), _peer_columns(unit)), ""]
+        lines += [BARE_READERS, ""]
+    if result.get("long_videos"):
+        lines += [LONG_VIDEOS, "", markdown_table(table(rows, "long_videos"), LONG_VIDEO_COLUMNS), ""]
     transcoded = result.get("transcoded")
     if transcoded:
         lines += [
             f"**Transcoded** (`datasets/transcode.py --fps 12 --short-side 320 --gop 12`: "
-            f"{video['bytes'] / 1e6:.1f} MB -> {transcoded['bytes'] / 1e6:.1f} MB in "
+            f"{result['video']['bytes'] / 1e6:.1f} MB -> {transcoded['bytes'] / 1e6:.1f} MB in "
             f"{transcoded['transcode_seconds']:.1f} s): random 64-frame clips at 12 fps.",
             "",
-            "| backend, output size | original clips / CPU-s | transcoded clips / CPU-s | gain (CPU) | gain (wall) |",
-            "| --- | ---: | ---: | ---: | ---: |",
+            markdown_table(table(rows, "transcoded"), TRANSCODED_COLUMNS),
+            "",
         ]
-        for name, row in transcoded["rows"].items():
-            lines.append(
-                f"| {name} | {_f(row['original_per_cpu_second'])} | {_f(row['transcoded_per_cpu_second'])} | "
-                f"{_f(row['gain_cpu'])} | {_f(row['gain_wall'])} |"
-            )
-        lines.append("")
     index = result.get("index")
     if index:
         lines += [
@@ -824,12 +918,8 @@ def render_markdown(result: Dict) -> str:
             f"{index['warm']['cpu_s']:.2f} s CPU: {index['speedup_wall']:.0f}x faster.",
             "",
         ]
-    rows = result.get("targets") or []
-    if rows:
-        lines += ["**Targets** (this run)", "", "| target | measured | met |", "| --- | --- | --- |"]
-        for row in rows:
-            lines.append(f"| {row['target']} | {row['measured']} | {'yes' if row['met'] else '**no**'} |")
-        lines.append("")
+    if result.get("targets"):
+        lines += ["**Targets** (this run)", "", markdown_table(table(rows, "targets"), TARGET_COLUMNS), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -865,11 +955,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--index-videos", type=non_negative_int, default=10000, help="videos for the index timing (0: skip)"
     )
     parser.add_argument("--output", default="docs/benchmarks/data_pipeline.json")
-    parser.add_argument("--markdown", default="", help="also write the '## Data pipeline' section of this file")
 
 
 def run_data(args: argparse.Namespace) -> Dict:
-    result = run_data_benchmark(
+    return run_data_benchmark(
         args.video,
         workdir=args.workdir,
         backends=args.backend,
@@ -883,10 +972,6 @@ def run_data(args: argparse.Namespace) -> Dict:
         transcode_clips=args.transcode_clips,
         index_videos=args.index_videos,
     )
-    if args.markdown:
-        result["command"] = " ".join(["python tools/benchmark.py"] + list(getattr(args, "argv", sys.argv[1:])))
-        update_markdown_section(Path(args.markdown), render_markdown(result))
-    return result
 
 
 def _main(argv: List[str]) -> int:

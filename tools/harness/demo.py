@@ -2,7 +2,7 @@
 
 Everything a newcomer needs runs from one call, with no dataset on disk:
 
-1. :func:`videotl.data.synthetic_charades.generate_synthetic_charades` writes the synthetic set
+1. :func:`videotl_tools.harness.synthetic_charades.generate_synthetic_charades` writes the synthetic set
    to ``DATA.PATH_TO_DATA_DIR`` unless that folder already holds it (a rerun reuses it; an
    interrupted generation resumes).
 2. :func:`videotl.engine.train` trains ``cfg`` (``configs/demo/synthetic_charades.yaml``); with
@@ -34,13 +34,6 @@ from fvcore.common.config import CfgNode
 
 from videotl.data import VideoRecord, load_records, probe, read_clip
 from videotl.data.build import build_transforms
-from videotl.data.synthetic_charades import (
-    MANIFEST_FILE,
-    SPLIT_FILES,
-    generate_synthetic_charades,
-    is_generated,
-    plan_synthetic_charades,
-)
 from videotl.engine.checkpoint import last_checkpoint
 from videotl.engine.distributed import resolve_device
 from videotl.engine.evaluator import EvalResult
@@ -49,6 +42,13 @@ from videotl.engine.trainer import test, train
 from videotl.evaluation import plot_per_class
 from videotl.utils.fileio import atomic_write_text
 from videotl.visualization import plot_timeline, plot_training_curves, render_token_attention
+from videotl_tools.harness.synthetic_charades import (
+    MANIFEST_FILE,
+    SPLIT_FILES,
+    generate_synthetic_charades,
+    is_generated,
+    plan_synthetic_charades,
+)
 
 __all__ = [
     "DemoResult",

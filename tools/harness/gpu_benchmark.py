@@ -28,7 +28,6 @@ import copy
 import functools
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -38,7 +37,7 @@ import torch
 from torch import nn
 
 from videotl_tools._cli import parse_shape
-from videotl_tools.harness.reports import machine_info, update_markdown_section
+from videotl_tools.harness.reports import Column, machine_info, markdown_table, table, yes_no
 
 __all__ = [
     "MODELS",
@@ -51,6 +50,7 @@ __all__ = [
     "measure_loss",
     "measure_models",
     "measure_share",
+    "gpu_rows",
     "relative_error",
     "render_markdown_section",
     "run_gpu",
@@ -659,26 +659,171 @@ def target_rows(payload: Dict[str, Any]) -> List[Dict[str, Any]]:
     return rows
 
 
-def _mib(value: Optional[int]) -> str:
-    return "—" if value is None else f"{value / 2**20:,.0f}"
-
-
-def _ms(row: Dict[str, Any]) -> str:
-    return f"{row['median_s'] * 1e3:.3f}" if "median_s" in row else row.get("error", "—")
-
-
-def _seconds(value: Optional[float]) -> str:
-    return "—" if value is None else f"{value:.1f}"
-
-
 def _number(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _mib(value: Optional[int]) -> Optional[float]:
+    return None if value is None else value / 2**20
+
+
+def _ms(timing: Dict[str, Any]) -> Optional[float]:
+    return timing["median_s"] * 1e3 if "median_s" in timing else None
+
+
+def _pairs(results: Sequence[Dict[str, Any]], first: str, second: str) -> Iterator[Tuple[Any, Any, Dict[str, Dict]]]:
+    """``(first, second, {mode: result})`` per distinct (``first``, ``second``) of ``results``, in order."""
+    by = {(r[first], r[second], r["mode"]): r for r in results}
+    for a, b in dict.fromkeys((r[first], r[second]) for r in results):
+        yield a, b, {mode: by.get((a, b, mode), {}) for mode in ("fw", "fwbw")}
+
+
+def gpu_rows(payload: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The rows of a run's tables (:mod:`videotl_tools.harness.reports`): ``targets``,
+    ``kernel_check`` (largest errors relative to the reference's largest magnitude),
+    ``kernel_timing`` (per implementation and input dtype; ``*_error`` where a mode did not run),
+    ``kernel_configs``, ``models`` (per model and variant; step = a training step) and ``share``."""
+    rows = [{"table": "targets", **row} for row in target_rows(payload)]
+    for check in (payload.get("kernel_check") or {}).get("checks", []):
+        errors = {f"{name}_relative_error": value for name, value in check["errors"].items()}
+        rows.append({"table": "kernel_check", "shape": list(check["shape"]), "dtype": check["dtype"], **errors,
+                     "within_tolerance": check["within_tolerance"]})  # fmt: skip
+    for implementation, dtype, by_mode in _pairs(
+        (payload.get("kernel_timing") or {}).get("results", []), "implementation", "dtype"
+    ):
+        fw, fwbw = by_mode["fw"], by_mode["fwbw"]
+        rows.append({"table": "kernel_timing", "implementation": implementation, "dtype": dtype,
+                     "fw_ms": _ms(fw), "fw_error": fw.get("error"), "fwbw_ms": _ms(fwbw), "fwbw_error": fwbw.get("error"),
+                     "fwbw_peak_mib": _mib(fwbw.get("peak_memory_bytes"))})  # fmt: skip
+    for row in (payload.get("kernel_configs") or {}).get("results", []):
+        rows.append({"table": "kernel_configs", "config": row["config"], "fwbw_ms": _ms(row)})
+    for model, variant, by_mode in _pairs((payload.get("models") or {}).get("results", []), "model", "variant"):
+        fw, step = by_mode["fw"], by_mode["fwbw"]
+        rows.append({"table": "models", "model": model, "variant": variant,
+                     "fw_clips_per_s": fw.get("clips_per_s"), "fw_peak_mib": _mib(fw.get("peak_memory_bytes")),
+                     "step_clips_per_s": step.get("clips_per_s"), "step_peak_mib": _mib(step.get("peak_memory_bytes")),
+                     "first_step_s": step.get("first_call_s")})  # fmt: skip
+    for row in (payload.get("share") or {}).get("results", []):
+        rows.append({"table": "share", "implementation": row["implementation"], "step_ms": row["step_s"] * 1e3,
+                     "attention_fwbw_ms": row["attention_fwbw_s"] * 1e3, "share_of_step": row["share_of_step"]})  # fmt: skip
+    return rows
+
+
+def _ms_or_error(mode: str) -> Column:
+    def cell(row: Dict[str, Any]) -> str:
+        return f"{row[f'{mode}_ms']:.3f}" if row.get(f"{mode}_ms") is not None else row.get(f"{mode}_error") or "—"
+
+    return Column(f"{'fw+bw' if mode == 'fwbw' else mode} ms", cell)
+
+
+TABLE_COLUMNS = {
+    "targets": [
+        Column("Target", "{target}", "left"),
+        Column("Value", lambda row: _number(row["value"])),
+        Column("Wanted", "{wanted}", "left"),
+        Column("Met", yes_no("met"), "left"),
+        Column("From", "{from}", "left"),
+    ],
+    "kernel_check": [
+        Column("Shape", lambda row: "x".join(map(str, row["shape"])), "left"),
+        Column("Inputs", "{dtype}", "left"),
+        *(
+            Column(title, f"{{{name}_relative_error:.1e}}")
+            for title, name in (("out", "out"), ("grad q", "grad_q"), ("grad k", "grad_k"), ("grad v", "grad_v"))
+        ),  # fmt: skip
+        Column("Within tolerance", yes_no("within_tolerance"), "left"),
+    ],
+    "kernel_timing": [
+        Column("Implementation", "{implementation}", "left"),
+        Column("Inputs", "{dtype}", "left"),
+        _ms_or_error("fw"),
+        _ms_or_error("fwbw"),
+        Column("fw+bw peak MiB", "{fwbw_peak_mib:,.0f}", missing="—"),
+    ],
+    "kernel_configs": [
+        Column("Blocks (rows x streamed x channels)", "{config}", "left"),
+        Column("fw+bw ms", "{fwbw_ms:.3f}", missing="—"),
+    ],
+    "models": [
+        Column("Model", "{model}", "left"),
+        Column("Variant", "{variant}", "left"),
+        Column("fw clips/s", "{fw_clips_per_s:.2f}", missing="—"),
+        Column("fw peak MiB", "{fw_peak_mib:,.0f}", missing="—"),
+        Column("step clips/s", "{step_clips_per_s:.2f}", missing="—"),
+        Column("step peak MiB", "{step_peak_mib:,.0f}", missing="—"),
+        Column("first step s", "{first_step_s:.1f}", missing="—"),
+    ],
+    "share": [
+        Column("Implementation", "{implementation}", "left"),
+        Column("Step ms", "{step_ms:.1f}"),
+        Column("Attention ms (all layers)", "{attention_fwbw_ms:.2f}"),
+        Column("Share", "{share_of_step:.1%}"),
+    ],
+}
+
+
+def _captions(payload: Dict[str, Any]) -> Dict[str, str]:
+    """The line above each table, for the parts that ran."""
+    captions = {"targets": ""}
+    kernel, kernels = payload.get("kernel_check"), payload.get("kernel_timing")
+    if kernel:
+        captions["kernel_check"] = (
+            f"Kernel check ({kernel['implementation']} against float64 eq. 3; largest error relative to the "
+            "reference's largest magnitude):"
+        )
+    if kernels:
+        captions["kernel_timing"] = f"Vector attention alone at {'x'.join(map(str, kernels['shape']))} (B x N x d):"
+    configs, models = payload.get("kernel_configs"), payload.get("models")
+    if configs:
+        captions["kernel_configs"] = (
+            f"The Triton kernels' block configs, fw+bw at {'x'.join(map(str, configs['shape']))} ({configs['dtype']}); "
+            f"the one pinned for this shape, {configs['pinned']}, runs at {configs['pinned_vs_fastest_speed']:.2f}x "
+            f"the fastest's speed ({configs['fastest']}):"
+        )
+    if models:
+        captions["models"] = (
+            f"Whole networks at {'x'.join(map(str, models['clip']))}, batch {models['batch']}, "
+            f"{models['amp_dtype']} autocast; fw = eval without autograd, step = forward, loss, backward, SGD step:"
+        )
+    if payload.get("share"):
+        captions["share"] = (
+            "The Vector Transformer's share of the TokenLearner model's training step (its calls timed alone, "
+            "fw+bw, at the shape and dtype they get in the model):"
+        )
+    return captions
+
+
+def _loss_and_decoding(payload: Dict[str, Any]) -> List[str]:
+    """The sentences on the loss comparison and on decoding, for the parts that ran."""
+    lines = []
+    loss = payload.get("loss")
+    if loss:
+        finals = ", ".join(f"{name} {value:.4f}" for name, value in loss["final_loss"].items())
+        lines += [
+            f"Loss after {loss['steps']} SGD steps (lr {loss['lr']}, momentum 0.9) on {loss['distinct_batches']} "
+            f"random batches, mean of the last {loss['final_window']}: {finals}; relative difference "
+            f"{loss['relative_difference']:.2%}.",
+            "",
+        ]
+    decoding = payload.get("decoding")
+    if decoding and "skipped" in decoding:
+        lines.append(f"GPU decoding against CPU decoding: skipped: {decoding['skipped']}.")
+    elif decoding:
+        cpu, gpu = decoding["results"]["cpu_workers"], decoding["results"]["gpu_main_process"]
+        lines.append(
+            f"Decoding training clips ({'x'.join(map(str, decoding['clip']))}, batch {decoding['batch']}) from "
+            f"{decoding['videos']} videos of {decoding['source']}: CPU decoding in {decoding['workers']} DataLoader "
+            f"workers {cpu['clips_per_s']:.1f} clips/s, GPU decoding in the main process {gpu['clips_per_s']:.1f} "
+            f"clips/s ({decoding['gpu_vs_cpu']:.2f}x)."
+        )
+    return lines
+
+
 def render_markdown_section(payload: Dict[str, Any]) -> str:
-    """The "GPU" section of docs/benchmarks.md from a ``run_gpu`` result."""
+    """The "GPU" section of docs/benchmarks.md from a ``run_gpu`` result: its tables are
+    :func:`gpu_rows` through :func:`~videotl_tools.harness.reports.markdown_table`."""
     machine = payload["machine"]
     lines = [
         "## GPU",
@@ -695,105 +840,12 @@ def render_markdown_section(payload: Dict[str, Any]) -> str:
         "compiles, reported as first call).",
         "",
     ]
-    targets = target_rows(payload)
-    if targets:
-        lines += ["| Target | Value | Wanted | Met | From |", "|---|---:|---|---|---|"]
-        lines += [f"| {r['target']} | {_number(r['value'])} | {r['wanted']} | {'yes' if r['met'] else 'no'} | {r['from']} |"
-                  for r in targets]  # fmt: skip
-        lines.append("")
-    kernel = payload.get("kernel_check")
-    if kernel:
-        lines += [
-            f"Kernel check ({kernel['implementation']} against float64 eq. 3; largest error relative to the "
-            "reference's largest magnitude):",
-            "",
-            "| Shape | Inputs | out | grad q | grad k | grad v | Within tolerance |",
-            "|---|---|---:|---:|---:|---:|---|",
-        ]
-        for check in kernel["checks"]:
-            e = check["errors"]
-            lines.append(
-                f"| {'x'.join(map(str, check['shape']))} | {check['dtype']} | {e['out']:.1e} | {e['grad_q']:.1e} | "
-                f"{e['grad_k']:.1e} | {e['grad_v']:.1e} | {'yes' if check['within_tolerance'] else 'no'} |"
-            )
-        lines.append("")
-    kernels = payload.get("kernel_timing")
-    if kernels:
-        lines += [
-            f"Vector attention alone at {'x'.join(map(str, kernels['shape']))} (B x N x d):",
-            "",
-            "| Implementation | Inputs | fw ms | fw+bw ms | fw+bw peak MiB |",
-            "|---|---|---:|---:|---:|",
-        ]
-        by = {(r["implementation"], r["dtype"], r["mode"]): r for r in kernels["results"]}
-        for implementation, dtype in dict.fromkeys((r["implementation"], r["dtype"]) for r in kernels["results"]):
-            fw, fwbw = by[(implementation, dtype, "fw")], by[(implementation, dtype, "fwbw")]
-            lines.append(
-                f"| {implementation} | {dtype} | {_ms(fw)} | {_ms(fwbw)} | {_mib(fwbw.get('peak_memory_bytes'))} |"
-            )
-        lines.append("")
-    configs = payload.get("kernel_configs")
-    if configs:
-        lines += [
-            f"The Triton kernels' block configs, fw+bw at {'x'.join(map(str, configs['shape']))} ({configs['dtype']}); "
-            f"the one pinned for this shape, {configs['pinned']}, runs at {configs['pinned_vs_fastest_speed']:.2f}x "
-            f"the fastest's speed ({configs['fastest']}):",
-            "",
-            "| Blocks (rows x streamed x channels) | fw+bw ms |",
-            "|---|---:|",
-        ]
-        lines += [f"| {row['config']} | {_ms(row)} |" for row in configs["results"]]
-        lines.append("")
-    models = payload.get("models")
-    if models:
-        lines += [
-            f"Whole networks at {'x'.join(map(str, models['clip']))}, batch {models['batch']}, "
-            f"{models['amp_dtype']} autocast; fw = eval without autograd, step = forward, loss, backward, SGD step:",
-            "",
-            "| Model | Variant | fw clips/s | fw peak MiB | step clips/s | step peak MiB | first step s |",
-            "|---|---|---:|---:|---:|---:|---:|",
-        ]
-        by = {(r["model"], r["variant"], r["mode"]): r for r in models["results"]}
-        for model, variant in dict.fromkeys((r["model"], r["variant"]) for r in models["results"]):
-            fw, step = by[(model, variant, "fw")], by[(model, variant, "fwbw")]
-            lines.append(
-                f"| {model} | {variant} | {fw['clips_per_s']:.2f} | {_mib(fw['peak_memory_bytes'])} | "
-                f"{step['clips_per_s']:.2f} | {_mib(step['peak_memory_bytes'])} | {_seconds(step['first_call_s'])} |"
-            )
-        lines.append("")
-    share = payload.get("share")
-    if share:
-        lines += [
-            "The Vector Transformer's share of the TokenLearner model's training step (its calls timed alone, "
-            "fw+bw, at the shape and dtype they get in the model):",
-            "",
-            "| Implementation | Step ms | Attention ms (all layers) | Share |",
-            "|---|---:|---:|---:|",
-        ]
-        lines += [f"| {r['implementation']} | {r['step_s'] * 1e3:.1f} | {r['attention_fwbw_s'] * 1e3:.2f} | "
-                  f"{r['share_of_step']:.1%} |" for r in share["results"]]  # fmt: skip
-        lines.append("")
-    loss = payload.get("loss")
-    if loss:
-        finals = ", ".join(f"{name} {value:.4f}" for name, value in loss["final_loss"].items())
-        lines += [
-            f"Loss after {loss['steps']} SGD steps (lr {loss['lr']}, momentum 0.9) on {loss['distinct_batches']} "
-            f"random batches, mean of the last {loss['final_window']}: {finals}; relative difference "
-            f"{loss['relative_difference']:.2%}.",
-            "",
-        ]
-    decoding = payload.get("decoding")
-    if decoding and "skipped" in decoding:
-        lines.append(f"GPU decoding against CPU decoding: skipped: {decoding['skipped']}.")
-    elif decoding:
-        cpu, gpu = decoding["results"]["cpu_workers"], decoding["results"]["gpu_main_process"]
-        lines += [
-            f"Decoding training clips ({'x'.join(map(str, decoding['clip']))}, batch {decoding['batch']}) from "
-            f"{decoding['videos']} videos of {decoding['source']}: CPU decoding in {decoding['workers']} DataLoader "
-            f"workers {cpu['clips_per_s']:.1f} clips/s, GPU decoding in the main process {gpu['clips_per_s']:.1f} "
-            f"clips/s ({decoding['gpu_vs_cpu']:.2f}x).",
-        ]
-    return "\n".join(lines) + "\n"
+    rows = gpu_rows(payload)
+    for name, caption in _captions(payload).items():
+        if table(rows, name):
+            lines += [caption, ""] if caption else []
+            lines += [markdown_table(table(rows, name), TABLE_COLUMNS[name]), ""]
+    return "\n".join(lines + _loss_and_decoding(payload)) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -812,9 +864,6 @@ def add_gpu_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=50, help="training steps of the loss comparison")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument(
-        "--markdown", default=None, help="also write the 'GPU' section of this markdown file (docs/benchmarks.md)"
-    )
     parser.add_argument("--output", default="benchmark_gpu.json")
 
 
@@ -879,10 +928,5 @@ def run_gpu(args: argparse.Namespace) -> Dict[str, Any]:
         print(
             f"{row['target']:<48} {_number(row['value']):>8}  wanted {row['wanted']:<45} {'met' if row['met'] else 'NOT met'}"
         )
-    if args.markdown:
-        argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("benchmark.py") else []
-        payload["command"] = " ".join(["python tools/benchmark.py", *argv])
-        update_markdown_section(Path(args.markdown), render_markdown_section(payload))
-        print(f"updated the GPU section of {args.markdown}")
     payload["load_average_at_end"] = os.getloadavg()
     return payload

@@ -316,8 +316,8 @@ def check_cuda_decode_training(
     from videotl.config import load_config
     from videotl.data.decoding import torchcodec_unavailable_reason
     from videotl.data.device_decode import build_main_process_loader
-    from videotl.data.synthetic_charades import generate_synthetic_charades
     from videotl.engine import train
+    from videotl_tools.harness.synthetic_charades import generate_synthetic_charades
 
     reason = torchcodec_unavailable_reason()
     if reason:

@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from videotl_tools._cli import parse_shape
-from videotl_tools.harness.reports import machine_info, update_markdown_section
+from videotl_tools.harness.reports import Column, machine_info, markdown_table, table
 
 __all__ = [
     "BenchmarkCase",
@@ -63,6 +63,7 @@ __all__ = [
     "measure_case_memory",
     "compare",
     "faster_rounds",
+    "model_rows",
     "render_markdown_section",
     "add_model_arguments",
     "run_model",
@@ -467,10 +468,6 @@ def faster_rounds(results: Sequence[Dict[str, Any]]) -> Dict[str, Tuple[int, int
     return out
 
 
-def _mib(value: int) -> str:
-    return f"{value / 2**20:,.1f}"
-
-
 # The speed targets (docs/benchmarks.md): text and check, per comparison key.
 TARGETS = {
     "avid_tl_model_vs_baseline_speed": ("> 1 + control (paper compute ratio 532 / 487 = 1.09)", lambda v: v > 1.0),
@@ -495,10 +492,81 @@ def target_met(ratios: Dict[str, float], key: str, mode: str) -> Optional[bool]:
     return TARGETS[key][1](value)
 
 
+MODES = ("fw", "fwbw")
+
+
+def model_rows(payload: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The rows of a run's tables (:mod:`videotl_tools.harness.reports`): ``cases`` (one per case:
+    clips/s, median ms and peak MiB in each mode it ran in) and ``comparisons`` (one per comparison:
+    the ratio in each mode, in how many of the timed rounds the first case was faster, the target
+    and whether each mode meets it)."""
+    results = payload["results"]
+    rows = []
+    for name in dict.fromkeys(r["case"]["name"] for r in results):
+        measured = {mode: _find(results, name, mode) for mode in MODES}
+        case = next(r for r in measured.values() if r)["case"]
+        row = {"table": "cases", "case": name, "input_shape": list(case["input_shape"]), "submodule": case["submodule"]}
+        for mode, result in measured.items():
+            if result:
+                row[f"{mode}_clips_per_s"] = result["clips_per_s"]
+                row[f"{mode}_median_ms"] = result["median_s"] * 1e3
+                row[f"{mode}_peak_mib"] = result["peak_memory_bytes"] / 2**20
+        rows.append(row)
+    ratios, rounds = payload.get("comparison", {}), payload.get("faster_rounds", {})
+    for key in dict.fromkeys(key.rsplit("_", 1)[0] for key in ratios):
+        row = {"table": "comparisons", "comparison": key, "target": TARGETS.get(key, ("", None))[0]}
+        for mode in MODES:
+            row[f"{mode}_ratio"] = ratios.get(f"{key}_{mode}")
+            row[f"{mode}_faster_rounds"], row[f"{mode}_rounds"] = rounds.get(f"{key}_{mode}") or (None, None)
+            row[f"{mode}_met"] = target_met(ratios, key, mode)
+        rows.append(row)
+    return rows
+
+
+def _rounds_cell(row: Dict[str, Any]) -> str:
+    return " / ".join(
+        f"{row[f'{mode}_faster_rounds']} of {row[f'{mode}_rounds']}" for mode in MODES if row.get(f"{mode}_rounds")
+    )
+
+
+def _met_cell(row: Dict[str, Any]) -> str:
+    if not row["target"]:
+        return ""
+    return " / ".join("—" if row[f"{mode}_met"] is None else ("yes" if row[f"{mode}_met"] else "no") for mode in MODES)
+
+
+CASE_COLUMNS = [
+    Column("Case", "{case}", "left"),
+    Column(
+        "Input (with batch)",
+        lambda row: "x".join(map(str, row["input_shape"])) + (f" `{row['submodule']}`" if row["submodule"] else ""),
+        "left",
+    ),
+] + [
+    Column(f"{label} {title}", f"{{{mode}_{field}:{spec}}}", missing="—")
+    for mode, label in (("fw", "fw"), ("fwbw", "fw+bw"))
+    for title, field, spec in (
+        ("clips/s", "clips_per_s", ".3f"),
+        ("median ms", "median_ms", ",.1f"),
+        ("peak MiB", "peak_mib", ",.1f"),
+    )
+]
+COMPARISON_COLUMNS = [
+    Column("Comparison", "{comparison}", "left"),
+    Column("fw", "{fw_ratio:.2f}", missing="—"),
+    Column("fw+bw", "{fwbw_ratio:.2f}", missing="—"),
+    Column("Faster in rounds (fw / fw+bw)", _rounds_cell, "left"),
+    Column("Target", "{target}", "left"),
+    Column("Met (fw / fw+bw)", _met_cell, "left"),
+]
+
+
 def render_markdown_section(payload: Dict[str, Any]) -> str:
-    """The "Model" section of docs/benchmarks.md from a ``run_model`` result."""
+    """The "Model" section of docs/benchmarks.md from a ``run_model`` result: its tables are
+    :func:`model_rows` through :func:`~videotl_tools.harness.reports.markdown_table`."""
     machine = payload["machine"]
     results = payload["results"]
+    rows = model_rows(payload)
     lines = [
         "## Model",
         "",
@@ -529,24 +597,9 @@ def render_markdown_section(payload: Dict[str, Any]) -> str:
         f"{payload['warmup']} untimed round(s) then {payload['repeats']} timed; clips/s = batch / median. fw = eval mode "
         "without autograd; fw+bw = train mode, `out.sum().backward()`.",
         "",
-        "| Case | Input (with batch) | fw clips/s | fw median ms | fw peak MiB | fw+bw clips/s | fw+bw median ms | fw+bw peak MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        markdown_table(table(rows, "cases"), CASE_COLUMNS),
     ]
-    names = list(dict.fromkeys(r["case"]["name"] for r in results))
-    for name in names:
-        fw, fwbw = _find(results, name, "fw"), _find(results, name, "fwbw")
-        shape = "x".join(map(str, (fw or fwbw)["case"]["input_shape"]))
-        where = (fw or fwbw)["case"]["submodule"]
-        cells = []
-        for r in (fw, fwbw):
-            cells += (
-                [f"{r['clips_per_s']:.3f}", f"{r['median_s'] * 1e3:,.1f}", _mib(r["peak_memory_bytes"])]
-                if r
-                else ["—"] * 3
-            )
-        lines.append(f"| {name} | {shape}{' `' + where + '`' if where else ''} | " + " | ".join(cells) + " |")
-    ratios = payload.get("comparison", {})
-    if ratios:
+    if payload.get("comparison"):
         lines += [
             "",
             "Ratios: `_speed` = clips/s of the first over the second, from the medians (> 1: the first is "
@@ -554,20 +607,8 @@ def render_markdown_section(payload: Dict[str, Any]) -> str:
             "was the faster of the two. Control: `baseline_second_instance_vs_baseline_speed`, the same network "
             "built twice; a whole-network target is met only by more than the control's distance from 1.",
             "",
-            "| Comparison | fw | fw+bw | Faster in rounds (fw / fw+bw) | Target | Met (fw / fw+bw) |",
-            "|---|---:|---:|---|---|---|",
+            markdown_table(table(rows, "comparisons"), COMPARISON_COLUMNS),
         ]
-        rounds = payload.get("faster_rounds", {})
-        keys = list(dict.fromkeys(key.rsplit("_", 1)[0] for key in ratios))
-        for key in keys:
-            values = [ratios.get(f"{key}_{mode}") for mode in ("fw", "fwbw")]
-            text = TARGETS.get(key, ("", None))[0]
-            met_by_mode = [target_met(ratios, key, mode) for mode in ("fw", "fwbw")]
-            met = " / ".join("—" if m is None else ("yes" if m else "no") for m in met_by_mode) if text else ""
-            cells = " | ".join("—" if v is None else f"{v:.2f}" for v in values)
-            won = [rounds.get(f"{key}_{mode}") for mode in ("fw", "fwbw")]
-            won_text = " / ".join(f"{w[0]} of {w[1]}" for w in won if w) if any(won) else ""
-            lines.append(f"| {key} | {cells} | {won_text} | {text} | {met} |")
     return "\n".join(lines) + "\n"
 
 
@@ -598,9 +639,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads per measurement (default: torch's)"
-    )
-    parser.add_argument(
-        "--markdown", default=None, help="also write the 'Model' section of this markdown file (docs/benchmarks.md)"
     )
     parser.add_argument("--output", default="benchmark_model.json")
     parser.add_argument("overrides", nargs="*", help="KEY VALUE config overrides (with --cfg)")
@@ -648,11 +686,6 @@ def run_model(args: argparse.Namespace) -> Dict[str, Any]:
     }
     for key, value in payload["comparison"].items():
         print(f"{key:<60} {value:7.3f}")
-    if args.markdown:
-        argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("benchmark.py") else []
-        payload["command"] = " ".join(["python tools/benchmark.py", *argv])
-        update_markdown_section(Path(args.markdown), render_markdown_section(payload))
-        print(f"updated the Model section of {args.markdown}")
     return payload
 
 

@@ -1,17 +1,75 @@
-"""What every benchmark and table report shares: the machine it ran on, and Markdown sections
-rewritten in place in the documents (``docs/benchmarks.md``)."""
+"""What every benchmark and table report shares: the machine it ran on, the one Markdown table
+renderer, and Markdown sections rewritten in place in the documents (``docs/benchmarks.md``).
+
+A benchmark's tables are rows: flat dicts of numbers and names (the units in the field names,
+``clips_per_s``, ``peak_mib``; a list of numbers at most), each with a ``table`` field naming the
+table it belongs to. :func:`markdown_table` writes one table from its rows and :class:`Column`
+specs, which hold everything about the look: titles, number formats, alignment.
+"""
 
 import os
 import platform
 import re
+import string
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import torch
 
 from videotl.utils.fileio import atomic_write_text
 
-__all__ = ["machine_info", "update_markdown_section"]
+__all__ = ["Column", "machine_info", "markdown_table", "table", "update_markdown_section", "yes_no"]
+
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a Markdown table.
+
+    ``cell`` is a ``str.format`` template over the row's fields (``"{fw_median_ms:,.1f}"``), whose
+    cell is ``missing`` when a field it names is absent or None, or a function of the row for
+    cells a template cannot say. ``align`` is ``"right"`` (numbers) or ``"left"``.
+    """
+
+    title: str
+    cell: Union[str, Callable[[Row], str]]
+    align: str = "right"
+    missing: str = ""
+
+    def __post_init__(self) -> None:
+        if self.align not in ("left", "right"):
+            raise ValueError(f"column {self.title!r}: align must be 'left' or 'right', got {self.align!r}")
+
+    def text(self, row: Row) -> str:
+        if callable(self.cell):
+            return self.cell(row)
+        fields = [name for _, name, _, _ in string.Formatter().parse(self.cell) if name]
+        if any(row.get(re.split(r"[.\[]", name)[0]) is None for name in fields):
+            return self.missing
+        return self.cell.format_map(row)
+
+
+def markdown_table(rows: Iterable[Row], columns: Sequence[Column]) -> str:
+    """The Markdown table of ``rows``: a header line, the alignment line, one line per row."""
+
+    def line(cells: Iterable[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    lines = [line(c.title for c in columns), line("---:" if c.align == "right" else "---" for c in columns)]
+    lines += [line(c.text(row) for c in columns) for row in rows]
+    return "\n".join(lines)
+
+
+def table(rows: Iterable[Row], name: str) -> List[Row]:
+    """The rows of table ``name``, in order."""
+    return [row for row in rows if row["table"] == name]
+
+
+def yes_no(field: str, *, no: str = "no", missing: str = "—") -> Callable[[Row], str]:
+    """A cell saying ``yes`` or ``no`` for a boolean field (``missing`` for None or absent)."""
+    return lambda row: missing if row.get(field) is None else ("yes" if row[field] else no)
 
 
 def machine_info(*, device: str = "cpu", threads: Optional[int] = None) -> Dict[str, Any]:

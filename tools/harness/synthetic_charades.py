@@ -47,8 +47,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..utils.fileio import atomic_write_text
-from .encoding import write_video
+from videotl.data.encoding import write_video
+from videotl.utils.fileio import atomic_write_text
 
 __all__ = [
     "CHARADES_COLUMNS",
@@ -338,9 +338,10 @@ def plan_synthetic_charades(
 # untagged SD video). Converting each RGB frame with swscale cost three times as much as drawing
 # and encoding it together.
 
-_RGB_TO_YUV = np.array(
-    [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=np.float32
-) / 255.0
+_RGB_TO_YUV = (
+    np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=np.float32)
+    / 255.0
+)
 _YUV_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float32)
 
 
@@ -363,7 +364,9 @@ def _periodic_texture(rng: np.random.Generator, height: int, width: int) -> np.n
         fy, fx = rng.integers(-4, 5, size=2)
         if fy == 0 and fx == 0:
             fx = 1
-        grey += rng.uniform(6, 14) * np.sin(2 * np.pi * (fy * yy / height + fx * xx / width) + rng.uniform(0, 2 * np.pi))
+        grey += rng.uniform(6, 14) * np.sin(
+            2 * np.pi * (fy * yy / height + fx * xx / width) + rng.uniform(0, 2 * np.pi)
+        )
     grey += rng.normal(0, 6, size=(height, width)).astype(np.float32)
     tint = rng.uniform(0.8, 1.2, size=3).astype(np.float32)
     texture = (105 + grey[..., None]) * tint
@@ -536,7 +539,9 @@ def _row(video: SyntheticVideo, classes: Sequence[str]) -> Dict[str, str]:
     sentences = []
     for action in video.actions:
         side = "left" if action.slot == 0 else "right"
-        sentences.append(f"On the {side}, {classes[action.label].lower()}, from {action.start:.1f} s to {action.end:.1f} s.")
+        sentences.append(
+            f"On the {side}, {classes[action.label].lower()}, from {action.start:.1f} s to {action.end:.1f} s."
+        )
     nouns = sorted({_PAIRS[a.label // 2].noun for a in video.actions})
     return {
         "id": video.video_id,
@@ -608,6 +613,32 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
+def _encoded(jobs: Sequence[Tuple[SyntheticVideo, str, int, str]], *, workers: int) -> Iterator[str]:
+    """Encode every job, in ``workers`` processes (in this one for 0 or 1, or a single job);
+    yields each video's id as it is written."""
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield _encode_job(job)
+        return
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+        yield from pool.map(_encode_job, jobs)
+
+
+def _refuse_other_settings(manifest: Path, dataset: SyntheticCharades) -> None:
+    """Raise FileExistsError when ``manifest`` exists and records other settings than ``dataset``'s."""
+    if not manifest.is_file():
+        return
+    try:
+        previous = json.loads(manifest.read_text()).get("settings")
+    except ValueError:
+        previous = None
+    if previous != dataset.settings:
+        raise FileExistsError(
+            f"{manifest.parent} holds a synthetic dataset made with other settings ({previous}); asked for "
+            f"{dataset.settings}: choose another folder or delete this one"
+        )
+
+
 def generate_synthetic_charades(
     out_dir: PathLike,
     *,
@@ -645,16 +676,7 @@ def generate_synthetic_charades(
     )
     root = Path(out_dir)
     manifest = root / MANIFEST_FILE
-    if manifest.is_file():
-        try:
-            previous = json.loads(manifest.read_text()).get("settings")
-        except ValueError:
-            previous = None
-        if previous != dataset.settings:
-            raise FileExistsError(
-                f"{root} holds a synthetic dataset made with other settings ({previous}); asked for "
-                f"{dataset.settings}: choose another folder or delete this one"
-            )
+    _refuse_other_settings(manifest, dataset)
     # The manifest goes first: a rerun after an interruption checks its settings before it trusts
     # the videos already there. The annotation files go last and mark the dataset complete.
     atomic_write_text(manifest, json.dumps(_manifest(dataset), indent=1) + "\n")
@@ -676,15 +698,8 @@ def generate_synthetic_charades(
         disable=not progress,
     )
     with bar:
-        if workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                _encode_job(job)
-                bar.update()
-        else:
-            with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-                for _ in pool.map(_encode_job, jobs):
-                    bar.update()
-
+        for _ in _encoded(jobs, workers=workers):
+            bar.update()
     lines = "".join(f"c{i:03d} {name}\n" for i, name in enumerate(dataset.classes))
     atomic_write_text(root / CLASSES_FILE, lines)
     for split, name in SPLIT_FILES.items():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from videotl.data.datasets.charades import load_charades
-from videotl.data.synthetic_charades import (
+from videotl_tools.harness.synthetic_charades import (
     SYNTHETIC_CLASSES,
     SyntheticAction,
     SyntheticVideo,
@@ -20,8 +20,19 @@ from videotl.data.synthetic_charades import (
     plan_synthetic_charades,
 )
 
-OFFICIAL_COLUMNS = ["id", "subject", "scene", "quality", "relevance", "verified", "script", "objects",
-                    "descriptions", "actions", "length"]
+OFFICIAL_COLUMNS = [
+    "id",
+    "subject",
+    "scene",
+    "quality",
+    "relevance",
+    "verified",
+    "script",
+    "objects",
+    "descriptions",
+    "actions",
+    "length",
+]
 TINY = dict(seed=3, num_train=4, num_test=2, min_seconds=3.0, max_seconds=5.0)
 
 
@@ -92,8 +103,14 @@ def test_charades_loader_reads_the_labels(tiny):
 @pytest.mark.parametrize("rate", [Fraction(24), Fraction(25), Fraction(30), Fraction(30000, 1001)])
 def test_videos_decode_at_the_advertised_rate(tmp_path, rate):
     video = SyntheticVideo(
-        video_id="RATE0", split="train", fps=rate, width=112, height=84, num_frames=int(round(1.5 * rate)),
-        actions=(SyntheticAction(label=0, start=0.2, end=1.2, slot=0, period=1.0, phase=0.0, offset=0.0),), seed=1,
+        video_id="RATE0",
+        split="train",
+        fps=rate,
+        width=112,
+        height=84,
+        num_frames=int(round(1.5 * rate)),
+        actions=(SyntheticAction(label=0, start=0.2, end=1.2, slot=0, period=1.0, phase=0.0, offset=0.0),),
+        seed=1,
     )
     path = tmp_path / "v.mp4"
     encode_video(video, path)
@@ -119,7 +136,7 @@ def test_generated_set_has_mixed_rates_and_sizes():
     # Several actions per video, and some of them overlap in time.
     assert np.mean([len(v.actions) for v in dataset.videos]) >= 3
     overlapping = sum(
-        any(a.start < b.end and b.start < a.end for i, a in enumerate(v.actions) for b in v.actions[i + 1:])
+        any(a.start < b.end and b.start < a.end for i, a in enumerate(v.actions) for b in v.actions[i + 1 :])
         for v in dataset.videos
     )
     assert overlapping >= len(dataset.videos) // 2
@@ -129,8 +146,10 @@ def test_generated_set_has_mixed_rates_and_sizes():
 def _decode_rgb(path):
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        return [(float(f.pts * f.time_base), f.to_ndarray(format="rgb24").astype(np.int32))
-                for f in container.decode(stream)]
+        return [
+            (float(f.pts * f.time_base), f.to_ndarray(format="rgb24").astype(np.int32))
+            for f in container.decode(stream)
+        ]
 
 
 def _mask(frame, colour, tolerance=60):
@@ -141,7 +160,12 @@ def test_pixels_follow_the_intervals_and_the_direction(tmp_path):
     # Square moving up (c000) on the left during [0.5, 1.5); disc growing (c002) on the right
     # during [1.0, 2.0). One cycle lasts the whole interval, starting at the bottom / smallest.
     video = SyntheticVideo(
-        video_id="PIXEL", split="train", fps=Fraction(25), width=128, height=96, num_frames=60,
+        video_id="PIXEL",
+        split="train",
+        fps=Fraction(25),
+        width=128,
+        height=96,
+        num_frames=60,
         actions=(
             SyntheticAction(label=0, start=0.5, end=1.5, slot=0, period=1.0, phase=0.0, offset=0.0),
             SyntheticAction(label=2, start=1.0, end=2.0, slot=1, period=1.0, phase=0.0, offset=0.0),
