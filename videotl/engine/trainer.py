@@ -136,7 +136,9 @@ def train(
         raise RunInterrupted(_interrupted_message(interrupted.signal_name, progress, out), interrupted.signum) from None
 
 
-def _prepare(cfg, ctx, stop: StopSignals, progress: Progress, *, build_model_fn, build_loader_fn):
+def _prepare(
+    cfg, ctx, stop: StopSignals, progress: Progress, *, build_model_fn, build_loader_fn
+) -> Tuple[_Run, TrainState]:
     """The run's logs, model, optimizer, scaler, training loader and schedule, OUTPUT_DIR checked
     before the loader is built, the state restored from a checkpoint when there is one, and the
     model then made ready for training (:func:`_for_training`)."""
