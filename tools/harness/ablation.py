@@ -31,7 +31,8 @@ from fvcore.common.config import CfgNode
 from tqdm import tqdm
 
 from videotl.config import find_config, load_config
-from videotl.engine.trainer import test, train
+from videotl.engine.testing import test
+from videotl.engine.trainer import train
 from videotl.utils.fileio import atomic_write_text
 
 from .demo import headline_map, normalised_gain, process_cpu_seconds

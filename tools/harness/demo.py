@@ -38,7 +38,8 @@ from videotl.engine.checkpoint import last_checkpoint
 from videotl.engine.distributed import resolve_device
 from videotl.engine.evaluator import EvalResult
 from videotl.engine.inference import load_model, predict_videos
-from videotl.engine.trainer import test, train
+from videotl.engine.testing import test
+from videotl.engine.trainer import train
 from videotl.evaluation import plot_per_class
 from videotl.utils.fileio import atomic_write_text
 from videotl.visualization import plot_timeline, plot_training_curves, render_token_attention

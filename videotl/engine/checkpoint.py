@@ -1,4 +1,5 @@
-"""Checkpoints: atomic saves, safe loads (``weights_only=True``), RNG capture and model-only files.
+"""Checkpoints: atomic saves, safe loads (``weights_only=True``), RNG capture, model-only files, and
+a training run's save and resume (:func:`save_train_state`, :func:`restore_train_state`).
 
 A checkpoint is ``OUTPUT_DIR/checkpoints/checkpoint_epoch_XXXXX.pyth`` (PySlowFast's naming, the
 number counting completed epochs). It only holds tensors, dicts, lists, numbers and strings, so
@@ -6,19 +7,23 @@ number counting completed epochs). It only holds tensors, dicts, lists, numbers 
 """
 
 import errno
+import logging
 import random
 import re
 import shutil
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from ..utils.checkpoints import CheckpointError, model_state_from, read_checkpoint
 from ..utils.fileio import WriteError, atomic_path
+from . import distributed as du
+from .state import TrainState
 
 __all__ = [
     "CheckpointError",
@@ -35,7 +40,11 @@ __all__ = [
     "one_line",
     "capture_rng_state",
     "restore_rng_state",
+    "save_train_state",
+    "restore_train_state",
 ]
+
+logger = logging.getLogger("videotl")
 
 PathLike = Union[str, Path]
 
@@ -183,3 +192,126 @@ def load_weights(model: nn.Module, path: PathLike) -> Dict[str, Any]:
     except RuntimeError as error:
         raise CheckpointError(f"{path} does not fit the configured model: {one_line(error)}") from error
     return state
+
+
+def save_train_state(state: TrainState, *, cfg: CfgNode, ctx: du.DistContext) -> None:
+    """Save the run at the end of epoch ``state.progress.epoch``: rank 0 writes the checkpoint of
+    that epoch with every rank's RNG states; a refused write is raised on every rank, naming the
+    checkpoint that is intact."""
+    epoch, iteration = state.progress.epoch, state.progress.iteration
+    # Every rank's generators: a resume on the same number of ranks continues each stream exactly.
+    rng_states = du.all_gather_objects(capture_rng_state())
+
+    def write() -> None:
+        contents = {
+            "model": unwrap_model(state.model).state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.schedule.state_dict(),
+            "scaler": state.scaler.state_dict(),
+            "rng_states": rng_states,
+            # Checkpoints fall on epoch boundaries: the sampler resumes at the start of `epoch`.
+            "sampler": {"epoch": epoch, "position": 0},
+            "epoch": epoch,
+            "iteration": iteration,
+            "world_size": ctx.world_size,
+            **state.model_info,
+            # Run totals so far, so that the final summary counts the epochs before a resume too.
+            "data_skips": {
+                "samples": state.progress.skipped_samples,
+                "broken_videos": sorted(state.progress.broken_videos),
+            },
+        }
+        path = checkpoint_path(cfg.OUTPUT_DIR, epoch)
+        try:
+            save_checkpoint(path, contents)
+        except WriteError as error:
+            earlier = [p for p in list_checkpoints(cfg.OUTPUT_DIR) if p != path]
+            kept = f"the last checkpoint {earlier[0]} is intact" if earlier else "no earlier checkpoint exists"
+            raise WriteError(
+                f"{error}; epoch {epoch} is not saved and {kept}: make room and run the same command to resume",
+                error.errno,
+            ) from None
+        logger.info(f"saved {path}")
+
+    du.on_main(ctx, write)
+
+
+def restore_train_state(state: TrainState, *, cfg: CfgNode, ctx: du.DistContext) -> int:
+    """Load the run's newest readable checkpoint into ``state`` (TRAIN.AUTO_RESUME: the full state,
+    the RNG streams and the skip counts) or else TRAIN.CHECKPOINT_FILE_PATH (weights that fit);
+    return the epoch to start from. Temporary files of an interrupted save are removed first."""
+    on_main: Dict[str, Any] = {}
+
+    def find() -> str:
+        # Under the run lock: no other run's save is in flight in this folder.
+        for path in remove_stale_temporaries(cfg.OUTPUT_DIR):
+            logger.info(f"removed {path}, left by a save that was interrupted")
+        if not cfg.TRAIN.AUTO_RESUME:
+            return ""
+        found, on_main["contents"] = _newest_readable_checkpoint(cfg.OUTPUT_DIR)
+        return found
+
+    # Rank 0 decides, so that all ranks resume from the same file even if a new one appears meanwhile.
+    found = du.on_main(ctx, find)
+    if found:
+        return _resume(state, found, on_main.get("contents") or read_checkpoint(found), cfg=cfg, ctx=ctx)
+    if cfg.TRAIN.CHECKPOINT_FILE_PATH:
+        contents = read_checkpoint(cfg.TRAIN.CHECKPOINT_FILE_PATH)
+        skipped = load_model_state(state.model, model_state_from(contents), strict=False)
+        logger.info(f"initialised from {cfg.TRAIN.CHECKPOINT_FILE_PATH}")
+        for entry in skipped:
+            logger.warning(f"not loaded: {entry}")
+    return 0
+
+
+def _newest_readable_checkpoint(output_dir: str) -> Tuple[str, Optional[Dict[str, Any]]]:
+    """The newest checkpoint of the run that reads, with its contents; ``("", None)`` if there is
+    none. Unreadable newer ones are skipped with a warning; if every one is unreadable, that is an error."""
+    unreadable = []
+    for path in list_checkpoints(output_dir):
+        try:
+            return str(path), read_checkpoint(path)
+        except (CheckpointError, FileNotFoundError) as error:
+            unreadable.append(f"{path.name} ({str(error).removeprefix(f'cannot read checkpoint {path}: ')})")
+            logger.warning(f"{error}; skipping it, resuming from the newest checkpoint that reads")
+    if unreadable:
+        raise CheckpointError(
+            f"no checkpoint in {checkpoint_dir(output_dir)} can be read: {', '.join(unreadable)}. Move them away "
+            "to train from the start, or set TRAIN.AUTO_RESUME False"
+        )
+    return "", None
+
+
+def _resume(state: TrainState, found: str, contents: Dict[str, Any], *, cfg: CfgNode, ctx: du.DistContext) -> int:
+    """Load the full state of checkpoint ``found`` into ``state``; return its epoch."""
+    try:
+        load_model_state(state.model, model_state_from(contents), strict=True)
+        state.optimizer.load_state_dict(contents["optimizer"])
+        state.schedule.load_state_dict(contents["scheduler"])
+        # A run saved with a disabled scaler (float32, bfloat16) has an empty state; a float16
+        # run resumed from it starts from a fresh scale.
+        if contents["scaler"]:
+            state.scaler.load_state_dict(contents["scaler"])
+    except (KeyError, RuntimeError, ValueError) as error:
+        raise CheckpointError(
+            f"cannot resume from {found}: {one_line(error)}. It belongs to another run; use a new OUTPUT_DIR "
+            "or TRAIN.AUTO_RESUME False"
+        ) from error
+    rng_states = contents.get("rng_states") or []
+    epoch = int(contents["epoch"])
+    if len(rng_states) == ctx.world_size:
+        restore_rng_state(rng_states[ctx.rank])
+    else:
+        seed = cfg.RNG_SEED + ctx.rank + 1000 * epoch
+        logger.warning(
+            f"{found} was written by {len(rng_states)} processes, this run has {ctx.world_size}: "
+            f"random streams restart from seed {seed}, so the run is not bit-exact"
+        )
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+    skips = contents.get("data_skips") or {}
+    state.progress.skipped_samples = int(skips.get("samples", 0))
+    state.progress.broken_videos = frozenset(skips.get("broken_videos", ()))
+    logger.info(f"resumed from {found} (epoch {epoch}, iteration {contents.get('iteration')})")
+    return epoch

@@ -1,12 +1,17 @@
-"""Process groups from ``torchrun``'s environment (env://), device choice and cross-rank gathers."""
+"""Process groups from ``torchrun``'s environment (env://), device choice, cross-rank gathers and
+the work rank 0 does for every rank."""
 
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, List
+from typing import Any, Callable, List
 
 import torch
 import torch.distributed as dist
+
+from ..utils.checkpoints import CheckpointError
+from ..utils.fileio import WriteError
+from .output_dir import RunLockError
 
 __all__ = [
     "DistContext",
@@ -15,6 +20,7 @@ __all__ = [
     "resolve_device",
     "all_gather_objects",
     "broadcast_object",
+    "on_main",
     "barrier",
     "is_distributed",
     "get_rank",
@@ -118,6 +124,25 @@ def broadcast_object(obj: Any, *, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def on_main(ctx: DistContext, work: Callable[[], Any]) -> Any:
+    """Run ``work`` on rank 0 and return its result on every rank; an expected error there (a
+    folder that cannot be written, a held lock, an unreadable checkpoint) is raised on every rank,
+    so that none waits for rank 0 in a later collective."""
+    result, error = None, None
+    if ctx.is_main:
+        try:
+            result = work()
+        except (WriteError, RunLockError, CheckpointError) as raised:
+            if ctx.world_size == 1:
+                raise
+            error = raised
+    if ctx.world_size > 1:
+        result, error = broadcast_object((result, error))
+    if error is not None:
+        raise error
+    return result
 
 
 def barrier() -> None:

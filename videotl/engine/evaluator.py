@@ -23,7 +23,7 @@ from ..evaluation.metrics import metric_suite
 from . import distributed as du
 from .precision import autocast
 
-__all__ = ["EvalResult", "evaluate", "head_activation", "save_results", "score_batches"]
+__all__ = ["EvalResult", "evaluate", "head_activation", "prepare_inputs", "save_results", "score_batches"]
 
 logger = logging.getLogger("videotl")
 
@@ -67,7 +67,8 @@ def video_dataset(loader):
     return dataset
 
 
-def _prepare_inputs(inputs: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+def prepare_inputs(inputs: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """A batch's clips on ``device``, channels-last under ``TRAIN.CHANNELS_LAST`` (training and evaluation alike)."""
     inputs = inputs.to(device, non_blocking=True)
     if channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last_3d)
@@ -102,7 +103,7 @@ def score_batches(
         for batch in bar:
             # Grad mode is entered per batch, not around the yield, so it never leaks to the caller.
             with torch.no_grad(), autocast(device, amp_dtype):
-                logits = model(_prepare_inputs(batch["inputs"], device, channels_last))
+                logits = model(prepare_inputs(batch["inputs"], device, channels_last))
             scores = head_activation(cfg.MODEL.HEAD_ACT, logits).cpu().numpy().astype(np.float64)
             valid = torch.as_tensor(batch.get("valid", torch.ones(len(scores), dtype=torch.bool))).numpy()
             yield (
@@ -160,19 +161,9 @@ def evaluate(
             batches.close()
             break
 
-    if du.is_distributed():
-        parts = du.all_gather_objects((None if error else local.partial(), error, nonfinite))
-        errors = [part[1] for part in parts if part[1]]
-        if errors:
-            raise ViewCountError("; ".join(errors))
-        aggregator = ViewAggregator(expected_views=expected, num_classes=num_classes, method=cfg.TEST.ENSEMBLE_METHOD)
-        for part in parts:
-            aggregator.merge(part[0])
-        nonfinite = sum(part[2] for part in parts)
-    else:
-        if error:
-            raise ViewCountError(error)
-        aggregator = local
+    aggregator, nonfinite = _merge_ranks(
+        local, error, nonfinite, expected=expected, num_classes=num_classes, method=cfg.TEST.ENSEMBLE_METHOD
+    )
     video_scores = aggregator.finalize()
     labels = torch.as_tensor(dataset.video_labels()).numpy()
     class_names = list(getattr(dataset, "class_names", [f"class {c}" for c in range(num_classes)]))
@@ -197,15 +188,41 @@ def evaluate(
     )
     if nonfinite:
         result.metrics["num_nonfinite_views"] = nonfinite
-        if du.is_main_process():
-            logger.warning(f"{nonfinite} decoded views got NaN or infinite scores: the model has diverged")
-    if failed and du.is_main_process():
+    if du.is_main_process():
+        _warn_about(result, nonfinite)
+    return result
+
+
+def _merge_ranks(
+    local: ViewAggregator, error: str, nonfinite: int, *, expected: List[int], num_classes: int, method: str
+) -> Tuple[ViewAggregator, int]:
+    """Every rank's per-video rows merged (``local`` itself in one process) and the non-finite
+    views counted over all ranks; a view-count error on any rank is raised on every rank."""
+    if not du.is_distributed():
+        if error:
+            raise ViewCountError(error)
+        return local, nonfinite
+    parts = du.all_gather_objects((None if error else local.partial(), error, nonfinite))
+    errors = [part[1] for part in parts if part[1]]
+    if errors:
+        raise ViewCountError("; ".join(errors))
+    aggregator = ViewAggregator(expected_views=expected, num_classes=num_classes, method=method)
+    for part in parts:
+        aggregator.merge(part[0])
+    return aggregator, sum(part[2] for part in parts)
+
+
+def _warn_about(result: EvalResult, nonfinite: int) -> None:
+    """Warnings for a diverged model (non-finite scores) and for videos with undecodable views."""
+    if nonfinite:
+        logger.warning(f"{nonfinite} decoded views got NaN or infinite scores: the model has diverged")
+    failed, unscored = result.failed_videos, result.unscored_videos
+    if failed:
         shown = ", ".join(failed[:20]) + (f" and {len(failed) - 20} more" if len(failed) > 20 else "")
         logger.warning(
             f"{len(failed)} videos had views that could not be decoded: {shown}. Their scores use only the "
             f"decoded views; {len(unscored)} with none decoded rank last in every class (counted as misses)."
         )
-    return result
 
 
 def _score(result: EvalResult, metric: str = "auto") -> None:

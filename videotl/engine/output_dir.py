@@ -23,7 +23,6 @@ from typing import Dict, Iterator, List, Optional, Union
 from torch import nn
 
 from ..utils.fileio import WriteError, check_writable, os_error_reason
-from .checkpoint import unwrap_model
 
 try:
     import fcntl
@@ -152,7 +151,8 @@ def run_lock(output_dir: PathLike, *, enabled: bool = True) -> Iterator[None]:
 def checkpoint_size_estimate(model: nn.Module, optimizer) -> int:
     """Bytes one checkpoint of ``model`` takes: its state, the optimizer's per-parameter buffers
     (one for SGD with momentum, two for Adam-style methods) and room for the rest."""
-    state = unwrap_model(model).state_dict()
+    # A DistributedDataParallel wrapper's state dict holds the same tensors under longer names.
+    state = model.state_dict()
     size = sum(t.numel() * t.element_size() for t in state.values())
     params = [p for group in optimizer.param_groups for p in group["params"]]
     param_bytes = sum(p.numel() * p.element_size() for p in params)
