@@ -272,7 +272,7 @@ def _build(config: str, *, frames: int, overrides: Sequence[str], device: torch.
     cfg = load_config(config, ["DATA.NUM_FRAMES", str(frames), *overrides])
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
-    # The layout training uses (videotl.engine.trainer).
+    # The layout training uses (videotl.engine.run.model_on).
     if cfg.TRAIN.CHANNELS_LAST:
         model = to_channels_last_3d(model)
     return cfg, model, build_optimizer(model, cfg=cfg), build_loss(cfg)
