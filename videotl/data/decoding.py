@@ -418,6 +418,7 @@ def _probe_file(path: str) -> VideoInfo:
     try:
         pts_list: List[int] = []
         durations: List[int] = []
+        last_shown = (-math.inf, 0)  # (PTS, duration) of the packet shown last
         count = missing = dts_missing = hidden = out_of_order = leading = 0
         latest = key_pts = None
         clock = _FrameClock(container, stream)
@@ -447,6 +448,8 @@ def _probe_file(path: str) -> VideoInfo:
                 latest = packet.pts if latest is None else max(latest, packet.pts)
                 if packet.duration:
                     durations.append(packet.duration)
+                if packet.pts >= last_shown[0]:
+                    last_shown = (packet.pts, packet.duration or 0)
         except av.error.FFmpegError as error:
             raise VideoDecodeError(path, f"corrupt or truncated after {count} packets: {error}") from None
         if count == 0:
@@ -495,7 +498,8 @@ def _probe_file(path: str) -> VideoInfo:
             timing = "decoder"
         else:
             pts = np.sort(np.asarray(pts_list, dtype=np.int64))
-            last_duration = int(np.median(durations)) if durations else 0
+            # The last frame lasts as its packet says (as FFmpeg's tools take it), else typically.
+            last_duration = last_shown[1] or (int(np.median(durations)) if durations else 0)
             timing = "pts"
         zero, last = int(pts[0]), int(pts[-1])
         times = (pts - zero).astype(np.float64) * float(time_base)
@@ -610,12 +614,22 @@ def _index_disagreement(info: VideoInfo, sorted_times: np.ndarray, *, tolerance:
 
 def decoder_notes(path: PathLike) -> List[str]:
     """What about a readable file makes decoders disagree or needs care (empty when nothing):
-    missing timestamps, hidden frames, duplicate or huge timestamps, and whether decord's and
-    torchcodec's frame indexes agree with the container's. ``tools/check_videos.py`` prints these."""
+    missing timestamps, frames timed by the decoder, timestamp jumps, a display matrix, hidden
+    frames, duplicate or huge timestamps, and whether decord's and torchcodec's frame indexes agree
+    with the container's. ``tools/check_videos.py`` prints these."""
     info = probe(path)
     notes = []
     if not info.has_timestamps:
         notes.append(f"no presentation timestamps: frame k is taken to show from k / {info.rate:g} fps")
+    if info.timing == "decoder":
+        notes.append("frames are timed by the decoder's output (best-effort timestamps), as FFmpeg's tools time them")
+    if info.discontinuities:
+        notes.append(f"{info.discontinuities} timestamp jumps, joined up as FFmpeg's command line does")
+    if info.rotation:
+        notes.append(
+            f"a display matrix turns it {info.rotation} degrees: frames are read as displayed "
+            f"({info.width}x{info.height}) unless autorotate is off (DATA.AUTOROTATE)"
+        )
     if info.hidden_frames:
         notes.append(f"an edit list hides {info.hidden_frames} frames")
     if info.stored_out_of_order and not info.decoder_reorders:
@@ -871,9 +885,7 @@ def _chunked_reads(path, info, times, out_hw, backend, num_threads, device, chun
 
 
 # decord's and torchcodec's frame indexes time frames by their packets.
-_PACKET_INDEX_REASON = (
-    "its frames' times are the decoder's, not the packets' (packets without a timestamp, or timestamps that jump)"
-)
+_PACKET_INDEX_REASON = "its index times frames by their packets, whose timestamps here are missing or jump"
 
 
 def _decord_untrusted(path: str, info: VideoInfo) -> Optional[str]:
