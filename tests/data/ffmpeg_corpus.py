@@ -88,6 +88,9 @@ class Spec:
     remux: Optional[Tuple[Tuple[str, ...], Tuple[str, ...]]] = None
     # Transport streams joined byte for byte: the output offset (seconds) of each part.
     joined_offsets: Tuple[float, ...] = ()
+    # A transport stream's first third cut off (whole 188-byte packets), as a recording that
+    # starts mid-GOP.
+    cut_head: bool = False
 
 
 _X264 = ("-c:v", "libx264", "-bf", "2", "-g", "12", "-crf", "10", "-pix_fmt", "yuv420p")
@@ -161,6 +164,7 @@ SPECS: Dict[str, Spec] = {
         frames=80,
         rate="1",
     ),
+    "ts_cut": Spec(".ts", "libx264", "MPEG-TS starting mid-GOP (its first packets undecodable)", _TS, cut_head=True),
     "ts_jump": Spec(
         ".ts", "libx264", "two MPEG-TS joined: the timestamps jump 989 s forward", _TS, joined_offsets=(10.0, 1000.0)
     ),
@@ -249,7 +253,7 @@ SPECS: Dict[str, Spec] = {
 }
 
 
-@dataclass
+@dataclass(repr=False)
 class CorpusFile:
     """A corpus file and FFmpeg's own reading of it."""
 
@@ -259,6 +263,9 @@ class CorpusFile:
     end: Fraction  # when the last frame's duration is over
     indices: List[int]  # the bar code each frame shows
     rgb: np.ndarray  # N x H x W x 3, as the command line converts and turns them
+
+    def __repr__(self) -> str:  # the frames would fill a failing test's report
+        return f"CorpusFile({self.path.name}, {len(self.times)} frames)"
 
     @property
     def last_time(self) -> Fraction:
@@ -346,6 +353,9 @@ def make(root: Path, name: str) -> Path:
         source.unlink()
     else:
         _encode(path, spec, 0, spec.frames)
+    if spec.cut_head:
+        data = path.read_bytes()
+        path.write_bytes(data[len(data) // 188 // 3 * 188 :])
     return path
 
 

@@ -48,7 +48,8 @@ def assert_shows(file: corpus.CorpusFile, frames: np.ndarray, times, context="")
     assert frames.shape[1:] == file.rgb.shape[1:], context
     got = [corpus.read_index(frame, file.spec.turns) for frame in frames]
     assert got == [file.indices[p] for p in positions], context
-    assert np.abs(frames.astype(np.int16) - file.rgb[positions]).max() <= LEVELS, context
+    difference = int(np.abs(frames.astype(np.int16) - file.rgb[positions]).max())
+    assert difference <= LEVELS, f"{context}: pixels {difference} levels off"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

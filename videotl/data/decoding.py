@@ -31,14 +31,17 @@ included.
 datasets, see :mod:`videotl.data.manifest`); the readers check their decoder against it. decord
 and torchcodec keep their own frame index, which some real files break (decord reports garbage
 timestamps for MPEG-4 Part 2 AVI files and edit lists, and crashes on huge ones; torchcodec's
-index is off on the same AVI files); where their timestamps disagree with the container's, or
-their decoder fails, the file is read with PyAV instead, logged once per process.
+index is off on the same AVI files), and decord returns later frames than its index says on open
+GOPs and transport streams; where their timestamps disagree with the container's, their decoder
+fails, or the file is of a kind they get wrong, the file is read with PyAV instead, logged once
+per process.
 
-The PyAV reader selects frames by PTS value rather than by position in the decoder's output, so
-frames that leave the decoder out of presentation order are placed where they belong, and it
-tells the decoder to skip the non-reference frames no requested time shows (at 12 fps from a
-30 fps source, most B-frames). Only returned frames are converted: scaled in YUV, then converted
-once to RGB at the output size.
+On ``"pts"``-timed files the PyAV reader selects frames by PTS value rather than by position in
+the decoder's output, so frames that leave the decoder out of presentation order are placed
+where they belong, and it tells the decoder to skip the non-reference frames no requested time
+shows (at 12 fps from a 30 fps source, most B-frames). On ``"decoder"``-timed files it takes the
+frames in output order, timed as they come. Only returned frames are converted: scaled in YUV,
+then converted once to RGB at the output size.
 
 The decord backend never touches ``decord.bridge``: a global bridge change (as pytorchvideo does)
 breaks ``.asnumpy()`` for every other caller in the process. Whatever bridge is active, the reader
@@ -182,6 +185,8 @@ class VideoInfo:
         discontinuities: timestamp jumps joined up as FFmpeg's command line does (MPEG-TS / PS).
         leading_frames: frames stored after a keyframe but shown before it (open GOPs: they
             may refer to the previous GOP).
+        frames_before_keyframe: packets stored before the first keyframe (a stream cut
+            mid-GOP): they cannot be decoded, and are not counted.
     """
 
     duration: float
@@ -205,6 +210,7 @@ class VideoInfo:
     rotation: int = 0
     discontinuities: int = 0
     leading_frames: int = 0
+    frames_before_keyframe: int = 0
 
     @property
     def start_time(self) -> float:
@@ -423,35 +429,52 @@ def _probe_file(path: str) -> VideoInfo:
         latest = key_pts = None
         clock = _FrameClock(container, stream)
         rotation = _RotationReader(stream)
+        # Packets before the first keyframe (a transport stream cut mid-GOP) cannot be decoded:
+        # no player shows them. They count only if no packet is a keyframe.
+        head: Optional[list] = []
+        before_keyframe = 0
+
+        def add(pts, dts, duration, keyframe, discard):
+            nonlocal count, missing, dts_missing, hidden, out_of_order, leading, latest, key_pts, last_shown
+            if discard:
+                hidden += 1
+                return
+            count += 1
+            dts_missing += dts is None
+            if pts is None:
+                missing += 1
+                return
+            pts_list.append(pts)
+            if keyframe:
+                key_pts = pts
+            elif key_pts is not None and pts < key_pts:
+                leading += 1
+            if latest is not None and pts < latest:
+                out_of_order += 1
+            latest = pts if latest is None else max(latest, pts)
+            if duration:
+                durations.append(duration)
+            if pts >= last_shown[0]:
+                last_shown = (pts, duration or 0)
+
         try:
             for packet in container.demux(stream):
                 # The demuxer's final flush packet has no PTS and no data.
                 if packet.size == 0:
                     continue
                 rotation.send(packet)
-                if packet.is_discard:
-                    hidden += 1
-                    continue
-                count += 1
                 clock.packet(packet)
-                dts_missing += packet.dts is None
-                if packet.pts is None:
-                    missing += 1
-                    continue
-                pts_list.append(packet.pts)
-                if packet.is_keyframe:
-                    key_pts = packet.pts
-                elif key_pts is not None and packet.pts < key_pts:
-                    leading += 1
-                if latest is not None and packet.pts < latest:
-                    out_of_order += 1
-                latest = packet.pts if latest is None else max(latest, packet.pts)
-                if packet.duration:
-                    durations.append(packet.duration)
-                if packet.pts >= last_shown[0]:
-                    last_shown = (packet.pts, packet.duration or 0)
+                fields = (packet.pts, packet.dts, packet.duration, packet.is_keyframe, packet.is_discard)
+                if head is not None:
+                    if not packet.is_keyframe:
+                        head.append(fields)
+                        continue
+                    before_keyframe, head = len(head), None
+                add(*fields)
         except av.error.FFmpegError as error:
             raise VideoDecodeError(path, f"corrupt or truncated after {count} packets: {error}") from None
+        for fields in head or ():
+            add(*fields)
         if count == 0:
             raise VideoDecodeError(path, "the video stream has no frames")
         rate = stream.guessed_rate or stream.average_rate or stream.base_rate
@@ -472,6 +495,7 @@ def _probe_file(path: str) -> VideoInfo:
             container=container.format.name or "",
             rotation=degrees,
             leading_frames=leading,
+            frames_before_keyframe=before_keyframe,
         )
         time_base = stream.time_base
         no_timestamps = container.format.flags & _NO_TIMESTAMPS or (missing == count and dts_missing == count)
@@ -1290,6 +1314,8 @@ def _frames_by_pts(container, stream, info: VideoInfo, sorted_times, convert, *,
     assigned = handed = 0
     skipping = False
     started = seek_to is None
+    # From the start: the packets before the first keyframe cannot be decoded (nor counted).
+    head = info.frames_before_keyframe if seek_to is None else 0
     sent_latest = -math.inf  # the latest frame time among the packets sent so far
 
     def decide(time: float) -> Tuple[int, int]:
@@ -1322,6 +1348,9 @@ def _frames_by_pts(container, stream, info: VideoInfo, sorted_times, convert, *,
 
     for packet in container.demux(stream):
         if packet.size == 0:
+            continue
+        if head:
+            head -= 1
             continue
         if not started:
             # A seek may land on any packet (transport streams do): decoding starts at a keyframe.
