@@ -359,13 +359,15 @@ def make(root: Path, name: str) -> Path:
     return path
 
 
-def truth(path: Path, turns: int = 0) -> Tuple[List[Fraction], Fraction, List[int], np.ndarray]:
+def truth(path: Path, turns: int = 0, scale: bool = False) -> Tuple[List[Fraction], Fraction, List[int], np.ndarray]:
     """FFmpeg's reading of a file: frame times from the first frame (display order), the end of
-    the last frame, bar codes, RGB frames."""
+    the last frame, bar codes, RGB frames (``scale``: all at 128x64, for a stream that changes
+    size)."""
     rgb_path = path.with_name(path.name + ".rgb")
     video = ("-map", "0:v:0", "-fps_mode", "passthrough")
+    size = ("-vf", f"scale={WIDTH}:{HEIGHT}") if scale else ()
     result = _ffmpeg(
-        "-i", str(path), *video, "-enc_time_base", "demux", "-f", "framecrc", "-", *video,
+        "-i", str(path), *video, "-enc_time_base", "demux", "-f", "framecrc", "-", *video, *size,
         "-f", "rawvideo", "-pix_fmt", "rgb24", str(rgb_path),
     )  # fmt: skip
     lines = result.stdout.decode().splitlines()
@@ -381,6 +383,37 @@ def truth(path: Path, turns: int = 0) -> Tuple[List[Fraction], Fraction, List[in
     times = [Fraction(p - pts[0]) * time_base for p in pts]
     end = times[-1] + int(rows[-1][3]) * time_base
     return times, end, [read_index(frame, turns) for frame in rgb], rgb
+
+
+# Damaged files, each made by damaging a corpus-like file in one known way.
+DAMAGED = {
+    "metadata_not_utf8": "Matroska whose title is not UTF-8",
+    "size_change": "two MPEG-TS joined, 128x64 then 160x80",
+    "unknown_codec": "MP4 whose codec tag is unknown (avc1 overwritten)",
+}
+
+
+def make_damaged(root: Path, name: str) -> Path:
+    spec = Spec(".ts", "libx264", DAMAGED[name], _TS)
+    if name == "metadata_not_utf8":
+        path = root / f"{name}.mkv"
+        _encode(path, Spec(".mkv", "libx264", "", _X264 + ("-metadata", "title=QQQQQQQQ")), 0, 30)
+        path.write_bytes(path.read_bytes().replace(b"QQQQQQQQ", b"\xfe\xff" * 4))
+    elif name == "size_change":
+        path = root / f"{name}.ts"
+        first, second = root / f"{name}.0.ts", root / f"{name}.1.ts"
+        _encode(first, spec, 0, 30)
+        raw = b"".join(corpus_image(i, 160, 80).tobytes() for i in range(30, 60))
+        source = ("-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "160x80", "-r", "30", "-i", "-")
+        _ffmpeg(*source, *_TS, "-output_ts_offset", "1", str(second), stdin=raw)
+        path.write_bytes(first.read_bytes() + second.read_bytes())
+        first.unlink()
+        second.unlink()
+    else:
+        path = root / f"{name}.mp4"
+        _encode(path, Spec(".mp4", "libx264", "", _X264), 0, 30)
+        path.write_bytes(path.read_bytes().replace(b"avc1", b"zzzz"))
+    return path
 
 
 def build(root: Path) -> Dict[str, CorpusFile]:

@@ -11,7 +11,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from videotl.data import probe, read_frames_at
+from videotl.data import VideoDecodeError, probe, read_frames_at
 from videotl.data.decoding import iter_segments
 
 from . import ffmpeg_corpus as corpus
@@ -142,3 +142,31 @@ def test_decord_then_torchcodec_on_av1_does_not_crash(ffmpeg_files):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "read" in result.stdout, result.stderr[-2000:]
+
+
+@pytest.fixture(scope="session")
+def damaged_files(tmp_path_factory):
+    exe, reason = corpus.ffmpeg_exe()
+    if exe is None:
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp("damaged")
+    return {name: corpus.make_damaged(root, name) for name in corpus.DAMAGED}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(corpus.DAMAGED))
+def test_damaged_files_give_a_decode_error_or_the_frames_ffmpeg_shows(damaged_files, name, backend):
+    path = damaged_files[name]
+    times = [Fraction(k, 6) for k in range(12)]
+    if name == "unknown_codec":
+        with pytest.raises(VideoDecodeError, match="no decoder") as info:
+            read_frames_at(path, [float(t) for t in times], backend=backend)
+        assert info.value.path == str(path)
+        return
+    clip = read_frames_at(path, [float(t) for t in times], backend=backend).numpy()
+    segments = np.concatenate([c.numpy() for _, c in iter_segments(path, num_frames=8, fps=12.0, backend=backend)])
+    # The command line shows each frame at its own size; here every frame comes at the video's.
+    file = corpus.CorpusFile(path, corpus.Spec(path.suffix, "", name), *corpus.truth(path, scale=True))
+    for frames, at in ((clip, times), (segments, [Fraction(k, 12) for k in range(len(segments))])):
+        assert frames.shape[1:] == (corpus.HEIGHT, corpus.WIDTH, 3)
+        assert [corpus.read_index(frame) for frame in frames] == [file.indices[p] for p in file.on_screen(at)]

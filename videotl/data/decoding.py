@@ -258,7 +258,8 @@ def file_key(path: PathLike) -> Tuple[str, int, int]:
 
 def _open_pyav(path: PathLike) -> Tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     try:
-        container = av.open(str(path))
+        # Damaged files carry metadata that is not UTF-8: it is replaced, not an error.
+        container = av.open(str(path), metadata_errors="replace")
     except av.error.FFmpegError as error:
         raise VideoDecodeError(path, f"cannot open as a video container: {error}") from None
     except OSError as error:
@@ -266,11 +267,27 @@ def _open_pyav(path: PathLike) -> Tuple[av.container.InputContainer, av.video.st
     if not container.streams.video:
         container.close()
         raise VideoDecodeError(path, "no video stream in the container")
+    if container.streams.video[0].codec_context is None:
+        container.close()
+        raise VideoDecodeError(path, "no decoder for the video stream's codec (unknown, or a damaged header)")
     # PyAV turns on libavformat's genpts, which makes up a PTS for packets without one by
     # guessing their reordering; FFmpeg's own tools leave those packets without, and the guesses
     # are wrong on AVI with packed B-frames and on MPEG program streams.
     container.flags = container.flags & ~_GEN_PTS
     return container, container.streams.video[0]
+
+
+def _demux(container, stream) -> Iterator:
+    """``container.demux(stream)``. When streams appear mid-file (a damaged transport stream),
+    PyAV's demuxer ends in an IndexError while it makes its empty end-of-stream packets: every
+    packet with data has been read by then, so that is the end."""
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except (StopIteration, IndexError):
+            return
+        yield packet
 
 
 class _FrameClock:
@@ -458,7 +475,7 @@ def _probe_file(path: str) -> VideoInfo:
                 last_shown = (pts, duration or 0)
 
         try:
-            for packet in container.demux(stream):
+            for packet in _demux(container, stream):
                 # The demuxer's final flush packet has no PTS and no data.
                 if packet.size == 0:
                     continue
@@ -598,7 +615,7 @@ def _decoded_times(path: str) -> Tuple[List[int], int]:
         clock = _FrameClock(container, stream)
         times: List[int] = []
         try:
-            for packet in container.demux(stream):
+            for packet in _demux(container, stream):
                 if packet.size == 0:
                     continue
                 clock.packet(packet)
@@ -1212,7 +1229,7 @@ def _pyav_decode(path, info, sorted_times, out_hw, num_threads, autorotate, *, s
             stream.thread_type = "AUTO"
         if num_threads > 0:
             context.thread_count = num_threads
-        convert = _converter(out_hw, info.rotation if autorotate else 0)
+        convert = _converter(out_hw, info.rotation if autorotate else 0, info.frame_size(autorotate))
         try:
             if info.timing == "none":
                 yield from _frames_by_index(container, stream, info, sorted_times, convert)
@@ -1232,21 +1249,28 @@ def _pyav_decode(path, info, sorted_times, out_hw, num_threads, autorotate, *, s
 _SWSCALE_FORMATS = frozenset({"yuv420p", "yuvj420p"})
 
 
-def _converter(out_hw: Optional[Tuple[int, int]], rotation: int = 0) -> Callable:
-    """A callable converting decoded frames to ``H x W x 3`` RGB arrays of size ``out_hw`` (or the
-    source size) turned by ``rotation`` degrees counter-clockwise (the display matrix's)."""
-    return _Converter(out_hw, rotation)
+def _converter(
+    out_hw: Optional[Tuple[int, int]], rotation: int = 0, source_hw: Optional[Tuple[int, int]] = None
+) -> Callable:
+    """A callable converting decoded frames to ``H x W x 3`` RGB arrays of size ``out_hw`` (or
+    ``source_hw``, the video's size, where the stream changes size midway; or each frame's own),
+    turned by ``rotation`` degrees counter-clockwise (the display matrix's); both sizes in the
+    orientation returned."""
+    return _Converter(out_hw, rotation, source_hw)
 
 
 class _Converter:
-    def __init__(self, out_hw: Optional[Tuple[int, int]], rotation: int):
+    def __init__(self, out_hw: Optional[Tuple[int, int]], rotation: int, source_hw: Optional[Tuple[int, int]]):
         from av.video.reformatter import VideoReformatter
 
         self.turns = (rotation // 90) % 4
         # The scaler works in the stored orientation: the frame turns after conversion.
         if out_hw is not None and self.turns % 2:
             out_hw = (out_hw[1], out_hw[0])
+        if source_hw is not None and self.turns % 2:
+            source_hw = (source_hw[1], source_hw[0])
         self.out_hw = out_hw
+        self.source_hw = source_hw
         # Each reformatter keeps its scaler context for the whole read; one thread, because the
         # caller parallelises across clips (and several threads cost more CPU time in all).
         self.to_rgb = VideoReformatter()
@@ -1255,6 +1279,9 @@ class _Converter:
         self.graph_key = None
 
     def __call__(self, frame) -> np.ndarray:
+        if self.out_hw is None and self.source_hw is not None and (frame.height, frame.width) != self.source_hw:
+            # A damaged or spliced stream changes size midway: every frame comes at the video's.
+            self.out_hw = self.source_hw
         if frame.format.name in _SWSCALE_FORMATS:
             if self.out_hw is not None:
                 # Scaling the planar YUV picture first, then converting the small one, is
@@ -1346,7 +1373,7 @@ def _frames_by_pts(container, stream, info: VideoInfo, sorted_times, convert, *,
             context.skip_frame = "NONREF" if skipping else "DEFAULT"
         return context.decode(packet)
 
-    for packet in container.demux(stream):
+    for packet in _demux(container, stream):
         if packet.size == 0:
             continue
         if head:
@@ -1430,7 +1457,7 @@ def _frames_by_clock(container, stream, info: VideoInfo, sorted_times, convert, 
             if lo >= count:
                 return
 
-    for packet in container.demux(stream):
+    for packet in _demux(container, stream):
         if packet.size == 0:
             continue
         if not started:
@@ -1457,7 +1484,7 @@ def _frames_by_index(container, stream, info: VideoInfo, sorted_times, convert):
     count = len(targets)
     rate = info.rate
     previous, previous_lo, k = None, 0, 0
-    for frame in container.decode(stream):
+    for frame in (frame for packet in _demux(container, stream) for frame in packet.decode()):
         lo = bisect.bisect_left(targets, k / rate)
         if previous is not None and lo > previous_lo:
             yield previous_lo, lo, convert(previous)
