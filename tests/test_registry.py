@@ -1,4 +1,4 @@
-"""The one registry mechanism: names, suggestions, loud overwrites."""
+"""The one registry mechanism: names, suggestions, refused duplicates, loud overrides."""
 
 import warnings
 
@@ -31,14 +31,19 @@ def test_unknown_name_is_named_with_suggestions_and_the_known_names():
     assert "fixed_grid" in message
 
 
-def test_registering_a_taken_name_replaces_it_loudly():
+def test_a_taken_name_raises_unless_overriding_which_is_loud():
     registry = Registry("model")
     first, second = object(), object()
     registry.register("net", first)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         registry.register("net", first)  # the same object again is no change: silent
-    with pytest.warns(RegistryOverwriteWarning, match="model 'net' registered again"):
+    with pytest.raises(RegistryError, match="model 'net' is registered already .*override=True"):
         registry.register("net", second)
+    assert registry.get("net") is first
+    with pytest.raises(RegistryError, match="model 'net' is registered already"):
+        registry.register("net")(second)
+    with pytest.warns(RegistryOverwriteWarning, match="model 'net' registered again"):
+        registry.register("net", second, override=True)
     assert registry.get("net") is second
     assert registry.unregister("net") is second and "net" not in registry

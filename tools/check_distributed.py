@@ -8,8 +8,9 @@ Every rank joins the group from torchrun's environment (env://) with DEVICE and 
 config, exactly as train_net does, then sums rank + 1 over all ranks (the result must be
 W (W + 1) / 2) and waits at a barrier. Forming the group and each collective must finish within
 --timeout seconds. Rank 0 prints one line per rank (host, backend, device, world size, NCCL
-version); a rank that fails prints one line saying why, and the exit status is 1. Started without
-torchrun it checks only the device.
+version); a rank that fails prints one line saying why, and the exit status is 1. One process
+under ``torchrun --nproc_per_node 1`` forms a group of one, which tries the backend (NCCL on a
+single GPU) as training on more GPUs would use it. Started without torchrun it checks only the device.
 """
 
 import os
@@ -55,17 +56,20 @@ def _check(args) -> int:
     where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
     who = f"rank {rank} of {world_size}"
     started = time.perf_counter()
+    launched = "WORLD_SIZE" in os.environ
     try:
-        ctx = du.init_distributed(device=cfg.DEVICE, backend=cfg.DIST_BACKEND, timeout_minutes=args.timeout / 60)
+        ctx = du.init_distributed(
+            device=cfg.DEVICE, backend=cfg.DIST_BACKEND, timeout_minutes=args.timeout / 60, group_of_one=launched
+        )
     except (RuntimeError, OSError) as error:
-        if world_size == 1:
+        if not launched:
             raise CheckFailed(f"{_first_line(error)}") from None
         raise CheckFailed(
             f"{who}: the process group did not form at {where} within {args.timeout:g} s "
             f"(a rank did not start, or cannot reach MASTER_ADDR): {_first_line(error)}"
         ) from None
     backend = dist.get_backend() if dist.is_initialized() else du.resolve_backend(cfg.DIST_BACKEND, ctx.device)
-    if world_size == 1:
+    if not launched:
         print(
             f"one process (WORLD_SIZE is not set: start this with torchrun to check a process group); "
             f"device {ctx.device}, training would use {backend}"
@@ -97,7 +101,8 @@ def _check(args) -> int:
     if ctx.is_main:
         for line in lines:
             print(line)
-        print(f"ok: {world_size} processes, backend {backend}; training waits up to {cfg.DIST_TIMEOUT_MINUTES:g} min")
+        processes = f"{world_size} process{'es' if world_size > 1 else ''}"
+        print(f"ok: {processes}, backend {backend}; training waits up to {cfg.DIST_TIMEOUT_MINUTES:g} min")
     return 0
 
 

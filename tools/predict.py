@@ -10,6 +10,7 @@ weights, older checkpoints). KEY VALUE pairs change the config (e.g. DEVICE cpu)
 Prints the top-k classes of each video, writes DIR/predictions.json and DIR/<video>_timeline.png.
 --annotations SPLIT draws the ground-truth intervals of the configured dataset's SPLIT (e.g. test)
 for the videos it lists. A file that cannot be read is reported in one line; the others still run.
+When none can be read, that one line says so, nothing is written and the exit status is 1.
 """
 
 import sys
@@ -33,21 +34,25 @@ def predict(args) -> int:
         ground_truth = {v: by_path[Path(v).resolve()] for v in args.video if Path(v).resolve() in by_path}
 
     predictions = predict_videos(model, args.video, cfg=cfg, class_names=class_names, device=device)
+    failed = [p for p in predictions if p.error]
+    if len(failed) == len(predictions):
+        # Nothing was predicted: no predictions.json that would read like a result.
+        reasons = "; ".join(f"{p.video}: {p.error}" for p in failed)
+        print(f"error: no video could be read, nothing predicted ({reasons})", file=sys.stderr)
+        return 1
     out = args.out or str(Path(cfg.OUTPUT_DIR) / "predictions")
     written = save_predictions(
         predictions, class_names=class_names, out_dir=out, top_k=args.top_k, ground_truth=ground_truth
     )
-    failed = 0
     for prediction in predictions:
         if prediction.error:
-            failed += 1
-            print(f"error: {prediction.video}: {prediction.error}", file=sys.stderr)
+            print(f"warning: {prediction.video} could not be read, not predicted: {prediction.error}", file=sys.stderr)
             continue
         top = ", ".join(f"{class_names[c]} {prediction.scores[c]:.3f}" for c in prediction.top_k(args.top_k))
         print(f"{prediction.video} ({len(prediction.segment_ranges)} segments): {top}")
         print(f"  timeline: {written['timelines'][prediction.video]}")
     print(f"wrote {written['json']}")
-    return 1 if failed == len(predictions) else 0
+    return 0
 
 
 def main(argv=None) -> int:

@@ -11,8 +11,9 @@ A :class:`Registry` maps names to objects of one kind::
     TOKENIZERS.get("my_tokenizer")        # the object; an unknown name raises RegistryError
     TOKENIZERS.names("token*")            # sorted names matching a shell pattern
 
-Registering a name that is taken replaces the old entry and says so with a
-:class:`RegistryOverwriteWarning` (a user's override of a built-in is allowed, never silent).
+Registering a name that is taken raises :class:`RegistryError` (a user's model registered under a
+built-in name would otherwise shadow it unnoticed); ``override=True`` replaces the old entry, and
+says so with a :class:`RegistryOverwriteWarning`. Registering the same object again is no change.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class RegistryError(KeyError):
 
 
 class RegistryOverwriteWarning(UserWarning):
-    """A registered name was registered again; the new entry replaced the old one."""
+    """A registered name was registered again with ``override=True``; the new entry replaced the old one."""
 
 
 class Registry(Generic[T]):
@@ -49,23 +50,29 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: Dict[str, T] = {}
 
-    def register(self, name: str, obj: Optional[T] = None) -> Union[T, Callable[[T], T]]:
-        """Register ``obj`` under ``name``; without ``obj``, return a decorator that does."""
+    def register(self, name: str, obj: Optional[T] = None, *, override: bool = False) -> Union[T, Callable[[T], T]]:
+        """Register ``obj`` under ``name``; without ``obj``, return a decorator that does. A taken
+        name raises :class:`RegistryError` unless ``override`` (then the new entry replaces it)."""
         if obj is not None:
-            self._add(name, obj)
+            self._add(name, obj, override=override)
             return obj
 
         def decorator(target: T) -> T:
-            self._add(name, target)
+            self._add(name, target, override=override)
             return target
 
         return decorator
 
-    def _add(self, name: str, obj: T) -> None:
+    def _add(self, name: str, obj: T, *, override: bool) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a {self.kind} needs a non-empty string name, got {name!r}")
         old = self._entries.get(name)
         if old is not None and old is not obj:
+            if not override:
+                raise RegistryError(
+                    f"{self.kind} {name!r} is registered already ({_describe(old)}): choose another name, "
+                    f"or pass override=True to replace it with {_describe(obj)}"
+                )
             message = f"{self.kind} {name!r} registered again: {_describe(obj)} replaces {_describe(old)}"
             warnings.warn(message, RegistryOverwriteWarning, stacklevel=4)
             logger.warning(message)

@@ -67,6 +67,30 @@ def write_video(
     )
 
 
+class FailingGpuDecoders:
+    """torchcodec's VideoDecoder as it behaves where NVDEC builds a decoder and then fails to
+    decode: a real decoder, whose reads raise when it was asked for a GPU."""
+
+    def __init__(self):
+        from torchcodec.decoders import VideoDecoder
+
+        self.real = VideoDecoder
+        self.devices = []
+
+    def __call__(self, path, *, device, **options):
+        self.devices.append(device)
+        decoder = self.real(path, device="cpu", **options)
+        if device == "cpu":
+            return decoder
+        shell = type("GpuDecoder", (), {"metadata": decoder.metadata})()
+
+        def fail(times):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered (NVDEC)")
+
+        shell.get_frames_played_at = fail
+        return shell
+
+
 def _torchcodec_skip_reason():
     from videotl.data.decoding import torchcodec_unavailable_reason
 

@@ -322,8 +322,8 @@ def test_avid_label_rules_and_report(tmp_path, videos):
 def test_csv_dataset(tmp_path, videos):
     root = tmp_path / "own"
     (root / "clips").mkdir(parents=True)
-    (root / "clips" / "one clip.mp4").write_bytes(videos["25"].read_bytes())
-    (root / "train.csv").write_text(f"clips/one clip.mp4 2\n\n{videos['30']} 0,3\n")
+    (root / "clips" / "one_clip.mp4").write_bytes(videos["25"].read_bytes())
+    (root / "train.csv").write_text(f"clips/one_clip.mp4 2\n\n{videos['30']} 0,3\n")
     base = SMALL + [
         "DATA.PATH_TO_DATA_DIR",
         str(root),
@@ -335,11 +335,15 @@ def test_csv_dataset(tmp_path, videos):
         "csv",
     ]
     dataset = build_dataset(load_config("", base + ["DATA.TRAIN_LABELS", "video"]), "train", "train")
-    assert dataset.video_ids == ["clips/one clip.mp4", str(videos["30"])]
+    assert dataset.video_ids == ["clips/one_clip.mp4", str(videos["30"])]
     assert torch.equal(dataset.video_labels(), torch.tensor([[0, 0, 1, 0], [1, 0, 0, 1]], dtype=torch.float32))
     assert torch.equal(dataset[1]["label"], torch.tensor([1.0, 0, 0, 1]))
-    (root / "train.csv").write_text("clips/one clip.mp4 2\nclips/x.mp4 7\n")
+    (root / "train.csv").write_text("clips/one_clip.mp4 2\nclips/x.mp4 7\n")
     with pytest.raises(DatasetError, match=r"train.csv:2: label\(s\) \[7\] outside \[0, 4\)"):
+        build_dataset(load_config("", base), "train", "train")
+    # The path is the id in the space-separated score file: a space in it is refused.
+    (root / "train.csv").write_text("clips/one_clip.mp4 2\nclips/one clip.mp4 1\n")
+    with pytest.raises(DatasetError, match=r"train.csv:2: video id 'clips/one clip.mp4' contains white space"):
         build_dataset(load_config("", base), "train", "train")
     (root / "train.csv").write_text("clips/x.mp4;1\n")
     with pytest.raises(DatasetError, match=r"train.csv:1: malformed line"):

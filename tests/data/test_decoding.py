@@ -10,7 +10,16 @@ from videotl.data import VideoDecodeError, probe, read_clip, read_frames_at, rea
 from videotl.data.decoding import iter_segments
 from videotl.data.sampling import segment_count
 
-from .conftest import BACKENDS, ODD_TIMELINES, RATES, TORCHCODEC_SKIP, VFR_LAST_MS, VFR_PTS_MS, frame_indices
+from .conftest import (
+    BACKENDS,
+    ODD_TIMELINES,
+    RATES,
+    TORCHCODEC_SKIP,
+    VFR_LAST_MS,
+    VFR_PTS_MS,
+    FailingGpuDecoders,
+    frame_indices,
+)
 
 # The backends as plain names (for loops inside one test).
 BACKEND_NAMES = ["decord", "pyav"] + (["torchcodec"] if TORCHCODEC_SKIP is None else [])
@@ -399,6 +408,45 @@ def test_torchcodec_cuda_request_falls_back_to_the_cpu(videos, caplog):
         clip = read_clip(videos["30"], 0.0, num_frames=4, fps=12.0, backend="torchcodec", device="cuda")
     assert clip.device.type == "cpu" and frame_indices(clip) == [0, 2, 5, 7]
     assert any("CUDA is not available" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.skipif(TORCHCODEC_SKIP is not None, reason=str(TORCHCODEC_SKIP))
+@pytest.mark.parametrize("reader", ["clip", "segments"])
+def test_a_gpu_decoding_failure_reads_on_the_cpu_and_stays_there(videos, monkeypatch, caplog, reader):
+    import torchcodec.decoders
+
+    import videotl.data.decoding as decoding
+
+    decoders = FailingGpuDecoders()
+    monkeypatch.setattr(torchcodec.decoders, "VideoDecoder", decoders)
+    # As on a machine with CUDA: the device asked for is the device used.
+    monkeypatch.setattr(decoding, "_torchcodec_device", lambda device: "cpu" if device in cpu_only else str(device))
+    cpu_only = set()
+    monkeypatch.setattr(decoding, "_TORCHCODEC_CPU_ONLY", cpu_only)
+    monkeypatch.setattr(decoding, "_WARNED", set())
+    monkeypatch.setattr(decoding, "_FALLBACKS", set())
+
+    def no_pyav(*args):
+        raise VideoDecodeError(args[0], "PyAV must not be needed: torchcodec reads this file on the CPU")
+
+    # Were the file handed to PyAV (or called broken), the read would fail.
+    monkeypatch.setattr(decoding, "_pyav_read", no_pyav)
+    monkeypatch.setattr(decoding, "_pyav_chunks", no_pyav)
+    with caplog.at_level("WARNING", logger="videotl.data"):
+        if reader == "clip":
+            clip = read_clip(videos["30"], 0.0, num_frames=4, fps=12.0, backend="torchcodec", device="cuda")
+            assert frame_indices(clip) == [0, 2, 5, 7]
+        else:
+            segments = read_segments(videos["30"], num_frames=8, fps=12.0, backend="torchcodec", device="cuda")
+            # 2 s at 30 fps: 24 times k / 12, each showing frame floor(2.5 k).
+            assert [frame_indices(c) for _, c in segments] == [[5 * k // 2 for k in range(s, s + 8)] for s in (0, 8, 16)]
+        # The next video goes straight to the CPU.
+        other = read_clip(videos["25"], 0.0, num_frames=3, fps=12.0, backend="torchcodec", device="cuda")
+    assert frame_indices(other) == [0, 2, 4]
+    assert decoders.devices == ["cuda", "cpu", "cpu"] and cpu_only == {"cuda"}
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and "cannot decode on cuda (CUDA error: an illegal memory access" in messages[0]
+    assert "decoding on the CPU from now on" in messages[0]
 
 
 def test_decode_time_limit_gives_a_decode_error(videos, monkeypatch):

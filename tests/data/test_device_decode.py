@@ -166,3 +166,47 @@ def test_loader_look_alike_for_the_engine(charades_cfg):
     dataset = build_dataset(_cfg(charades_cfg), "test", "segments")
     segments = build_main_process_loader(cfg, "test", "segments", device="cpu", dataset=dataset)
     assert segments.dataset.dataset is dataset and segments.num_workers == 0 and segments.sampler is None
+
+
+class _CudaLooking(torch.Tensor):
+    """A CPU tensor that reports itself as a CUDA tensor and notes the streams it is recorded on."""
+
+    @property
+    def is_cuda(self):
+        return True
+
+    def record_stream(self, stream):
+        self.streams = getattr(self, "streams", []) + [stream]
+
+
+def test_hand_over_records_every_nested_cuda_tensor_on_the_callers_stream(monkeypatch):
+    class Stream:
+        waited_for = []
+
+        def wait_stream(self, other):
+            self.waited_for.append(other)
+
+    current, side = Stream(), Stream()
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: current)
+
+    def gpu(*shape):
+        return torch.zeros(shape).as_subclass(_CudaLooking)
+
+    batch = {
+        "inputs": gpu(2, 3),
+        "label": torch.zeros(2),  # a CPU tensor: nothing to record
+        "views": [gpu(2), (gpu(1), {"crop": gpu(3)})],
+        "meta": {"boxes": gpu(2, 4), "names": ["a", "b"]},
+    }
+    decoder = MainProcessDecoder(dataset=None, device="cuda", segments=object())
+    assert decoder._hand_over(batch, side) is batch
+    assert current.waited_for == [side]
+    nested = [
+        batch["inputs"],
+        batch["views"][0],
+        batch["views"][1][0],
+        batch["views"][1][1]["crop"],
+        batch["meta"]["boxes"],
+    ]
+    assert all(t.streams == [current] for t in nested)
+    assert not hasattr(batch["label"], "streams")

@@ -123,6 +123,57 @@ def test_compiled_training_equals_eager_training(tmp_path, monkeypatch):
     assert set(state["model"]) == set(fakes.build_model(cfg).state_dict())
 
 
+def test_compiled_ddp_model_splits_its_graph_at_the_gradient_buckets(tmp_path, monkeypatch):
+    # The Charades TokenLearner network at tiny widths in a gloo group of one. DDPOptimizer only
+    # applies where dynamo compiles inside DDP's forward; it then compiles one graph per bucket of
+    # parameters (buckets of 0.05 MB here, against 0.25 MB of parameters), where one compile
+    # outside DDP would give a single graph (the network traces without graph breaks).
+    import functools
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from tests.models.conftest import TINY_X3D
+    from videotl.engine.checkpoint import unwrap_model
+    from videotl.models import build_model
+
+    graphs = []
+
+    def counting_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    monkeypatch.setitem(trainer.COMPILE_OPTIONS, "backend", counting_backend)
+    monkeypatch.setattr(
+        trainer, "DistributedDataParallel", functools.partial(DistributedDataParallel, bucket_cap_mb=0.05)
+    )
+    # DDPOptimizer refuses buckets smaller than DDP's first one.
+    monkeypatch.setattr(dist, "_DEFAULT_FIRST_BUCKET_BYTES", int(0.05 * 2**20))
+    cfg = load_config("configs/charades_12fps.yaml", [*TINY_X3D, "MODEL.COMPILE", "True", "DEVICE", "cpu"])
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    eager = build_model(cfg).train()
+    eager.load_state_dict(model.state_dict())
+    clip = torch.randn(2, 3, 4, 64, 64)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        torch._dynamo.reset()
+        wrapped = trainer._for_training(model, cfg, device=torch.device("cpu"), distributed=True)
+        assert isinstance(wrapped, DistributedDataParallel) and unwrap_model(wrapped) is model
+        torch.manual_seed(1)  # the same dropout draws as the eager pass below
+        wrapped(clip).square().sum().backward()
+    finally:
+        dist.destroy_process_group()
+        torch._dynamo.reset()
+    assert len(graphs) > 1, "one graph: the compiled forward was not split at DDP's buckets"
+    torch.manual_seed(1)
+    eager(clip).square().sum().backward()
+    for (name, got), want in zip(model.named_parameters(), eager.parameters()):
+        torch.testing.assert_close(got.grad, want.grad, msg=lambda m, name=name: f"{name}: {m}")
+    # What a checkpoint holds: the bare module's names, without "_orig_mod." or "module.".
+    assert list(unwrap_model(wrapped).state_dict()) == list(build_model(cfg).state_dict())
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_only_settings_with_device_auto_on_a_cpu_machine(tmp_path):
     cfg = load_config("", [*fakes.TINY, "DEVICE", "auto", "OUTPUT_DIR", str(tmp_path), "TRAIN.AMP_DTYPE", "float16"])

@@ -8,6 +8,7 @@ import videotl
 from videotl.config import ConfigError, load_config
 from videotl.models import MODELS, build_model, create_model, list_models, register_model
 from videotl.models.components import TOKENIZERS, TokenLearnerSpec
+from videotl.registry import RegistryError
 
 from .conftest import TINY_X3D
 
@@ -77,6 +78,26 @@ def test_config_accepts_a_model_registered_by_a_user_and_builds_it():
         MODELS.unregister("tiny_user_net")
     with pytest.raises(ConfigError, match="MODEL.ARCH = 'tiny_user_net': not a registered model"):
         load_config("", ["MODEL.ARCH", "tiny_user_net"])
+
+
+def test_models_are_registered_on_import_and_a_builtin_name_is_not_taken_silently():
+    import subprocess
+    import sys
+
+    # A fresh interpreter: the registry is full right after the import, before any lookup.
+    script = "import videotl.models as m; print(len(m.MODELS), 'x2plus1d_m_tokenlearner_charades' in m.MODELS)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    count, present = result.stdout.split()
+    assert int(count) == len(list_models()) and int(count) > 20 and present == "True"
+
+    builtin = MODELS.get("x2plus1d_m_tokenlearner_charades")
+    with pytest.raises(RegistryError, match="model 'x2plus1d_m_tokenlearner_charades' is registered already"):
+
+        @register_model
+        def x2plus1d_m_tokenlearner_charades(*, num_classes: int = 3) -> nn.Module:
+            return nn.Linear(3, num_classes)
+
+    assert MODELS.get("x2plus1d_m_tokenlearner_charades") is builtin
 
 
 def test_config_accepts_a_registered_tokenizer():

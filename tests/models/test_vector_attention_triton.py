@@ -1,5 +1,6 @@
 """The Triton kernels under Triton's CPU interpreter, and how the Vector Transformer picks its kernels."""
 
+import math
 import os
 import subprocess
 import sys
@@ -9,7 +10,12 @@ import pytest
 import torch
 
 from videotl.models import vector_attention_cpu, vector_attention_triton
-from videotl.models.vector_transformer import VectorAttention, resolve_implementation, vector_attention
+from videotl.models.vector_transformer import (
+    VectorAttention,
+    resolve_implementation,
+    vector_attention,
+    vector_attention_naive,
+)
 
 CHECKS = Path(__file__).with_name("triton_kernel_checks.py")
 
@@ -71,3 +77,44 @@ def test_pytorch_ops_equal_the_cpu_kernels():
         results.append((out, *torch.autograd.grad(out, (q, k, v), grad)))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("implementation", ["auto", "pytorch"])
+@pytest.mark.parametrize("n_q, n_k", [(5, 0), (0, 4), (0, 0)], ids=["no_keys", "no_queries", "neither"])
+def test_nothing_to_attend_to_gives_the_empty_sums(implementation, n_q, n_k):
+    # Eq. 3 over zero keys: the naive form's sum over nothing is 0, and no gradient flows.
+    q = torch.randn(2, n_q, 6, requires_grad=True)
+    k, v = (torch.randn(2, n_k, 6, requires_grad=True) for _ in range(2))
+    out = vector_attention(q, k, v, implementation=implementation)
+    assert torch.equal(out, torch.zeros(2, n_q, 6)) and torch.equal(out, vector_attention_naive(q, k, v))
+    raw_out, lse = torch.ops.videotl.vector_attention(q, k, v, implementation, 64)
+    assert torch.equal(raw_out, out) and bool((lse == -math.inf).all())
+    out.sum().backward()
+    for leaf in (q, k, v):
+        assert torch.equal(leaf.grad, torch.zeros_like(leaf))
+
+
+def test_launch_grid_fits_any_batch_within_cudas_limits():
+    # CUDA launches at most 2^31 - 1 programs on grid axis 0 and 65,535 on axes 1 and 2.
+    for config in vector_attention_triton.CONFIGS:
+        grid = vector_attention_triton.launch_grid(
+            5, 3, 70_000, block_rows=config.block_rows, block_channels=config.block_channels
+        )
+        # 5 rows are one block of any size, 3 channels one block: one program per clip.
+        assert grid == (70_000, 1, 1)
+    assert vector_attention_triton.launch_grid(37, 432, 3, block_rows=16, block_channels=32) == (3 * 3, 14, 1)
+    with pytest.raises(
+        ValueError, match=r"1,048,577 channels needs 65,537 programs on grid axis 1, more than CUDA's 65,535"
+    ):
+        vector_attention_triton.launch_grid(1, 16 * 65536 + 1, 1, block_rows=16, block_channels=16)
+
+
+def test_pinned_config_is_the_least_padded_for_the_shape():
+    configs = vector_attention_triton.CONFIGS
+    pinned = vector_attention_triton.pinned_config
+    # 512 tokens x d = 432 (the paper's res5): no padding with 16 channels, so the first of those.
+    assert pinned(512, 512, 432) == configs[0]
+    # 37 tokens, 27 channels (32 padded either way): 16 x 8 blocks pad 37 to 48 x 40, the least.
+    assert pinned(37, 37, 27) == vector_attention_triton.KernelConfig(16, 8, 32, 4)
+    # One token: every config pads to 12,288 lanes (e.g. 16 x 16 x 16 x 3 kernels): the first wins.
+    assert pinned(1, 1, 5) == configs[0]

@@ -59,6 +59,8 @@ SHAPES = {
     "one_token": (3, 1, 1, 5),
     "more_keys": (1, 9, 41, 20),
     "width_432": (1, 6, 6, 432),
+    # Five clips of two row blocks each share grid axis 0: each program must find its own clip.
+    "five_clips": (5, 19, 23, 9),
 }
 
 
@@ -139,3 +141,61 @@ def test_compiled_module_calls_the_kernels_without_graph_breaks():
     torch.testing.assert_close(out, expected)
     for got, want in zip((p.grad for p in module.parameters()), expected_grads):
         torch.testing.assert_close(got, want)
+
+
+def test_no_keys_gives_the_empty_sums():
+    q = torch.randn(2, 5, 6, device=DEVICE, requires_grad=True)
+    k, v = (torch.randn(2, 0, 6, device=DEVICE, requires_grad=True) for _ in range(2))
+    out, lse = vector_attention_triton.forward(q, k, v)
+    assert torch.equal(out, torch.zeros_like(out)) and bool((lse == -float("inf")).all())
+    out = vector_attention(q, k, v, implementation="triton")
+    assert torch.equal(out, vector_attention_naive(q, k, v))
+    out.sum().backward()
+    assert torch.equal(q.grad, torch.zeros_like(q)) and k.grad.shape == k.shape
+
+
+@pytest.mark.skipif(not INTERPRETED, reason="records the interpreter's launches")
+def test_a_batch_past_65535_launches_within_cudas_grid_limits(monkeypatch):
+    # CUDA launches at most 2^31 - 1 programs on grid axis 0 and 65,535 on axes 1 and 2. The
+    # launches are recorded, not run: 70,000 interpreted programs would take minutes.
+    from triton.runtime import interpreter
+
+    grids = []
+
+    def record(self, *args, **kwargs):
+        grid = self.grid(kwargs) if callable(self.grid) else self.grid
+        grids.append(tuple(grid) + (1,) * (3 - len(grid)))
+
+    monkeypatch.setattr(interpreter.GridExecutor, "__call__", record)
+    q, k, v, grad = (torch.zeros(70_000, 1, 1) for _ in range(4))
+    out, lse = vector_attention_triton.forward(q, k, v)
+    vector_attention_triton.backward(q, k, v, out, lse, grad)
+    assert len(grids) == 3, grids  # forward, grad q, grad k and v
+    for grid in grids:
+        assert grid[0] <= 2**31 - 1 and grid[1] <= 65535 and grid[2] <= 65535, grids
+        assert grid[0] * grid[1] * grid[2] >= 70_000, grids  # at least a program per clip
+
+
+@pytest.mark.skipif(not INTERPRETED, reason="times the block configs with made-up numbers")
+def test_forward_does_not_depend_on_what_timing_this_process_measured(monkeypatch):
+    # Each rank of a distributed run (and each new run) times block configs on its own; noise then
+    # decides. Here each pass sees other made-up timings, taking the code path CUDA takes.
+    import random
+
+    from triton.runtime import autotuner
+
+    q, k, v, _ = _inputs(2, 37, 37, 27)
+    outputs = []
+    kernels = vector_attention_triton._kernels
+    # The kernels a compiled (not interpreted) process builds; they still run interpreted here.
+    monkeypatch.setattr(vector_attention_triton, "_kernels", lambda interpreted: kernels(False))
+    try:
+        for seed in range(3):
+            timings = random.Random(seed)
+            fake_bench = lambda self, *a, config, timings=timings, **m: [timings.random()] * 3  # noqa: E731
+            monkeypatch.setattr(autotuner.Autotuner, "_bench", fake_bench)
+            kernels.cache_clear()
+            outputs.append(vector_attention_triton.forward(q, k, v)[0])
+    finally:
+        kernels.cache_clear()
+    assert all(torch.equal(outputs[0], out) for out in outputs[1:])

@@ -23,10 +23,10 @@ def _env(**extra):
     return env
 
 
-def _check(*args, env, torchrun=False, timeout=300):
+def _check(*args, env, torchrun=False, nproc=2, timeout=300):
     tool = ["-m", "videotl_tools.check_distributed", *args]
     if torchrun:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *tool]
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *tool]
     else:
         command = [sys.executable, *tool]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
@@ -42,6 +42,15 @@ def test_two_gloo_processes_pass_the_check():
     for line in ranks:
         assert "backend gloo, device cpu, world size 2" in line and "all-reduce 3 (expected 3)" in line
     assert lines[-1] == "ok: 2 processes, backend gloo; training waits up to 60 min"
+
+
+def test_one_process_under_torchrun_forms_a_group_of_one():
+    # torchrun --nproc_per_node 1: the only way to try NCCL on a machine with one GPU.
+    result = _check("DEVICE", "cpu", "--timeout", "60", env=_env(), torchrun=True, nproc=1)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("rank 0/1 (local 0) on ") and "all-reduce 1 (expected 1)" in lines[0]
+    assert lines[-1] == "ok: 1 process, backend gloo; training waits up to 60 min"
 
 
 def _free_port():

@@ -91,6 +91,17 @@ def _synthetic_payload():
             "all_within_tolerance": True,
         },
         "kernel_timing": {"shape": [8, 512, 432], "results": kernel_rows, "ratios": gb._kernel_ratios(kernel_rows)},
+        "kernel_configs": {
+            "shape": [8, 512, 432],
+            "dtype": "bfloat16",
+            "results": [
+                {"config": "16x16x16, 4 warps", **timing(0.004)},
+                {"config": "32x8x16, 4 warps", **timing(0.003)},
+            ],
+            "pinned": "16x16x16, 4 warps",
+            "fastest": "32x8x16, 4 warps",
+            "pinned_vs_fastest_speed": 0.75,
+        },
         "models": {
             "clip": [64, 224, 224],
             "batch": 8,
@@ -150,6 +161,8 @@ def test_markdown_section_replaces_its_own_section_only(tmp_path):
     assert "| tl_model_vs_baseline_step_speed (eager) | 1.111 |" in text
     assert "| 1x512x432 | float32 | 1.0e-06 | 2.0e-06 | 3.0e-06 | 1.0e-06 | yes |" in text
     assert "| naive | float32 | 30.000 | out of memory | — |" in text
+    assert "the one pinned for this shape, 16x16x16, 4 warps, runs at 0.75x the fastest's speed (32x8x16" in text
+    assert "| 32x8x16, 4 warps | 3.000 |" in text
     assert "| Charades TokenLearner model | compiled | 33.33 | 1,024 | 11.11 | 1,024 | 60.0 |" in text
     assert "| triton | 900.0 | 72.00 | 8.0% |" in text
     assert "bfloat16 0.2020, float32 0.2000; relative difference 1.00%" in text
@@ -264,13 +277,14 @@ def test_command_runs_the_parts_and_writes_json_and_markdown(tmp_path, monkeypat
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(gb, "machine_info", lambda device: {**payload["machine"], "device": device})
     for name, key in (("check_kernel", "kernel_check"), ("time_kernels", "kernel_timing"), ("measure_models", "models"),
-                      ("measure_share", "share"), ("measure_loss", "loss"), ("measure_decoding", "decoding")):  # fmt: skip
+                      ("measure_share", "share"), ("measure_loss", "loss"), ("measure_decoding", "decoding"),
+                      ("time_configs", "kernel_configs")):  # fmt: skip
         monkeypatch.setattr(gb, name, part(name, payload[key]))
     docs, output = tmp_path / "benchmarks.md", tmp_path / "gpu.json"
     argv = ["gpu", "--input", "32x112x112", "--batch", "4", "--variants", "eager", "--steps", "7",
             "--markdown", str(docs), "--output", str(output)]  # fmt: skip
     assert benchmark.main(argv) == 0
-    assert received["time_kernels"]["shape"] == (4, 512, 432)
+    assert received["time_kernels"]["shape"] == received["time_configs"]["shape"] == (4, 512, 432)
     assert received["measure_models"]["clip"] == (32, 112, 112) and received["measure_models"]["batch"] == 4
     assert received["measure_models"]["variants"] == ["eager"]
     assert received["measure_models"]["amp_dtype"] == torch.bfloat16

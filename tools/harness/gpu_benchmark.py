@@ -4,7 +4,8 @@ Parts, each a function returning a JSON-ready dict (``--parts`` picks some; all 
 
 - ``kernel``: the Triton vector attention against eq. 3 computed naively in float64 on the GPU
   (largest errors of the output and the three gradients, float32 and bfloat16 inputs), then
-  fw and fw+bw time of Triton, the chunked PyTorch ops and the naive version at (batch, 512, 432).
+  fw and fw+bw time of Triton, the chunked PyTorch ops and the naive version at (batch, 512, 432),
+  and fw+bw time of the Triton kernels with each block config there (the pinned one against the fastest).
 - ``models``: fw (eval, no autograd) and training-step (forward, loss, backward, SGD step) clips/s
   and peak memory of the X(2+1)D-M baseline, the Charades TokenLearner model and the joint-MHSA
   model at T x H x W, under autocast, eager and ``torch.compile``-d.
@@ -30,8 +31,9 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,13 +46,16 @@ __all__ = [
     "TARGETS",
     "add_gpu_arguments",
     "check_kernel",
+    "gradient_frames",
     "measure_decoding",
     "measure_loss",
     "measure_models",
     "measure_share",
+    "relative_error",
     "render_markdown_section",
     "run_gpu",
     "target_rows",
+    "time_configs",
     "time_kernels",
 ]
 
@@ -69,8 +74,8 @@ def _sync(device: torch.device) -> None:
 
 
 def _timed(fn: Callable[[], Any], *, device: torch.device, warmup: int, repeats: int) -> Dict[str, Any]:
-    """Seconds per call of ``fn`` after ``warmup`` untimed calls (the first one, which compiles or
-    autotunes, is reported on its own), with the peak memory of the last call on CUDA."""
+    """Seconds per call of ``fn`` after ``warmup`` untimed calls (the first one, which compiles, is
+    reported on its own), with the peak memory of the last call on CUDA."""
     first = None
     for index in range(warmup):
         _sync(device)
@@ -133,11 +138,13 @@ def _max_errors(q, k, v, grad, implementation: str) -> Dict[str, float]:
     exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
     reference = vector_attention_naive(*exact)
     want = [reference, *torch.autograd.grad(reference, exact, grad.double())]
-    errors = {}
-    for name, a, b in zip(("out", "grad_q", "grad_k", "grad_v"), got, want):
-        a, b = a.detach().double(), b.detach()
-        errors[name] = float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
-    return errors
+    return {name: relative_error(a, b) for name, a, b in zip(("out", "grad_q", "grad_k", "grad_v"), got, want)}
+
+
+def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Largest absolute difference relative to the reference's largest magnitude."""
+    got, want = got.detach().double(), want.detach().double().to(got.device)
+    return float((got - want).abs().max() / want.abs().max().clamp_min(1e-30))
 
 
 # Largest error, relative to the reference's scale, each input dtype may show: float32 arithmetic
@@ -204,6 +211,41 @@ def time_kernels(
                 took = f"{row['median_s'] * 1e3:9.3f} ms" if "median_s" in row else row["error"]
                 print(f"  kernel {implementation:<8} {dtype_name:<9} {mode:<5} {took}")
     return {"shape": list(shape), "results": rows, "ratios": _kernel_ratios(rows)}
+
+
+def time_configs(
+    *,
+    device: torch.device,
+    shape: Tuple[int, int, int] = (8, 512, 432),
+    dtype: str = "bfloat16",
+    warmup: int = 3,
+    repeats: int = 10,
+) -> Dict[str, Any]:
+    """fw+bw seconds of the Triton kernels with each of their block configs at ``shape``, and the
+    speed of the config pinned for that shape over the fastest one's: what pinning (rather than
+    timing, which could pick differently on each rank) costs."""
+    from videotl.models import vector_attention_triton
+
+    generator = torch.Generator().manual_seed(0)
+    q, k, v, grad = ((torch.randn(shape, generator=generator) * 0.5).to(device, AMP_DTYPES[dtype]) for _ in range(4))
+    rows = []
+    for config in vector_attention_triton.CONFIGS:
+
+        def call(config=config):
+            out, lse = vector_attention_triton.forward(q, k, v, config=config)
+            vector_attention_triton.backward(q, k, v, out, lse, grad, config=config)
+
+        rows.append({"config": _config_name(config), **_timed(call, device=device, warmup=warmup, repeats=repeats)})
+        print(f"  config {rows[-1]['config']:<18} fw+bw {rows[-1]['median_s'] * 1e3:9.3f} ms")
+    pinned = _config_name(vector_attention_triton.pinned_config(shape[1], shape[1], shape[2]))
+    seconds = {row["config"]: row["median_s"] for row in rows}
+    fastest = min(seconds, key=seconds.get)
+    return {"shape": list(shape), "dtype": dtype, "results": rows, "pinned": pinned, "fastest": fastest,
+            "pinned_vs_fastest_speed": seconds[fastest] / seconds[pinned]}  # fmt: skip
+
+
+def _config_name(config) -> str:
+    return f"{config.block_rows}x{config.block_stream}x{config.block_channels}, {config.num_warps} warps"
 
 
 def _kernel_ratios(rows: Sequence[Dict[str, Any]]) -> Dict[str, float]:
@@ -428,30 +470,36 @@ def measure_loss(
     amp_dtype: torch.dtype = torch.bfloat16,
     overrides: Sequence[str] = (),
     final_window: int = 5,
+    compile_options: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """``steps`` SGD steps in ``amp_dtype`` autocast and in float32, from the same weights over the
     same ``distinct_batches`` random batches (cycled, so the loss can fall), with the same dropout
-    draws. The final loss is the mean over the last ``final_window`` steps."""
+    draws. The final loss is the mean over the last ``final_window`` steps. With
+    ``compile_options`` the ``amp_dtype`` run's model is compiled in place with them, as
+    ``MODEL.COMPILE`` compiles it; the float32 reference stays eager."""
     cfg, model, _, loss_fn = _build(config, frames=clip[0], overrides=overrides, device=device)
-    initial = copy.deepcopy(model.state_dict())
+    reference = copy.deepcopy(model)
+    if compile_options is not None:
+        torch._dynamo.reset()
+        model.compile(**compile_options)
     batches = [_batch(cfg, batch=batch, clip=clip, device=device, seed=1 + i) for i in range(distinct_batches)]
     curves = {}
-    for name, dtype in ((_dtype_name(amp_dtype), amp_dtype), ("float32", None)):
-        model.load_state_dict(initial)
-        model.train()
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    for name, dtype, net in ((_dtype_name(amp_dtype), amp_dtype, model), ("float32", None, reference)):
+        net.train()
+        optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
         torch.manual_seed(0)
         losses = []
         for step in range(steps):
             inputs, labels = batches[step % distinct_batches]
-            losses.append(float(_train_step(model, optimizer, loss_fn, inputs, labels, device=device, amp_dtype=dtype)))
+            losses.append(float(_train_step(net, optimizer, loss_fn, inputs, labels, device=device, amp_dtype=dtype)))
         curves[name] = losses
         print(f"  loss {name:<9} first {losses[0]:.4f} last {losses[-1]:.4f}")
     low, full = curves[_dtype_name(amp_dtype)], curves["float32"]
     window = min(final_window, steps)
     final_low, final_full = statistics.mean(low[-window:]), statistics.mean(full[-window:])
     return {"config": config, "clip": list(clip), "batch": batch, "steps": steps, "lr": lr,
-            "distinct_batches": distinct_batches, "losses": curves, "final_window": window,
+            "compiled": compile_options is not None, "distinct_batches": distinct_batches, "losses": curves,
+            "final_window": window,
             "final_loss": {_dtype_name(amp_dtype): final_low, "float32": final_full},
             "relative_difference": abs(final_low - final_full) / abs(final_full)}  # fmt: skip
 
@@ -470,6 +518,16 @@ def _decode_epoch(loader, device: torch.device, epoch: int) -> Tuple[int, float]
         clips += inputs.shape[0]
     _sync(device)
     return clips, time.perf_counter() - start
+
+
+def gradient_frames(count: int, height: int, width: int, *, seed: int = 0) -> Iterator[np.ndarray]:
+    """``count`` RGB frames of moving colour gradients (``height x width x 3`` uint8): cheap to
+    make, not trivially compressible, and a different pattern per ``seed``."""
+    rows = np.arange(height, dtype=np.int32)[:, None]
+    columns = np.arange(width, dtype=np.int32)[None, :]
+    for i in range(count):
+        channels = [(rows * (c + 1) + columns * (seed + 2) + 7 * i * (c + 1)) % 256 for c in range(3)]
+        yield np.stack(channels, -1).astype(np.uint8)
 
 
 def measure_decoding(
@@ -492,8 +550,6 @@ def measure_decoding(
     False, as in the tests, which run the same machinery on the CPU)."""
     import tempfile
 
-    import numpy as np
-
     from videotl.config import load_config
     from videotl.data.build import dataset_from_records
     from videotl.data.datasets.base import VideoRecord
@@ -514,16 +570,8 @@ def measure_decoding(
     with tempfile.TemporaryDirectory(prefix="videotl_decode_bench_") as folder:
         records = []
         frame_count = int(round(seconds * 30))
-        rows = np.arange(height, dtype=np.int32)[:, None]
-        columns = np.arange(width, dtype=np.int32)[None, :]
         for v in range(num_videos):
-            # Moving gradients: cheap to make, and not trivially compressible.
-            frames = (
-                np.stack([(rows * (c + 1) + columns * (v + 2) + 7 * i * (c + 1)) % 256 for c in range(3)], -1).astype(
-                    np.uint8
-                )
-                for i in range(frame_count)
-            )
+            frames = gradient_frames(frame_count, height, width, seed=v)
             path = write_video(Path(folder) / f"video_{v:02d}.mp4", frames, rate=30, options={"preset": "veryfast"})
             records += [VideoRecord(f"video_{v:02d}_{r}", path, (0,)) for r in range(repeats_per_video)]
         cfg = load_config(
@@ -644,7 +692,7 @@ def render_markdown_section(payload: Dict[str, Any]) -> str:
         f"GPU: {machine.get('gpu', '?')}; torch {machine['torch']}, triton {payload.get('triton', '?')}, "
         f"CUDA {payload.get('cuda_version', '?')}; {machine['cpu_count']} CPU cores. Medians of "
         f"{payload['repeats']} timed calls after {payload['warmup']} untimed ones (the first of which "
-        "compiles or autotunes, reported as first call).",
+        "compiles, reported as first call).",
         "",
     ]
     targets = target_rows(payload)
@@ -683,6 +731,18 @@ def render_markdown_section(payload: Dict[str, Any]) -> str:
             lines.append(
                 f"| {implementation} | {dtype} | {_ms(fw)} | {_ms(fwbw)} | {_mib(fwbw.get('peak_memory_bytes'))} |"
             )
+        lines.append("")
+    configs = payload.get("kernel_configs")
+    if configs:
+        lines += [
+            f"The Triton kernels' block configs, fw+bw at {'x'.join(map(str, configs['shape']))} ({configs['dtype']}); "
+            f"the one pinned for this shape, {configs['pinned']}, runs at {configs['pinned_vs_fastest_speed']:.2f}x "
+            f"the fastest's speed ({configs['fastest']}):",
+            "",
+            "| Blocks (rows x streamed x channels) | fw+bw ms |",
+            "|---|---:|",
+        ]
+        lines += [f"| {row['config']} | {_ms(row)} |" for row in configs["results"]]
         lines.append("")
     models = payload.get("models")
     if models:
@@ -795,6 +855,7 @@ def run_gpu(args: argparse.Namespace) -> Dict[str, Any]:
         print("kernel: Triton against float64 eq. 3, then timings")
         payload["kernel_check"] = check_kernel(device=device)
         payload["kernel_timing"] = time_kernels(device=device, shape=(args.batch, 512, 432), **timing)
+        payload["kernel_configs"] = time_configs(device=device, shape=(args.batch, 512, 432), **timing)
     if "models" in args.parts:
         print(f"models at {'x'.join(map(str, clip))}, batch {args.batch}, {args.amp_dtype}")
         payload["models"] = measure_models(

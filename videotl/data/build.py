@@ -26,7 +26,15 @@ from .datasets.video_list import load_csv
 from .image_folder import build_image_folder
 from .transforms import EvalTransform, TrainTransform
 
-__all__ = ["DATASETS", "DatasetEntry", "build_dataset", "build_transforms", "dataset_from_records", "load_records"]
+__all__ = [
+    "DATASETS",
+    "DatasetEntry",
+    "build_dataset",
+    "build_transforms",
+    "check_annotations",
+    "dataset_from_records",
+    "load_records",
+]
 
 logger = logging.getLogger("videotl.data")
 
@@ -92,6 +100,16 @@ def load_records(cfg, split: str, dataset: str) -> Tuple[List[VideoRecord], List
     if entry.load_records is None:
         raise DatasetError(f"dataset {dataset!r} has no video records (it builds its own dataset)")
     return entry.load_records(cfg, split)
+
+
+def check_annotations(cfg, split: str, mode: str) -> None:
+    """Read the annotations that :func:`build_dataset` would read for ``split`` and ``mode``, without
+    opening a video: a missing file, a malformed row or a video id the score file cannot hold
+    raises its :class:`DatasetError` now. A dataset that builds itself is not checked."""
+    dataset = _dataset_name(cfg, mode)
+    if dataset in DATASETS and DATASETS.get(dataset).build is not None:
+        return
+    load_records(cfg, split, dataset)
 
 
 def build_dataset(cfg, split: str, mode: str):

@@ -67,6 +67,7 @@ import av
 import numpy as np
 import torch
 
+from . import ffmpeg_log
 from .resize import Size, output_size, resize_frames
 from .sampling import clip_times, segment_count
 
@@ -431,7 +432,8 @@ def probe(path: PathLike) -> VideoInfo:
     key = _file_key(path)
     info = _PROBES.get(key)
     if info is None:
-        info = _probe_file(key[0])
+        with ffmpeg_log.reporting(key[0], "pyav"):
+            info = _probe_file(key[0])
         _PROBES.put(key, info)
     return info
 
@@ -746,7 +748,8 @@ def read_frames_at(
             best (the workers already use the cores).
         device: torchcodec only: ``"cuda"`` decodes on the GPU (NVDEC) and returns CUDA tensors;
             it belongs in the main process, never in DataLoader workers. Without CUDA (or with a
-            torchcodec built without it) the CPU decodes, logged once.
+            torchcodec built without it) the CPU decodes, logged once; so does every read from
+            the first one the GPU decoder fails on (that read is retried on the CPU).
         autorotate: apply the file's display matrix (a phone video shot upright comes upright,
             as players show it); False keeps the stored orientation. ``size`` refers to the
             orientation returned.
@@ -767,7 +770,10 @@ def read_frames_at(
     out_hw = None if size is None else output_size(*info.frame_size(autorotate), size)
     order = np.argsort(times, kind="stable")
     sorted_times = times[order]
-    frames = _read_sorted(key[0], info, sorted_times, out_hw, backend, num_threads, device, autorotate)
+    if backend == "decord":
+        _load_torchcodec_before_decord()  # reporting() imports decord
+    with ffmpeg_log.reporting(key[0], backend):
+        frames = _read_sorted(key[0], info, sorted_times, out_hw, backend, num_threads, device, autorotate)
     if np.array_equal(order, np.arange(len(order))):
         return frames
     result = torch.empty_like(frames)
@@ -847,8 +853,17 @@ def iter_segments(
         chunks = _pyav_chunks(key[0], info, times, out_hw, num_threads, num_frames, autorotate=autorotate)
     else:
         chunks = _chunked_reads(key[0], info, times, out_hw, backend, num_threads, device, num_frames, autorotate)
-    for index, clip in enumerate(chunks, start=start_segment):
-        yield index * span, clip
+    segments = enumerate(chunks, start=start_segment)
+    if backend == "decord":
+        _load_torchcodec_before_decord()  # reporting() imports decord
+    while True:
+        # FFmpeg's lines are collected while a segment decodes, never across a yield: the caller
+        # may read other files in between.
+        with ffmpeg_log.reporting(key[0], backend):
+            segment = next(segments, None)
+        if segment is None:
+            return
+        yield segment[0] * span, segment[1]
 
 
 def read_segments(
@@ -1129,7 +1144,10 @@ class _TorchcodecSession:
             raise _Untrusted(_PACKET_INDEX_REASON)
         self.path = path
         self.info = info
+        self.num_threads = num_threads
         self.decoder = _torchcodec_decoder(path, num_threads, device)
+        # "cpu" too when the GPU decoder could not be built and this one decodes on the CPU.
+        self.device = _torchcodec_device(device)
         meta = self.decoder.metadata
         begin = meta.begin_stream_seconds_from_content
         end = meta.end_stream_seconds_from_content
@@ -1148,7 +1166,9 @@ class _TorchcodecSession:
         try:
             batch = self.decoder.get_frames_played_at(wanted.tolist())
         except (RuntimeError, IndexError, ValueError) as error:
-            raise VideoDecodeError(self.path, f"torchcodec cannot decode frames: {_first_line(error)}") from None
+            if self.device == "cpu":
+                raise VideoDecodeError(self.path, f"torchcodec cannot decode frames: {_first_line(error)}") from None
+            batch = self._read_on_cpu(wanted, error)
         shown = batch.pts_seconds.cpu().numpy() - self.begin
         # The frame returned for t must start at or before t (torchcodec's index can be off), and
         # be the last frame for times past it.
@@ -1162,6 +1182,19 @@ class _TorchcodecSession:
         if out_hw is not None:
             frames = resize_frames(frames, out_hw)
         return frames
+
+
+    def _read_on_cpu(self, wanted: np.ndarray, error: BaseException):
+        # A GPU decoder that fails mid-stream says nothing about the file: read it on the CPU
+        # before calling it broken, and keep later reads there too.
+        _warn_once(f"torchcodec cannot decode on {self.device} ({_first_line(error)}): decoding on the CPU from now on")
+        _TORCHCODEC_CPU_ONLY.add(self.device)
+        self.device = "cpu"
+        self.decoder = _torchcodec_decoder(self.path, self.num_threads, "cpu")
+        try:
+            return self.decoder.get_frames_played_at(wanted.tolist())
+        except (RuntimeError, IndexError, ValueError) as cpu_error:
+            raise VideoDecodeError(self.path, f"torchcodec cannot decode frames: {_first_line(cpu_error)}") from None
 
 
 def _torchcodec_read(path, info, sorted_times, out_hw, num_threads, *, device="cpu", autorotate=True) -> torch.Tensor:

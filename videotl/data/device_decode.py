@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, List, Optional, Union
 
 import torch
+from torch.utils._pytree import tree_leaves
 from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
 
@@ -173,9 +174,10 @@ class MainProcessDecoder:
             return batch
         current = torch.cuda.current_stream(self.device)
         current.wait_stream(stream)
-        for value in batch.values():
+        # Every CUDA tensor of the batch, however deeply nested: the caching allocator must not
+        # reuse its memory for the side stream's next batch until the caller's stream is done.
+        for value in tree_leaves(batch):
             if isinstance(value, torch.Tensor) and value.is_cuda:
-                # The caching allocator must not reuse this memory until the caller's stream is done.
                 value.record_stream(current)
         return batch
 

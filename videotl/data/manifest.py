@@ -45,7 +45,7 @@ def manifest_path(folder: PathLike) -> Path:
 
 def _load(path: Path, folder: str) -> Dict[str, dict]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as error:

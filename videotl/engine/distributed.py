@@ -55,19 +55,24 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def init_distributed(*, device: str = "auto", backend: str = "auto", timeout_minutes: float = 30.0) -> DistContext:
+def init_distributed(
+    *, device: str = "auto", backend: str = "auto", timeout_minutes: float = 30.0, group_of_one: bool = False
+) -> DistContext:
     """Join the process group ``torchrun`` describes in the environment, if any.
 
     Without ``WORLD_SIZE`` (a plain ``python tools/train_net.py``) this is a single process and no
-    group is created. The rendezvous is always env:// (MASTER_ADDR/MASTER_PORT), never an
-    init_method string built by hand. ``timeout_minutes`` bounds forming the group and every
-    collective: how long a rank waits at a barrier or gather for the slowest one.
+    group is created; nor is one for a world of one, unless ``group_of_one`` (what
+    ``tools/check_distributed.py`` asks for under ``torchrun --nproc_per_node 1``, to try the
+    backend). The rendezvous is always env:// (MASTER_ADDR/MASTER_PORT), never an init_method
+    string built by hand. ``timeout_minutes`` bounds forming the group and every collective: how
+    long a rank waits at a barrier or gather for the slowest one.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     torch_device = resolve_device(device, local_rank)
-    if world_size > 1 and not dist.is_initialized():
+    wanted = world_size > 1 or (group_of_one and "WORLD_SIZE" in os.environ)
+    if wanted and not dist.is_initialized():
         backend = resolve_backend(backend, torch_device)
         options = {"device_id": torch_device} if backend == "nccl" else {}
         dist.init_process_group(

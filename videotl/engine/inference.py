@@ -128,14 +128,34 @@ def predict_videos(
     """Score every ``DATA.NUM_FRAMES`` segment of each video and merge them per video
     (``TEST.ENSEMBLE_METHOD``), exactly as ``TEST.MODE segments`` evaluation does.
 
-    A file that cannot be read gets a prediction with ``error`` set (and -inf scores); the other
-    files are still predicted.
+    A file that cannot be read gets a prediction with ``error`` set (and -inf scores), and is not
+    logged: the caller reports it; the other files are still predicted. When no file can be read,
+    nothing is scored.
     """
     if len(class_names) != cfg.MODEL.NUM_CLASSES:
         raise ValueError(f"{len(class_names)} class names for MODEL.NUM_CLASSES = {cfg.MODEL.NUM_CLASSES}")
     records = [VideoRecord(video_id=str(p), path=Path(p), labels=()) for p in paths]
-    # Predictions need no labels; multi-label records accept the empty label set.
-    dataset = dataset_from_records(cfg, records, class_names, mode="segments", multi_label=True)
+    unreadable_logger = logging.getLogger("videotl.data.unreadable")
+    muted, unreadable_logger.disabled = unreadable_logger.disabled, True
+    try:
+        # Predictions need no labels; multi-label records accept the empty label set.
+        dataset = dataset_from_records(cfg, records, class_names, mode="segments", multi_label=True)
+        broken = dataset.broken
+        if all(str(record.path) in broken for record in records):
+            empty = np.zeros((0, cfg.MODEL.NUM_CLASSES))
+            return [
+                VideoPrediction(str(r.path), np.full(cfg.MODEL.NUM_CLASSES, -np.inf), empty, error=broken[str(r.path)])
+                for r in records
+            ]
+        return _score_videos(model, dataset, cfg=cfg, device=device, show_progress=show_progress, top_k=top_k)
+    finally:
+        unreadable_logger.disabled = muted
+
+
+def _score_videos(
+    model: nn.Module, dataset, *, cfg: CfgNode, device: torch.device, show_progress: bool, top_k: int
+) -> List[VideoPrediction]:
+    records, class_names = dataset.records, dataset.class_names
     loader = build_loader(cfg, cfg.TEST.SPLIT, "segments", dataset=dataset)
     parts = list(
         score_batches(

@@ -106,7 +106,7 @@ class StatsWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._drop_partial_line()
-            self._handle = open(self.path, "a")
+            self._handle = open(self.path, "a", encoding="utf-8")
         except OSError as error:
             raise WriteError(f"cannot write {self.path}: {os_error_reason(error, self.path)}", error.errno) from None
         if tensorboard:

@@ -242,10 +242,20 @@ def train(
     SIGTERM stop it at the next step boundary with :class:`~videotl.engine.interrupt.RunInterrupted`,
     whose message says where and how to resume.
 
+    With the default loaders and a run that will test (TEST.ENABLE, as tools/train_net.py does after
+    training) or evaluate (TRAIN.EVAL_PERIOD), the test split's annotations are read first, so that
+    their errors stop the run before it trains.
+
     Returns the metrics of the last evaluation (empty if none ran), the final iteration and epoch
     count, and the unreadable training samples skipped (``skipped_samples``, over the whole run
     including the part before a resume) and distinct broken videos found (``broken_videos``).
     """
+    if build_loader_fn is None and (cfg.TEST.ENABLE or cfg.TRAIN.EVAL_PERIOD > 0):
+        from ..data.build import check_annotations
+
+        # The test split is read only after training (or at the first evaluation): a malformed row
+        # or a video id its score file cannot hold fails now, before any work.
+        check_annotations(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE)
     build_model_fn = build_model_fn or _default_model_builder()
     build_loader_fn = build_loader_fn or _default_loader_builder()
     ctx = setup_run(cfg)
@@ -274,7 +284,6 @@ def _train(cfg, ctx, stop: StopSignals, progress: _Progress, *, build_model_fn, 
         if device.type != "cuda":
             raise ConfigError("BN.SYNC = True needs CUDA: PyTorch's SyncBatchNorm has no CPU implementation")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    _compile(model, cfg)
     optimizer = build_optimizer(model, cfg=cfg)
     loss_fn = build_loss(cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(amp_dtype))
@@ -300,8 +309,7 @@ def _train(cfg, ctx, stop: StopSignals, progress: _Progress, *, build_model_fn, 
         cfg, ctx, model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, progress=progress
     )
     progress.epoch, progress.iteration = start_epoch, min(start_epoch * iters_per_epoch, total_iters)
-    if world_size > 1:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    model = _for_training(model, cfg, device=device, distributed=world_size > 1)
 
     if start_epoch >= num_epochs:
         logger.info(f"training already complete ({num_epochs} epochs, {total_iters} iterations) in {out}")
@@ -593,6 +601,21 @@ def _compile(model: nn.Module, cfg: CfgNode) -> None:
     dict, DDP's wrapper and the evaluation of the bare module all stay as they are."""
     if cfg.MODEL.COMPILE:
         model.compile(**COMPILE_OPTIONS)
+
+
+def _for_training(model: nn.Module, cfg: CfgNode, *, device: torch.device, distributed: bool) -> nn.Module:
+    """The model as training runs it: compiled in place under ``MODEL.COMPILE``, then wrapped in
+    DistributedDataParallel when ``distributed``.
+
+    The compiled graphs run inside DDP's forward, where dynamo finds the DDP module and splits
+    them at its gradient buckets (DDPOptimizer): each bucket's all-reduce starts while the rest of
+    the backward pass runs. The bare module keeps its compiled forward for evaluation and its
+    parameter names (no ``_orig_mod.`` or ``module.``) for checkpoints.
+    """
+    _compile(model, cfg)
+    if not distributed:
+        return model
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def _sync_buffers(model: nn.Module) -> None:

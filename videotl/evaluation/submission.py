@@ -31,7 +31,7 @@ def write_submission(path: PathLike, *, video_ids: Sequence[str], scores: np.nda
         raise ValueError(f"{len(video_ids)} video ids for scores of shape {scores.shape}")
     written = 0
     with atomic_path(path) as tmp:
-        with open(tmp, "w") as handle:
+        with open(tmp, "w", encoding="utf-8") as handle:
             for video_id, row in zip(video_ids, scores):
                 if not np.isfinite(row).all():
                     continue
@@ -53,7 +53,7 @@ def read_submission(path: PathLike, *, num_classes: int = CHARADES_NUM_CLASSES) 
     if not path.is_file():
         raise FileNotFoundError(f"submission file not found: {path}")
     predictions: Dict[str, np.ndarray] = {}
-    with open(path) as handle:
+    with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             fields = line.split()
             if not fields:
@@ -86,7 +86,7 @@ def read_charades_csv(path: PathLike, *, num_classes: int = CHARADES_NUM_CLASSES
         raise FileNotFoundError(f"ground-truth CSV not found: {path}")
     ids: List[str] = []
     rows: List[np.ndarray] = []
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = {"id", "actions"} - set(reader.fieldnames or [])
         if missing:

@@ -1,6 +1,8 @@
 """Models: named entry points (``create_model``, ``list_models``), the X3D family with TokenLearner
 res5 modules, ViT / ViViT with TokenLearner, and their building blocks."""
 
+# The built-in entry points register themselves as these modules load: MODELS is full from here on.
+from . import vit_models, x3d_models  # noqa: E402, F401, I001
 from .build import CONFIG_ADAPTERS, build_model
 from .components import FUSERS, RES5_SPATIAL_OPS, RES5_TEMPORAL_OPS, TOKEN_TRANSFORMERS, TOKENIZERS, TokenLearnerSpec
 from .factory import MODELS, ModelEntry, create_model, list_models, model_entry, register_model

@@ -8,7 +8,10 @@ in code (timm's ``register_model`` / ``create_model``)::
     model = videotl.create_model("x2plus1d_m_tokenlearner_charades", num_classes=10)
     model.default_cfg          # clip length, frame rate, input sizes, classes, the matching config
 
-A user's model joins the same registry, and configs accept it as ``MODEL.ARCH``::
+The built-in models register when ``videotl.models`` is imported (its ``x3d_models`` and
+``vit_models``), so ``MODELS`` is full after ``import videotl``. A user's model joins the same
+registry under a name of its own (a taken name raises unless ``override=True``), and configs
+accept it as ``MODEL.ARCH``::
 
     @videotl.register_model(default_cfg={"num_frames": 16, "crop_size": 112})
     def my_net(*, num_classes: int = 400, **kwargs) -> nn.Module: ...
@@ -76,9 +79,11 @@ def register_model(
     family: str = "",
     config_adapter: str = "",
     default_cfg: Optional[Dict[str, Any]] = None,
+    override: bool = False,
 ):
     """Register ``builder`` under ``name`` (default: its function name); usable as a decorator
-    with or without arguments. Registering a taken name replaces the entry with a warning."""
+    with or without arguments. A taken name raises ``RegistryError`` unless ``override`` (then
+    the new builder replaces the entry, with a warning)."""
 
     def register(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         doc = (fn.__doc__ or "").strip().splitlines()
@@ -90,7 +95,7 @@ def register_model(
             default_cfg={**DEFAULT_CFG, **(default_cfg or {})},
             description=doc[0] if doc else "",
         )
-        MODELS.register(entry.name, entry)
+        MODELS.register(entry.name, entry, override=override)
         return fn
 
     return register(builder) if builder is not None else register
@@ -98,13 +103,11 @@ def register_model(
 
 def model_entry(name: str) -> ModelEntry:
     """The registered entry of ``name``; an unknown name raises ``RegistryError`` with suggestions."""
-    _load_builtin_models()
     return MODELS.get(name)
 
 
 def list_models(pattern: str = "*") -> List[str]:
     """Registered model names matching the shell-style ``pattern`` (``"vit_*tl*"``), sorted."""
-    _load_builtin_models()
     return MODELS.names(pattern)
 
 
@@ -129,8 +132,3 @@ def create_model(name: str, *, num_classes: Optional[int] = None, **overrides: A
     model.model_name = name
     model.default_cfg = default_cfg
     return model
-
-
-def _load_builtin_models() -> None:
-    # The built-in entry points register themselves when their modules are imported.
-    from . import vit_models, x3d_models  # noqa: F401

@@ -3,8 +3,10 @@
 
     y_ic = sum_j p_ijc v_jc,   p_ijc = exp(q_ic k_jc - lse_ic),   lse_ic = log sum_j exp(q_ic k_jc)
 
-Three kernels, each a grid of (block of rows, block of channels, batch) programs that stream over
-the other side's rows once; nothing of the N x N x d attention tensor is ever stored:
+Three kernels, each a grid of (batch x blocks of rows, blocks of channels) programs that stream
+over the other side's rows once; nothing of the N x N x d attention tensor is ever stored. The
+batch shares grid axis 0 with the row blocks (CUDA allows 2^31 - 1 programs there, 65,535 on the
+other two axes), so any batch launches in one grid:
 
 - forward, per block of queries: out and the log-sum-exp. The softmax is an online one whose peak
   is known before the pass (``vector_transformer.softmax_peak``: for fixed q_ic the logit is linear
@@ -23,14 +25,18 @@ Arithmetic is float32 whatever the inputs (bfloat16 and float16 under autocast a
 load), float64 for float64 inputs; out and lse are returned in that compute dtype, gradients in
 the inputs' dtypes.
 
-On CUDA the block sizes are autotuned per shape over ``CONFIGS``. The kernels are defined on first
-use, so ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, for tests) only needs to be set before
-that first use; interpreted runs use ``DEFAULT_CONFIG`` (or the config passed in).
+The block sizes are pinned per shape: :func:`pinned_config` picks one of ``CONFIGS`` from the shape
+alone, so every process (each rank of a distributed run, a resumed run) launches the same blocks
+and computes the same numbers. Timing the configurations (Triton's autotuner) could pick
+differently in each, and the blocks decide the order of the float sums. The kernels are defined on
+first use, so ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, for tests) only needs to be set
+before that first use.
 """
 
 import contextlib
 import functools
 import importlib.util
+import math
 import os
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -38,7 +44,18 @@ from typing import Optional, Tuple
 
 import torch
 
-__all__ = ["CONFIGS", "DEFAULT_CONFIG", "KernelConfig", "interpreting", "triton_applies", "forward", "backward"]
+__all__ = [
+    "CONFIGS",
+    "MAX_GRID",
+    "KernelConfig",
+    "backward",
+    "forward",
+    "interpreting",
+    "launch_grid",
+    "no_keys_result",
+    "pinned_config",
+    "triton_applies",
+]
 
 
 @dataclass(frozen=True)
@@ -51,8 +68,8 @@ class KernelConfig:
     num_warps: int = 4
 
 
-# Candidates the autotuner tries on CUDA; every one is tested under the interpreter. A block holds
-# block_rows x block_stream x block_channels values per accumulator.
+# The block sizes pinned_config chooses from; every one is tested under the interpreter. A block
+# holds block_rows x block_stream x block_channels values per accumulator.
 CONFIGS: Tuple[KernelConfig, ...] = (
     KernelConfig(16, 16, 16, 4),
     KernelConfig(32, 8, 16, 4),
@@ -61,7 +78,8 @@ CONFIGS: Tuple[KernelConfig, ...] = (
     KernelConfig(64, 4, 16, 4),
     KernelConfig(16, 16, 32, 8),
 )
-DEFAULT_CONFIG = CONFIGS[0]
+# CUDA's limits on the number of programs along each grid axis.
+MAX_GRID = (2**31 - 1, 65535, 65535)
 
 
 def triton_installed() -> bool:
@@ -95,6 +113,16 @@ def _kernels(interpreted: bool) -> SimpleNamespace:
     """The jitted kernels, defined here so that ``TRITON_INTERPRET`` is read when they are first
     needed (Triton decides at decoration time whether a kernel is compiled or interpreted). The
     cache is keyed by that choice, so a test that turns the interpreter on gets its own kernels."""
+    return SimpleNamespace(
+        forward=_forward_kernel(interpreted),
+        grad_q=_grad_q_kernel(interpreted),
+        grad_kv=_grad_kv_kernel(interpreted),
+    )
+
+
+@functools.cache
+def _forward_kernel(interpreted: bool):
+    """The forward kernel, jitted as :func:`_kernels` says."""
     import triton
     import triton.language as tl
 
@@ -103,8 +131,10 @@ def _kernels(interpreted: bool) -> SimpleNamespace:
         q_ptr, k_ptr, v_ptr, k_max_ptr, k_min_ptr, out_ptr, lse_ptr, n_q, n_k, dim,
         ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     ):  # fmt: skip
-        batch = tl.program_id(2).to(tl.int64)
-        rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        # Axis 0 numbers (clip, block of rows) pairs, clip-major.
+        row_blocks = tl.cdiv(n_q, BLOCK_M)
+        batch = (tl.program_id(0) // row_blocks).to(tl.int64)
+        rows = (tl.program_id(0) % row_blocks) * BLOCK_M + tl.arange(0, BLOCK_M)
         channels = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         channel_ok = channels < dim
         row_mask = (rows < n_q)[:, None] & channel_ok[None, :]
@@ -131,13 +161,23 @@ def _kernels(interpreted: bool) -> SimpleNamespace:
         tl.store(out_ptr + at, tl.sum(acc, axis=1) / total, mask=row_mask)
         tl.store(lse_ptr + at, peak + tl.log(total), mask=row_mask)
 
+    return forward_kernel
+
+
+@functools.cache
+def _grad_q_kernel(interpreted: bool):
+    """The query-gradient kernel, jitted as :func:`_kernels` says."""
+    import triton
+    import triton.language as tl
+
     @triton.jit
     def grad_q_kernel(
         q_ptr, k_ptr, v_ptr, out_ptr, lse_ptr, grad_out_ptr, grad_q_ptr, n_q, n_k, dim,
         ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     ):  # fmt: skip
-        batch = tl.program_id(2).to(tl.int64)
-        rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        row_blocks = tl.cdiv(n_q, BLOCK_M)
+        batch = (tl.program_id(0) // row_blocks).to(tl.int64)
+        rows = (tl.program_id(0) % row_blocks) * BLOCK_M + tl.arange(0, BLOCK_M)
         channels = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         channel_ok = channels < dim
         row_mask = (rows < n_q)[:, None] & channel_ok[None, :]
@@ -162,14 +202,24 @@ def _kernels(interpreted: bool) -> SimpleNamespace:
         grad_q = g * tl.sum(acc, axis=1)
         tl.store(grad_q_ptr + at, grad_q.to(grad_q_ptr.dtype.element_ty), mask=row_mask)
 
+    return grad_q_kernel
+
+
+@functools.cache
+def _grad_kv_kernel(interpreted: bool):
+    """The key- and value-gradient kernel, jitted as :func:`_kernels` says."""
+    import triton
+    import triton.language as tl
+
     @triton.jit
     def grad_kv_kernel(
         q_ptr, k_ptr, v_ptr, out_ptr, lse_ptr, grad_out_ptr, grad_k_ptr, grad_v_ptr, n_q, n_k, dim,
         ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     ):  # fmt: skip
         # BLOCK_N keys per program; queries stream past in steps of BLOCK_M.
-        batch = tl.program_id(2).to(tl.int64)
-        keys = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        key_blocks = tl.cdiv(n_k, BLOCK_N)
+        batch = (tl.program_id(0) // key_blocks).to(tl.int64)
+        keys = (tl.program_id(0) % key_blocks) * BLOCK_N + tl.arange(0, BLOCK_N)
         channels = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         channel_ok = channels < dim
         key_mask = (keys < n_k)[:, None] & channel_ok[None, :]
@@ -194,27 +244,7 @@ def _kernels(interpreted: bool) -> SimpleNamespace:
         tl.store(grad_k_ptr + key_at, tl.sum(acc_k, axis=0).to(grad_k_ptr.dtype.element_ty), mask=key_mask)
         tl.store(grad_v_ptr + key_at, tl.sum(acc_v, axis=0).to(grad_v_ptr.dtype.element_ty), mask=key_mask)
 
-    raw = SimpleNamespace(forward=forward_kernel, grad_q=grad_q_kernel, grad_kv=grad_kv_kernel)
-    if interpreted:
-        return SimpleNamespace(raw=raw, tuned=None)
-    # The forward and grad q kernels stream keys; grad kv streams queries, so its roles swap.
-    row_side = [_triton_config(c, rows="BLOCK_M", stream="BLOCK_N") for c in CONFIGS]
-    key_side = [_triton_config(c, rows="BLOCK_N", stream="BLOCK_M") for c in CONFIGS]
-    # The autotuner adds the tensors' dtypes to the key itself.
-    key = ["n_q", "n_k", "dim"]
-    tuned = SimpleNamespace(
-        forward=triton.autotune(configs=row_side, key=key)(forward_kernel),
-        grad_q=triton.autotune(configs=row_side, key=key)(grad_q_kernel),
-        grad_kv=triton.autotune(configs=key_side, key=key)(grad_kv_kernel),
-    )
-    return SimpleNamespace(raw=raw, tuned=tuned)
-
-
-def _triton_config(config: KernelConfig, *, rows: str, stream: str):
-    import triton
-
-    blocks = {rows: config.block_rows, stream: config.block_stream, "BLOCK_D": config.block_channels}
-    return triton.Config(blocks, num_warps=config.num_warps)
+    return grad_kv_kernel
 
 
 def _blocks(config: KernelConfig, *, rows: str, stream: str) -> dict:
@@ -240,49 +270,76 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         )
 
 
-def _kernel_set(config: Optional[KernelConfig]):
-    """(kernels, blocks for row-side kernels, blocks for the key-side kernel); autotuned kernels
-    take no block sizes."""
-    kernels = _kernels(interpreting())
-    if config is None and kernels.tuned is not None:
-        return kernels.tuned, {}, {}
-    config = config or DEFAULT_CONFIG
-    return (
-        kernels.raw,
-        _blocks(config, rows="BLOCK_M", stream="BLOCK_N"),
-        _blocks(config, rows="BLOCK_N", stream="BLOCK_M"),
-    )
-
-
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def _padded(size: int, block: int) -> int:
+    return _cdiv(size, block) * block
+
+
+def pinned_config(n_q: int, n_k: int, dim: int) -> KernelConfig:
+    """The block sizes every launch at this shape uses: the config of ``CONFIGS`` whose three
+    kernels compute the fewest masked (padding) lanes, the first such in ``CONFIGS`` on a tie.
+
+    Work is counted as the rows of a program's own side x the streamed rows x the channels, each
+    rounded up to its block: twice with queries as rows (forward, grad q), once with keys (grad k, v).
+    A function of the shape alone, so every process picks the same blocks.
+    """
+
+    def padded_work(config: KernelConfig) -> int:
+        rows, stream = config.block_rows, config.block_stream
+        queries_first = _padded(n_q, rows) * _padded(n_k, stream)
+        keys_first = _padded(n_k, rows) * _padded(n_q, stream)
+        return (2 * queries_first + keys_first) * _padded(dim, config.block_channels)
+
+    return min(CONFIGS, key=padded_work)
+
+
+def launch_grid(rows: int, dim: int, batch: int, *, block_rows: int, block_channels: int) -> Tuple[int, int, int]:
+    """The grid of a launch over ``batch`` clips of ``rows`` rows (the program's own side) and
+    ``dim`` channels: batch x row blocks on axis 0, channel blocks on axis 1. Raises ValueError
+    where CUDA could not launch it (``MAX_GRID``)."""
+    grid = (batch * _cdiv(rows, block_rows), _cdiv(dim, block_channels), 1)
+    for axis, (size, limit) in enumerate(zip(grid, MAX_GRID)):
+        if size > limit:
+            raise ValueError(
+                f"vector attention over {batch:,} x {rows:,} rows x {dim:,} channels needs {size:,} programs on "
+                f"grid axis {axis}, more than CUDA's {limit:,}" + ("; split the batch" if axis == 0 else "")
+            )
+    return grid
+
+
+def no_keys_result(q: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 3's output and log-sum-exp where there are no keys: sums over nothing, so zeros and
+    -inf (what ``vector_attention_naive`` gives), in the compute dtype."""
+    out = torch.zeros(q.shape, dtype=compute_dtype(q.dtype), device=q.device)
+    return out, torch.full_like(out, -math.inf)
 
 
 def forward(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, config: Optional[KernelConfig] = None
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Eq. 3 for q (B, N, d), k and v (B, M, d): the output and the per-(query, channel)
-    log-sum-exp, both in the compute dtype. ``config`` fixes the block sizes (else autotuned on
-    CUDA, ``DEFAULT_CONFIG`` under the interpreter)."""
+    log-sum-exp, both in the compute dtype. ``config`` fixes the block sizes (else
+    :func:`pinned_config` of the shape)."""
     _check(q, k, v)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     batch, n_q, dim = q.shape
     n_k = k.shape[1]
+    if q.numel() == 0 or n_k == 0:
+        return no_keys_result(q)
+    config = config or pinned_config(n_q, n_k, dim)
     out = torch.empty(q.shape, dtype=compute_dtype(q.dtype), device=q.device)
     lse = torch.empty_like(out)
-    if out.numel() == 0:
-        return out, lse
     k_max, k_min = k.amax(dim=1).contiguous(), k.amin(dim=1).contiguous()
-    kernels, row_blocks, _ = _kernel_set(config)
-
-    def grid(meta):
-        return (_cdiv(n_q, meta["BLOCK_M"]), _cdiv(dim, meta["BLOCK_D"]), batch)
-
-    launch = {"num_warps": config.num_warps} if config is not None else {}
+    grid = launch_grid(n_q, dim, batch, block_rows=config.block_rows, block_channels=config.block_channels)
+    row_blocks = _blocks(config, rows="BLOCK_M", stream="BLOCK_N")
     with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
-        kernels.forward[grid](
-            q, k, v, k_max, k_min, out, lse, n_q, n_k, dim, ACC=_acc_dtype(q.dtype), **row_blocks, **launch
-        )
+        _kernels(interpreting()).forward[grid](
+            q, k, v, k_max, k_min, out, lse, n_q, n_k, dim, ACC=_acc_dtype(q.dtype), **row_blocks,
+            num_warps=config.num_warps,
+        )  # fmt: skip
     return out, lse
 
 
@@ -304,21 +361,20 @@ def backward(
     grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     if q.numel() == 0 or k.numel() == 0:
         return grad_q.zero_(), grad_k.zero_(), grad_v.zero_()
-    kernels, row_blocks, key_blocks = _kernel_set(config)
+    config = config or pinned_config(n_q, n_k, dim)
+    kernels = _kernels(interpreting())
     acc = _acc_dtype(q.dtype)
-
-    def query_grid(meta):
-        return (_cdiv(n_q, meta["BLOCK_M"]), _cdiv(dim, meta["BLOCK_D"]), batch)
-
-    def key_grid(meta):
-        return (_cdiv(n_k, meta["BLOCK_N"]), _cdiv(dim, meta["BLOCK_D"]), batch)
-
-    launch = {"num_warps": config.num_warps} if config is not None else {}
+    # The grad kv kernel's own side is the keys: its rows block is config.block_rows of keys.
+    query_grid = launch_grid(n_q, dim, batch, block_rows=config.block_rows, block_channels=config.block_channels)
+    key_grid = launch_grid(n_k, dim, batch, block_rows=config.block_rows, block_channels=config.block_channels)
+    row_blocks = _blocks(config, rows="BLOCK_M", stream="BLOCK_N")
+    key_blocks = _blocks(config, rows="BLOCK_N", stream="BLOCK_M")
     with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
         kernels.grad_q[query_grid](
-            q, k, v, out, lse, grad_out, grad_q, n_q, n_k, dim, ACC=acc, **row_blocks, **launch
+            q, k, v, out, lse, grad_out, grad_q, n_q, n_k, dim, ACC=acc, **row_blocks, num_warps=config.num_warps
         )  # fmt: skip
         kernels.grad_kv[key_grid](
-            q, k, v, out, lse, grad_out, grad_k, grad_v, n_q, n_k, dim, ACC=acc, **key_blocks, **launch
+            q, k, v, out, lse, grad_out, grad_k, grad_v, n_q, n_k, dim, ACC=acc, **key_blocks,
+            num_warps=config.num_warps,
         )  # fmt: skip
     return grad_q, grad_k, grad_v

@@ -143,6 +143,9 @@ def _vector_attention_op(
     operator for all three implementations, so that ``torch.compile`` sees a single opaque call and
     the choice happens when it runs."""
     path = resolve_implementation(implementation, q, k, v)
+    if q.numel() == 0 or k.shape[1] == 0:
+        # No query, or no key to attend to: every implementation returns the empty sums.
+        return vector_attention_triton.no_keys_result(q)
     if path == "triton":
         return vector_attention_triton.forward(q, k, v)
     q, k, v = _computing(q.dtype, q, k, v)
@@ -171,6 +174,8 @@ def _vector_attention_backward_op(
     """Gradients of eq. 3 with respect to q, k, v (in their dtypes), recomputing the attention
     from the saved log-sum-exp with the implementation the forward pass used."""
     path = resolve_implementation(implementation, q, k, v)
+    if q.numel() == 0 or k.numel() == 0:
+        return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
     if path == "triton":
         return vector_attention_triton.backward(q, k, v, out, lse, grad_out)
     dtypes = (q.dtype, k.dtype, v.dtype)

@@ -138,6 +138,17 @@ class EncoderBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def _check_layout(classifier: str, depth: int, tokenlearner_layer: int, extra_layers: int, *, tokenfuser: bool) -> None:
+    if classifier not in ("token", "gap"):
+        raise ValueError(f"classifier must be 'token' or 'gap', got {classifier!r}")
+    if not -1 <= tokenlearner_layer <= depth:
+        raise ValueError(f"tokenlearner_layer = {tokenlearner_layer} must be -1 or in [0, {depth}]")
+    if extra_layers and tokenlearner_layer < 0:
+        raise ValueError("extra_layers count layers after the TokenLearner; give tokenlearner_layer")
+    if tokenfuser and tokenlearner_layer >= 0 and not tokenlearner_layer < depth + extra_layers:
+        raise ValueError("a TokenFuser needs a TokenLearner before at least one layer")
+
+
 class VisionTransformer(nn.Module):
     """ViT / ViViT (joint space-time attention) with an optional TokenLearner and TokenFuser.
 
@@ -176,17 +187,10 @@ class VisionTransformer(nn.Module):
         tokenlearner: Union[None, TokenLearnerSpec, Mapping[str, Any]] = None,
     ) -> None:
         super().__init__()
-        if classifier not in ("token", "gap"):
-            raise ValueError(f"classifier must be 'token' or 'gap', got {classifier!r}")
         spec = tokenlearner_spec(tokenlearner, base=VIT_TOKENLEARNER)
         num_layers = depth + extra_layers
         tokenfuser = spec.fuser != NO_FUSER
-        if not -1 <= tokenlearner_layer <= depth:
-            raise ValueError(f"tokenlearner_layer = {tokenlearner_layer} must be -1 or in [0, {depth}]")
-        if extra_layers and tokenlearner_layer < 0:
-            raise ValueError("extra_layers count layers after the TokenLearner; give tokenlearner_layer")
-        if tokenfuser and tokenlearner_layer >= 0 and not tokenlearner_layer < num_layers:
-            raise ValueError("a TokenFuser needs a TokenLearner before at least one layer")
+        _check_layout(classifier, depth, tokenlearner_layer, extra_layers, tokenfuser=tokenfuser)
         self.patch_embed = patch_embed
         self.grid = tuple(grid)
         self.classifier = classifier
@@ -214,23 +218,7 @@ class VisionTransformer(nn.Module):
             for _ in range(num_layers)
         )
 
-        # The TokenLearner parts drop at the encoder's rate, as Scenic passes its dropout_rate to them.
-        part = PartContext(
-            dim=dim,
-            num_frames=self.grid[0],
-            spatial_size=self.grid[1:],
-            tokenlearner=dataclasses.replace(spec, dropout=dropout_rate),
-        )
-        if self.tokenfuser:
-            fused = num_layers - tokenlearner_layer
-            self.tokenlearners = nn.ModuleList(build_tokenizer(part) for _ in range(fused))
-            self.fusers = nn.ModuleList(FUSERS.get(spec.fuser)(part) for _ in range(fused))
-            for fuser in self.fusers:
-                if not isinstance(fuser, TokenFuser):
-                    raise ValueError(f"a ViT fuses with TokenFuser ('tokenfuser' or 'none'), not {spec.fuser!r}")
-        elif tokenlearner_layer >= 0:
-            self.tokenlearner = build_tokenizer(part)
-
+        self._add_tokenlearner_parts(spec, dim=dim, dropout_rate=dropout_rate, num_layers=num_layers)
         self.norm = nn.LayerNorm(dim, eps=LN_EPS)
         self.head_dim = dim
         if representation_size:
@@ -241,6 +229,28 @@ class VisionTransformer(nn.Module):
         self.head_drop = nn.Dropout(head_dropout_rate)
         self.head = nn.Linear(self.head_dim, num_classes)
         self._init_weights()
+
+    def _add_tokenlearner_parts(
+        self, spec: TokenLearnerSpec, *, dim: int, dropout_rate: float, num_layers: int
+    ) -> None:
+        """One TokenLearner after layer ``tokenlearner_layer``, or with a TokenFuser a TokenLearner
+        and a TokenFuser around each layer from there on."""
+        # The TokenLearner parts drop at the encoder's rate, as Scenic passes its dropout_rate to them.
+        part = PartContext(
+            dim=dim,
+            num_frames=self.grid[0],
+            spatial_size=self.grid[1:],
+            tokenlearner=dataclasses.replace(spec, dropout=dropout_rate),
+        )
+        if self.tokenfuser:
+            fused = num_layers - self.tokenlearner_layer
+            self.tokenlearners = nn.ModuleList(build_tokenizer(part) for _ in range(fused))
+            self.fusers = nn.ModuleList(FUSERS.get(spec.fuser)(part) for _ in range(fused))
+            for fuser in self.fusers:
+                if not isinstance(fuser, TokenFuser):
+                    raise ValueError(f"a ViT fuses with TokenFuser ('tokenfuser' or 'none'), not {spec.fuser!r}")
+        elif self.tokenlearner_layer >= 0:
+            self.tokenlearner = build_tokenizer(part)
 
     def _init_weights(self) -> None:
         if isinstance(self.patch_embed.proj, (nn.Conv2d, nn.Conv3d)):

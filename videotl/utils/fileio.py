@@ -134,7 +134,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 
 def atomic_write_text(path: PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def json_safe(value: Any) -> Any:

@@ -21,7 +21,7 @@ def read_stats(path) -> List[Dict]:
     if not path.is_file():
         raise FileNotFoundError(f"no training log at {path}: expected the stats.jsonl that tools/train_net.py writes")
     records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:

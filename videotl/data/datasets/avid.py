@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple
 
-from ._files import read_class_list, require_dir, require_file
+from ._files import read_class_list, require_dir, require_file, require_score_file_id
 from .base import DatasetError, VideoRecord
 
 __all__ = ["AVID_SPLITS", "AvidLabelReport", "load_avid"]
@@ -101,8 +101,9 @@ def load_avid(
             else:
                 report.empty_removed += 1
             continue
+        video_id = require_score_file_id(Path(clip).stem, f"{annotation}: entry {clip!r}")
         report.kept += 1
-        records.append(VideoRecord(Path(clip).stem, videos / clip, (index[name],)))
+        records.append(VideoRecord(video_id, videos / clip, (index[name],)))
     logger.info("AViD %s (%s): %s", split, annotation, report)
     if not records:
         raise DatasetError(f"{annotation}: no clip left after the label rules ({report})")

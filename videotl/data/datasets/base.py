@@ -41,6 +41,8 @@ from ._registry import BrokenVideoRegistry
 __all__ = ["DatasetError", "VideoRecord", "VideoDataset", "MODES"]
 
 logger = logging.getLogger("videotl.data")
+# Its own logger, so that a caller that reports unreadable videos itself (prediction) can mute it.
+unreadable_logger = logging.getLogger("videotl.data.unreadable")
 
 MODES = ("train", "views", "segments")
 
@@ -276,7 +278,7 @@ class VideoDataset(Dataset):
 
     def _note_broken(self, error: VideoDecodeError) -> None:
         if self._broken.add(error.path, error.reason):
-            logger.warning("unreadable video %s: %s", error.path, error.reason)
+            unreadable_logger.warning("unreadable video %s: %s", error.path, error.reason)
 
     def _limited(self, path: Path, fn):
         """``fn()`` within the decode time limit (a :class:`VideoDecodeError` past it)."""

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from ._files import require_dir, require_file
+from ._files import require_dir, require_file, require_score_file_id
 from .base import DatasetError, VideoRecord
 
 __all__ = ["CHARADES_SPLITS", "CHARADES_VIDEO_DIRS", "load_charades", "read_charades_classes"]
@@ -106,6 +106,7 @@ def load_charades(root: Path, split: str, *, video_dir: str = "") -> Tuple[List[
                 if code not in codes:
                     raise DatasetError(f"{annotation}:{line}: action class {code} is not in Charades_v1_classes.txt")
                 intervals.append((codes[code], start, end))
+            require_score_file_id(video_id, f"{annotation}:{line}")
             labels = tuple(sorted({c for c, _, _ in intervals}))
             records.append(VideoRecord(video_id, videos / f"{video_id}.mp4", labels, tuple(intervals)))
     if not records:

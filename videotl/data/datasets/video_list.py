@@ -6,8 +6,10 @@ between path and labels::
     videos/abc.mp4 3
     videos/def.mp4 1,4          (several labels need DATA.MULTI_LABEL True)
 
-Paths are relative to ``DATA.PATH_PREFIX`` (default: the root); absolute paths are kept. Labels are
-class indices; ``<root>/classes.txt`` (one name per line) names them when present.
+Paths are relative to ``DATA.PATH_PREFIX`` (default: the root); absolute paths are kept. A path, as
+written, is the video's id in the score file, so it holds no white space (any other character,
+non-ASCII ones included, is fine). Labels are class indices; ``<root>/classes.txt`` (one name per
+line) names them when present.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Tuple
 
-from ._files import read_class_list, require_dir, require_file
+from ._files import read_class_list, require_dir, require_file, require_score_file_id
 from .base import DatasetError, VideoRecord
 
 __all__ = ["load_csv"]
@@ -46,7 +48,8 @@ def load_csv(
     for number, line in enumerate(annotation.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
-        # Split at the last separator so that paths may contain it.
+        # Split at the last separator so that a path may contain it (a path is the video's id in the
+        # score file, which white space would break: see require_score_file_id).
         parts = line.strip().rsplit(separator, 1)
         if len(parts) != 2 or not parts[0].strip():
             raise DatasetError(
@@ -64,6 +67,7 @@ def load_csv(
             raise DatasetError(
                 f"{annotation}:{number}: label(s) {bad} outside [0, {num_classes}) (MODEL.NUM_CLASSES = {num_classes})"
             )
+        require_score_file_id(path_text, f"{annotation}:{number}")
         path = Path(path_text)
         records.append(VideoRecord(path_text, path if path.is_absolute() else base / path, labels))
     if not records:

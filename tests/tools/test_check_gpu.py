@@ -1,0 +1,239 @@
+"""tools/check_gpu.py without a GPU: the one line it prints, how it reports and counts checks, and
+every check run on the CPU at tiny sizes (the Triton ones under TRITON_INTERPRET=1), failing where
+the GPU path would have failed."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.data.conftest import TORCHCODEC_SKIP
+from tests.models.conftest import TINY_X3D
+from tests.tools.test_gpu_benchmark import _synthetic_payload
+from videotl.models import vector_attention_triton
+from videotl_tools import check_gpu
+from videotl_tools.harness import gpu_benchmark as gb
+from videotl_tools.harness import gpu_check
+
+CPU = torch.device("cpu")
+ROOT = Path(__file__).resolve().parents[2]
+# The tiny network at 4 x 32 x 32 clips, as the GPU benchmark's own tests run it.
+TINY_CLIP = (4, 32, 32)
+AOT_EAGER = {"dynamic": False, "backend": "aot_eager"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_without_cuda_it_says_so_in_one_line(capsys):
+    assert check_gpu.main([]) == 0
+    out = capsys.readouterr().out
+    assert out == "check_gpu: torch finds no CUDA GPU here (torch.cuda.is_available() is False): nothing to check\n"
+
+
+@pytest.fixture
+def pretend_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Pretend GPU")
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+
+
+def _lines(text):
+    return [line for line in text.splitlines() if line]
+
+
+def test_one_line_per_check_and_exit_status_1_when_one_fails(pretend_cuda, monkeypatch, tmp_path, capsys):
+    def noisy_pass(context):
+        print("a progress bar and a log line")  # goes to the log, not to the report
+        assert context.device == torch.device("cuda", 0) and context.workdir.is_dir()
+        return True, "measured 1.0"
+
+    def raises(context):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore lines")
+
+    checks = {"first": noisy_pass, "second": lambda context: (False, "measured 9.0 (<= 2)"), "third": raises}
+    monkeypatch.setattr(gpu_check, "CHECKS", checks)
+    assert check_gpu.main(["--workdir", str(tmp_path)]) == 1
+    lines = _lines(capsys.readouterr().out)
+    assert lines[0].startswith("checking Pretend GPU (cuda:0): torch ")
+    assert [line.split()[:2] for line in lines[1:4]] == [["first", "pass"], ["second", "FAIL"], ["third", "FAIL"]]
+    assert "measured 9.0 (<= 2)" in lines[2]
+    assert "RuntimeError: CUDA error: an illegal memory access was encountered [" in lines[3]
+    assert lines[4].startswith("2 of 3 checks FAILED (second, third) in ")
+    # The failed run's folder stays, with what the checks printed and the error in full.
+    (folder,) = tmp_path.iterdir()
+    log = (folder / "check_gpu.log").read_text()
+    assert "a progress bar and a log line" in log and "more lines" in log and "===== third" in log
+
+
+def test_all_passing_removes_the_folder_and_only_runs_what_was_asked(pretend_cuda, monkeypatch, tmp_path, capsys):
+    ran = []
+    checks = {name: (lambda context, name=name: ran.append(name) or (True, "ok")) for name in ("a", "b", "c")}
+    monkeypatch.setattr(gpu_check, "CHECKS", checks)
+    assert check_gpu.main(["--workdir", str(tmp_path), "--only", "c", "a"]) == 0
+    assert ran == ["c", "a"] and list(tmp_path.iterdir()) == []
+    assert _lines(capsys.readouterr().out)[-1].startswith("all 2 checks passed in ")
+    with pytest.raises(SystemExit):
+        check_gpu.main(["--only", "d"])
+    assert "invalid choice: 'd'" in capsys.readouterr().err
+
+
+def test_the_whole_set_over_five_minutes_fails(pretend_cuda, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(gpu_check, "CHECKS", {"a": lambda context: (True, "ok")})
+    monkeypatch.setattr(gpu_check, "TIME_BUDGET_S", 0.0)
+    assert check_gpu.main(["--workdir", str(tmp_path)]) == 1
+    assert "checks passed but took" in _lines(capsys.readouterr().out)[-1]
+
+
+def test_every_named_check_is_listed_in_the_docs():
+    docs = (ROOT / "docs" / "training.md").read_text()
+    assert all(f"`{name}`" in docs for name in gpu_check.CHECKS)
+
+
+@pytest.mark.skipif(not vector_attention_triton.triton_installed(), reason="triton is not installed")
+def test_triton_checks_pass_under_the_interpreter():
+    # The interpreter must be on before triton is imported: a fresh process, as for the kernel tests.
+    code = (
+        "import torch; from videotl_tools.harness import gpu_check as g; cpu = torch.device('cpu'); "
+        "print(g.check_triton_kernel(device=cpu, shape=(1, 20, 9))); "
+        "print(g.check_triton_edge_shapes(device=cpu, batch=3)); "
+        "print(g.check_triton_same_forward(device=cpu, shape=(1, 19, 9))); "
+        "import json; from videotl_tools.harness import gpu_benchmark as gb; "
+        "print(json.dumps(gb.time_configs(device=cpu, shape=(1, 19, 9), dtype='float32', warmup=0, repeats=1)))"
+    )
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = _lines(result.stdout)
+    (kernel, edges, same), configs = [line for line in lines if line.startswith("(")], lines[-1]
+    assert kernel.startswith("(True, 'largest errors against float64 eq. 3: float32 out ")
+    assert "at 1x20x9 and 2x37x27" in kernel
+    assert edges.startswith("(True, 'batch 3: largest error ") and "no keys: zeros and zero gradients" in edges
+    assert same.startswith("(True, 'a second process computed the same forward at 1x19x9, bit for bit")
+    # Every block config timed; 19 tokens of 9 channels pad least with 32 x 8 x 16 blocks (32 x 24 lanes).
+    configs = json.loads(configs)
+    assert [row["config"] for row in configs["results"]] == [
+        "16x16x16, 4 warps", "32x8x16, 4 warps", "16x8x32, 4 warps", "32x16x16, 8 warps", "64x4x16, 4 warps",
+        "16x16x32, 8 warps",
+    ]  # fmt: skip
+    assert configs["pinned"] == "32x8x16, 4 warps" and 0 < configs["pinned_vs_fastest_speed"] <= 1
+
+
+def test_bf16_training_compares_against_eager_float32():
+    graphs = []
+
+    def counting_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    eager = gpu_check.check_bf16_training(
+        device=CPU, compiled=False, steps=2, clip=TINY_CLIP, batch=2, overrides=TINY_X3D
+    )
+    assert eager[0] and "2 steps: bf16 loss " in eager[1] and "apart (<= 2%)" in eager[1]
+    assert not graphs
+    compiled = gpu_check.check_bf16_training(
+        device=CPU, compiled=True, steps=2, clip=TINY_CLIP, batch=2, overrides=TINY_X3D,
+        compile_options={"dynamic": False, "backend": counting_backend},
+    )  # fmt: skip
+    # The bfloat16 run went through torch.compile, the float32 reference did not (one graph per mode).
+    assert compiled[0] and graphs
+    torch._dynamo.reset()
+
+
+def test_bf16_training_fails_past_two_percent(monkeypatch):
+    losses = {"final_loss": {"bfloat16": 1.03, "float32": 1.0}, "relative_difference": 0.03, "final_window": 5}
+    monkeypatch.setattr(gb, "measure_loss", lambda **kwargs: losses)
+    passed, value = gpu_check.check_bf16_training(device=CPU, compiled=False)
+    assert not passed and value == "20 steps: bf16 loss 1.0300, fp32 1.0000 (last 5 steps): 3.00% apart (<= 2%)"
+
+
+def test_compiled_checkpoint_reloads_into_an_eager_model(tmp_path, monkeypatch):
+    from videotl.engine import trainer
+
+    monkeypatch.setitem(trainer.COMPILE_OPTIONS, "backend", "aot_eager")
+    passed, value = gpu_check.check_compiled_checkpoint(
+        device=CPU, workdir=tmp_path, clip=TINY_CLIP, batch=2, overrides=TINY_X3D
+    )
+    torch._dynamo.reset()
+    assert passed, value
+    assert (
+        "tensors saved and reloaded by name; the reloaded model's outputs equal the saved model's bit for bit" in value
+    )
+
+
+@pytest.mark.skipif(TORCHCODEC_SKIP is not None, reason=str(TORCHCODEC_SKIP))
+def test_decoding_check_on_the_cpu_and_with_a_gpu_decoder_that_fails(tmp_path, monkeypatch):
+    import torchcodec.decoders
+
+    import videotl.data.decoding as decoding
+    from tests.data.conftest import FailingGpuDecoders
+
+    passed, value = gpu_check.check_cuda_decoding(device=CPU, workdir=tmp_path, frames=6, size=(48, 64))
+    assert passed and value.startswith("6 frames 64x48: largest difference from CPU decoding 0 levels (<= 3)")
+    # NVDEC that fails: the reader falls back to the CPU (and the video is read); the check must fail.
+    monkeypatch.setattr(torchcodec.decoders, "VideoDecoder", FailingGpuDecoders())
+    cpu_only = set()
+    monkeypatch.setattr(decoding, "_TORCHCODEC_CPU_ONLY", cpu_only)
+    monkeypatch.setattr(decoding, "_torchcodec_device", lambda device: "cpu" if device in cpu_only else str(device))
+    passed, value = gpu_check.check_cuda_decoding(
+        device=torch.device("cuda"), workdir=tmp_path, frames=6, size=(48, 64)
+    )
+    assert not passed and value.startswith("decoded on cpu, not cuda: torchcodec fell back to the CPU (torchcodec")
+    assert "cannot decode on cuda (CUDA error: an illegal memory access was encountered (NVDEC))" in value
+
+
+@pytest.mark.skipif(TORCHCODEC_SKIP is not None, reason=str(TORCHCODEC_SKIP))
+def test_decode_training_trains_in_the_main_process(tmp_path):
+    overrides = [
+        *TINY_X3D,
+        "MODEL.NUM_CLASSES",
+        "12",
+        "DATA_LOADER.NUM_WORKERS",
+        "0",
+        "DATA.TRAIN_JITTER_SCALES",
+        "[64, 72]",
+    ]
+    passed, value = gpu_check.check_cuda_decode_training(
+        device=CPU, workdir=tmp_path, steps=2, overrides=overrides, encoding_workers=0
+    )
+    assert passed, value
+    assert value.startswith("2 steps decoding on cpu in the main process, last loss ") and "0 samples skipped" in value
+
+
+def test_torchrun_check_forms_a_group_of_one():
+    passed, value = gpu_check.check_torchrun(device=CPU)
+    assert passed, value
+    assert value.startswith("backend gloo, device cpu, world size 1;") and "all-reduce 1 (expected 1)" in value
+
+
+def test_benchmark_check_runs_the_shortest_setting(tmp_path, monkeypatch):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    gb.add_gpu_arguments(parser)
+    args = parser.parse_args(list(gpu_check.SHORTEST_BENCHMARK))
+    gb._check_arguments(args)
+    assert args.parts == list(gb.PARTS) and args.variants == ["eager"] and args.steps == 5
+    if not torch.cuda.is_available():
+        # Here the benchmark itself refuses: the check reports its one line.
+        passed, value = gpu_check.check_gpu_benchmark(workdir=tmp_path, timeout=300)
+        assert not passed and value.startswith("exit status 1: error: the gpu benchmark needs a CUDA GPU")
+    commands = []
+
+    def finished_benchmark(command, **kwargs):
+        commands.append(command)
+        payload = {**_synthetic_payload(), "seconds": 95.0}
+        payload["targets"] = gb.target_rows(payload)
+        Path(command[command.index("--output") + 1]).write_text(json.dumps(payload))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(gpu_check.subprocess, "run", finished_benchmark)
+    passed, value = gpu_check.check_gpu_benchmark(workdir=tmp_path)
+    assert commands[0][1:4] == ["-m", "videotl_tools.benchmark", "gpu"]
+    assert commands[0][4:-2] == list(gpu_check.SHORTEST_BENCHMARK)
+    assert passed and value.startswith(f"all parts in 95 s ({tmp_path / 'benchmark_gpu.json'}): ")
+    assert "triton_vs_pytorch_attention_speed 10.000" in value and "kernel_matches_naive yes" in value
+    assert value.endswith("; pinned block config 0.75x the fastest's speed")
