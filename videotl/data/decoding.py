@@ -443,7 +443,6 @@ def _probe_file(path: str) -> VideoInfo:
     try:
         pts_list: List[int] = []
         durations: List[int] = []
-        last_shown = (-math.inf, 0)  # (PTS, duration) of the packet shown last
         count = missing = dts_missing = hidden = out_of_order = leading = 0
         latest = key_pts = None
         clock = _FrameClock(container, stream)
@@ -454,7 +453,7 @@ def _probe_file(path: str) -> VideoInfo:
         before_keyframe = 0
 
         def add(pts, dts, duration, keyframe, discard):
-            nonlocal count, missing, dts_missing, hidden, out_of_order, leading, latest, key_pts, last_shown
+            nonlocal count, missing, dts_missing, hidden, out_of_order, leading, latest, key_pts
             if discard:
                 hidden += 1
                 return
@@ -473,8 +472,6 @@ def _probe_file(path: str) -> VideoInfo:
             latest = pts if latest is None else max(latest, pts)
             if duration:
                 durations.append(duration)
-            if pts >= last_shown[0]:
-                last_shown = (pts, duration or 0)
 
         try:
             for packet in _demux(container, stream):
@@ -541,8 +538,7 @@ def _probe_file(path: str) -> VideoInfo:
             timing = "decoder"
         else:
             pts = np.sort(np.asarray(pts_list, dtype=np.int64))
-            # The last frame lasts as its packet says (as FFmpeg's tools take it), else typically.
-            last_duration = last_shown[1] or (int(np.median(durations)) if durations else 0)
+            last_duration = int(np.median(durations)) if durations else 0
             timing = "pts"
         zero, last = int(pts[0]), int(pts[-1])
         times = (pts - zero).astype(np.float64) * float(time_base)
