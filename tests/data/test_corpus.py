@@ -10,6 +10,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 
 from videotl.data import VideoDecodeError, probe, read_frames_at
 from videotl.data.decoding import iter_segments
@@ -173,3 +174,25 @@ def test_damaged_files_give_a_decode_error_or_the_frames_ffmpeg_shows(damaged_fi
     for frames, at in ((clip, times), (segments, [Fraction(k, 12) for k in range(len(segments))])):
         assert frames.shape[1:] == (corpus.HEIGHT, corpus.WIDTH, 3)
         assert [corpus.read_index(frame) for frame in frames] == [file.indices[p] for p in file.on_screen(at)]
+
+
+def test_data_autorotate_reaches_the_dataset(ffmpeg_files):
+    from videotl.config import load_config
+    from videotl.data import read_clip
+    from videotl.data.build import dataset_from_records
+    from videotl.data.datasets.base import VideoRecord
+
+    file = corpus_file(ffmpeg_files, "rotate90")
+    inputs = {}
+    for autorotate in (True, False):
+        cfg = load_config(
+            "",
+            ["DATA.AUTOROTATE", str(autorotate), "DATA.NUM_FRAMES", "4", "DATA.TEST_CROP_SIZE", "32"]
+            + ["DATA_LOADER.NUM_WORKERS", "0", "MODEL.NUM_CLASSES", "1", "DATA.PROBE_CACHE", "False"],
+        )
+        dataset = dataset_from_records(cfg, [VideoRecord("r", file.path, (0,))], ["a"], mode="views")
+        plan = dataset.clip_plan(0)
+        clip = read_clip(file.path, plan["start_sec"], 4, cfg.DATA.TARGET_FPS, size=32, autorotate=autorotate)
+        inputs[autorotate] = dataset[0]["inputs"]
+        assert torch.equal(inputs[autorotate], dataset.test_transform(clip, crop_index=plan["crop_index"]))
+    assert not torch.equal(inputs[True], inputs[False])
