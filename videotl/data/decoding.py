@@ -105,9 +105,6 @@ _DECORD_MAX_START_SEC = 1e5
 _REORDER_WINDOW = 33
 # Ranks of the sorted frame times kept by the probe to check another decoder's frame index.
 _MARKS = 17
-# How a file's frames get their presentation times (VideoInfo.timing): from the packets' PTS,
-# from the decoder's output (best-effort timestamps), or from their index (no timestamps).
-TIMINGS = ("pts", "decoder", "none")
 _GEN_PTS = av.container.Flags.gen_pts.value
 _TS_DISCONT = av.format.Flags.ts_discont.value
 _NO_TIMESTAMPS = av.format.Flags.no_timestamps.value
