@@ -88,6 +88,8 @@ setup(
             "onnxscript",
             "onnxruntime",
             "msgpack",
+            # A static FFmpeg command line: the decoding tests' format corpus and its truth.
+            "imageio-ffmpeg",
         ],
     },
 )

@@ -39,6 +39,7 @@ def main(argv=None) -> int:
             num_frames=cfg.DATA.NUM_FRAMES,
             fps=cfg.DATA.TARGET_FPS,
             backend=cfg.DATA.DECODING_BACKEND,
+            autorotate=cfg.DATA.AUTOROTATE,
         )
         _, test_transform = build_transforms(cfg)
         written = render_token_attention(

@@ -134,7 +134,7 @@ def test_probe_manifest_cold_then_warm(charades_cfg, tmp_path, monkeypatch):
     monkeypatch.setattr(decoding, "_PROBES", decoding._ProbeCache())
     build_dataset(charades_cfg(), "test", "segments")
     assert sorted(probed) == ["AAA01.mp4", "BROKE.mp4", "CCC03.mp4"]
-    assert json.loads(manifest.manifest_path(folder).read_text())["version"] == 1
+    assert json.loads(manifest.manifest_path(folder).read_text())["version"] == 2
 
 
 def test_probe_cache_off_probes_every_time(charades_cfg, tmp_path, monkeypatch):

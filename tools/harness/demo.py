@@ -321,6 +321,7 @@ def draw_pictures(
             fps=cfg.DATA.TARGET_FPS,
             backend=cfg.DATA.DECODING_BACKEND,
             size=transform.short_side,
+            autorotate=cfg.DATA.AUTOROTATE,
         )
         with torch.no_grad():
             written = render_token_attention(

@@ -25,6 +25,10 @@ def add_data_defaults(cfg: CfgNode) -> None:
     # when the CPU cores cannot decode as fast as the GPU trains (docs/training.md, "GPU decoding").
     # Without CUDA in a run it is an error; torchcodec without CUDA support decodes on the CPU, logged.
     cfg.DATA.DECODE_DEVICE = "cpu"
+    # Apply a video's display matrix (a phone video shot upright is stored sideways with a 90
+    # degree rotation): frames come as players show them, on every backend. False keeps the
+    # stored orientation (FFmpeg's -noautorotate); sizes and crops then refer to the stored frame.
+    cfg.DATA.AUTOROTATE = True
     # Seconds one clip (segments mode: one segment) or one probe may take; a video past it is
     # skipped like an unreadable one. 0 = no limit.
     cfg.DATA.DECODE_TIMEOUT_SEC = 60.0

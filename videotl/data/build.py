@@ -187,6 +187,7 @@ def dataset_from_records(
         num_ensemble_views=cfg.TEST.NUM_ENSEMBLE_VIEWS,
         num_spatial_crops=cfg.TEST.NUM_SPATIAL_CROPS,
         backend=data.DECODING_BACKEND,
+        autorotate=data.AUTOROTATE,
         decoder_threads=cfg.DATA_LOADER.DECODER_THREADS,
         seed=cfg.RNG_SEED,
         max_skip_attempts=data.MAX_SKIP_ATTEMPTS,

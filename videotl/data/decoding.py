@@ -1,29 +1,47 @@
 """Reading clips from video files by time, with decord, PyAV or torchcodec.
 
 Every reader here follows one contract: output frame ``k`` of a request for times ``t_k`` is the
-source frame *on screen* at ``t_k``, i.e. the frame with the largest presentation timestamp (PTS)
-``<= t_k``. Timestamps come from the container, never from ``index / average_fps``, so
-variable-frame-rate files and 29.97 fps files land on the right frames. Times before the first
-frame give the first frame; times past the last frame repeat the last frame. A stream with no
-timestamps at all (a raw ``.h264`` / ``.m4v`` elementary stream) shows frame ``k`` from
-``k / rate``, the rate its header declares.
+source frame *on screen* at ``t_k``, as FFmpeg's player and command line show it: frames in the
+decoder's output (display) order, each shown from its presentation time until the next frame's.
+Times come from the container, never from ``index / average_fps``, so variable-frame-rate files
+and 29.97 fps files land on the right frames. Times before the first frame give the first frame;
+times past the last frame repeat the last frame. A stream with no timestamps at all (a raw
+``.h264`` / ``.m4v`` elementary stream) shows frame ``k`` from ``k / rate``, the rate its header
+declares.
+
+A frame's presentation time follows FFmpeg's tools, not the packets alone (see
+:class:`_FrameClock`): where every packet carries a PTS the frames take those (``timing =
+"pts"``); where some do not (AVI, whose MPEG-4 Part 2 streams may pack two frames in one packet;
+MPEG program streams, which time only some packets) or where a transport stream's timestamps
+jump, each decoded frame takes libavcodec's best-effort timestamp, after the jumps are removed
+as the command line removes them (``timing = "decoder"``; the probe decodes such a file once to
+list its frame times). PyAV's default of making up missing packet timestamps (libavformat's
+``genpts``) is turned off: FFmpeg's tools do not use it, and on those files it makes up the
+wrong ones.
 
 Time zero is the first frame's presentation time, so annotation times (Charades' action
 intervals) count from the first picture the viewer sees. Frames an edit list hides are not part of
-the video.
+the video. A display matrix (phone videos shot upright) is applied: frames come back as a player
+shows them and :func:`probe` reports the displayed size, unless ``autorotate=False`` asks for the
+stored orientation (``DATA.AUTOROTATE``). Colour follows the frame's own tags (BT.601 / BT.709,
+limited or full range) and converts as FFmpeg's ``scale`` filter does, 10-bit and odd sizes
+included.
 
 :func:`probe` demuxes every packet once (cached per process, and in a manifest on disk for whole
 datasets, see :mod:`videotl.data.manifest`); the readers check their decoder against it. decord
 and torchcodec keep their own frame index, which some real files break (decord reports garbage
 timestamps for MPEG-4 Part 2 AVI files and edit lists, and crashes on huge ones; torchcodec's
-index is off on the same AVI files); where their timestamps disagree with the container's, or
-their decoder fails, the file is read with PyAV instead, logged once per process.
+index is off on the same AVI files), and decord returns later frames than its index says on open
+GOPs and transport streams; where their timestamps disagree with the container's, their decoder
+fails, or the file is of a kind they get wrong, the file is read with PyAV instead, logged once
+per process.
 
-The PyAV reader selects frames by PTS value rather than by position in the decoder's output, so
-frames that leave the decoder out of presentation order are placed where they belong, and it
-tells the decoder to skip the non-reference frames no requested time shows (at 12 fps from a
-30 fps source, most B-frames). Only returned frames are converted: scaled in YUV, then converted
-once to RGB at the output size.
+On ``"pts"``-timed files the PyAV reader selects frames by PTS value rather than by position in
+the decoder's output, so frames that leave the decoder out of presentation order are placed
+where they belong, and it tells the decoder to skip the non-reference frames no requested time
+shows (at 12 fps from a 30 fps source, most B-frames). On ``"decoder"``-timed files it takes the
+frames in output order, timed as they come. Only returned frames are converted: scaled in YUV,
+then converted once to RGB at the output size.
 
 The decord backend never touches ``decord.bridge``: a global bridge change (as pytorchvideo does)
 breaks ``.asnumpy()`` for every other caller in the process. Whatever bridge is active, the reader
@@ -39,6 +57,7 @@ import logging
 import math
 import os
 import queue
+import sys
 import threading
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -86,6 +105,22 @@ _DECORD_MAX_START_SEC = 1e5
 _REORDER_WINDOW = 33
 # Ranks of the sorted frame times kept by the probe to check another decoder's frame index.
 _MARKS = 17
+_GEN_PTS = av.container.Flags.gen_pts.value
+_TS_DISCONT = av.format.Flags.ts_discont.value
+_NO_TIMESTAMPS = av.format.Flags.no_timestamps.value
+# FFmpeg's command line (dts_delta_threshold): in formats whose timestamps may jump (MPEG-TS /
+# PS), a DTS more than this far from the expected one, or this much behind the previous one,
+# starts a new timeline, joined to the old one.
+_DISCONTINUITY_SEC = 10.0
+_DISCONTINUITY_BACK_SEC = 0.1
+# Decoders that apply skip_frame to the packet being sent, so that a packet sent as skippable is
+# the frame skipped; libdav1d (AV1) applies it to whatever frame it decodes next, later.
+_SKIPPING_DECODERS = frozenset({"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4", "vp8", "vp9"})
+# A seek that lands after the first wanted time (a transport stream lands on any packet, the
+# keyframe may follow the target) is retried this many seconds earlier, then from the start.
+_SEEK_BACKOFF_SEC = (1.0, 4.0, 16.0)
+# Packets the probe sends to the decoder to read the display matrix from the first frame.
+_ROTATION_PACKETS = 16
 
 PathLike = Union[str, os.PathLike]
 T = TypeVar("T")
@@ -122,8 +157,8 @@ class VideoInfo:
         fps: mean frame rate, ``num_frames / duration``.
         num_frames: frames counted from the packets in the file (not from the header), without
             those an edit list hides.
-        width: coded width in pixels.
-        height: coded height in pixels.
+        width: displayed width in pixels (the stored height where ``rotation`` is 90 or 270).
+        height: displayed height in pixels.
         header_frames: the frame count the container's header claims (0 when it has none).
             More than ``num_frames`` means the file is cut short (or the header is wrong).
         start_pts: the first frame's PTS, in ``time_base`` units (time zero).
@@ -139,6 +174,17 @@ class VideoInfo:
         decoder_reorders: the codec may reorder frames (B-frames); when it does not, frames
             stored out of order leave the decoder out of presentation order.
         codec / container: FFmpeg's names of the codec and the container format.
+        timing: where frame times come from (see the module's docstring): ``"pts"`` (every
+            packet's PTS), ``"decoder"`` (the decoder's best-effort timestamps: some packets
+            lack a PTS, or the timestamps jump) or ``"none"`` (no timestamps: ``k / rate``).
+        rotation: the display matrix's counter-clockwise rotation, 0, 90, 180 or 270 degrees;
+            ``width`` / ``height`` are the displayed size (swapped from the stored one at 90 /
+            270).
+        discontinuities: timestamp jumps joined up as FFmpeg's command line does (MPEG-TS / PS).
+        leading_frames: frames stored after a keyframe but shown before it (open GOPs: they
+            may refer to the previous GOP).
+        frames_before_keyframe: packets stored before the first keyframe (a stream cut
+            mid-GOP): they cannot be decoded, and are not counted.
     """
 
     duration: float
@@ -158,11 +204,22 @@ class VideoInfo:
     decoder_reorders: bool = True
     codec: str = ""
     container: str = ""
+    timing: str = "pts"
+    rotation: int = 0
+    discontinuities: int = 0
+    leading_frames: int = 0
+    frames_before_keyframe: int = 0
 
     @property
     def start_time(self) -> float:
         """The first frame's PTS in seconds."""
         return float(self.start_pts * Fraction(self.time_base))
+
+    def frame_size(self, autorotate: bool = True) -> Tuple[int, int]:
+        """``(height, width)`` of the frames read: as displayed, or as stored (``autorotate=False``)."""
+        if autorotate or self.rotation % 180 == 0:
+            return self.height, self.width
+        return self.width, self.height
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -199,7 +256,8 @@ def file_key(path: PathLike) -> Tuple[str, int, int]:
 
 def _open_pyav(path: PathLike) -> Tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     try:
-        container = av.open(str(path))
+        # Damaged files carry metadata that is not UTF-8: it is replaced, not an error.
+        container = av.open(str(path), metadata_errors="replace")
     except av.error.FFmpegError as error:
         raise VideoDecodeError(path, f"cannot open as a video container: {error}") from None
     except OSError as error:
@@ -207,7 +265,121 @@ def _open_pyav(path: PathLike) -> Tuple[av.container.InputContainer, av.video.st
     if not container.streams.video:
         container.close()
         raise VideoDecodeError(path, "no video stream in the container")
+    if container.streams.video[0].codec_context is None:
+        container.close()
+        raise VideoDecodeError(path, "no decoder for the video stream's codec (unknown, or a damaged header)")
+    # PyAV turns on libavformat's genpts, which makes up a PTS for packets without one by
+    # guessing their reordering; FFmpeg's own tools leave those packets without, and the guesses
+    # are wrong on AVI with packed B-frames and on MPEG program streams.
+    container.flags = container.flags & ~_GEN_PTS
     return container, container.streams.video[0]
+
+
+def _demux(container, stream) -> Iterator:
+    """``container.demux(stream)``. When streams appear mid-file (a damaged transport stream),
+    PyAV's demuxer ends in an IndexError while it makes its empty end-of-stream packets: every
+    packet with data has been read by then, so that is the end."""
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except (StopIteration, IndexError):
+            return
+        yield packet
+
+
+class _FrameClock:
+    """The presentation time FFmpeg's player and command line give each decoded frame.
+
+    Feed it every packet before it is decoded (:meth:`packet`) and every frame the decoder
+    returns, in order (:meth:`frame`), and it does what the command line does:
+
+    - in formats whose timestamps may jump (MPEG-TS / PS), a packet whose DTS is more than
+      ``_DISCONTINUITY_SEC`` away from the expected one (or ``_DISCONTINUITY_BACK_SEC`` behind the
+      previous one) shifts it and every later packet onto the old timeline, right after the
+      previous packet;
+    - a frame's time is libavcodec's best-effort timestamp: its PTS, unless PTS values have gone
+      backwards more often than DTS values so far, then its packet's DTS;
+    - a frame with neither follows the previous one by the previous frame's duration;
+    - times never go back: a time before the previous frame's is held at it (as FFmpeg's muxers
+      hold a timestamp that goes back), so such a frame is replaced by the next at once.
+
+    Times are in the stream's time base.
+    """
+
+    def __init__(self, container, stream):
+        tick = Fraction(stream.time_base)
+        self.joins_jumps = bool(container.format.flags & _TS_DISCONT)
+        self.jump = int(_DISCONTINUITY_SEC / tick)
+        self.back = int(_DISCONTINUITY_BACK_SEC / tick)
+        rate = stream.codec_context.framerate or stream.guessed_rate or stream.average_rate
+        self.rate_duration = max(1, round(1 / (Fraction(rate) * tick))) if rate else 0
+        self.offset = 0
+        self.next_dts: Optional[int] = None
+        self.current_dts: Optional[int] = None
+        self.discontinuities = 0
+        self.faulty_pts = self.faulty_dts = 0
+        self.last_pts = self.last_dts = -math.inf
+        self.last_time: Optional[int] = None  # the previous frame's time, before holding
+        self.last_duration = 0
+        self.shown: Optional[int] = None  # the previous frame's time as shown
+
+    def packet(self, packet) -> None:
+        """Join up timestamp jumps: shifts ``packet``'s PTS and DTS in place."""
+        if not self.joins_jumps:
+            return
+        duration = packet.duration or self.rate_duration
+        dts = packet.dts
+        if dts is None:
+            if self.next_dts is not None:
+                self.current_dts = self.next_dts
+                self.next_dts += duration
+            return
+        shift = self.offset
+        if self.next_dts is not None:
+            delta = dts + shift - self.next_dts
+            if abs(delta) > self.jump or dts + shift + self.back < self.current_dts:
+                self.offset -= delta
+                shift -= delta
+                self.discontinuities += 1
+        if shift:
+            packet.dts = dts + shift
+            if packet.pts is not None:
+                packet.pts = packet.pts + shift
+        self.current_dts = dts + shift
+        self.next_dts = self.current_dts + duration
+
+    def frame(self, frame) -> int:
+        """The frame's presentation time."""
+        pts, dts = frame.pts, frame.dts
+        if dts is not None:
+            self.faulty_dts += dts <= self.last_dts
+            self.last_dts = dts
+        elif pts is not None:
+            self.last_dts = pts
+        if pts is not None:
+            self.faulty_pts += pts <= self.last_pts
+            self.last_pts = pts
+        elif dts is not None:
+            self.last_pts = dts
+        if pts is not None and (self.faulty_pts <= self.faulty_dts or dts is None):
+            time = pts
+        elif dts is not None:
+            time = dts
+        else:
+            time = 0 if self.last_time is None else self.last_time + self.last_duration
+        # The command line's estimate of this frame's duration, used for a successor without time.
+        if frame.duration and frame.duration > 0:
+            self.last_duration = int(frame.duration)
+        elif self.last_time is not None and time > self.last_time:
+            self.last_duration = time - self.last_time
+        elif self.rate_duration:
+            self.last_duration = self.rate_duration
+        else:
+            self.last_duration = max(self.last_duration, 1)
+        self.last_time = time
+        self.shown = time if self.shown is None else max(time, self.shown)
+        return self.shown
 
 
 # ------------------------------------------------------------------------------------ probing
@@ -268,35 +440,65 @@ def _probe_file(path: str) -> VideoInfo:
     try:
         pts_list: List[int] = []
         durations: List[int] = []
-        count = missing = hidden = out_of_order = 0
-        latest = None
+        count = missing = dts_missing = hidden = out_of_order = leading = 0
+        latest = key_pts = None
+        clock = _FrameClock(container, stream)
+        rotation = _RotationReader(stream)
+        # Packets before the first keyframe (a transport stream cut mid-GOP) cannot be decoded:
+        # no player shows them. They count only if no packet is a keyframe.
+        head: Optional[list] = []
+        before_keyframe = 0
+
+        def add(pts, dts, duration, keyframe, discard):
+            nonlocal count, missing, dts_missing, hidden, out_of_order, leading, latest, key_pts
+            if discard:
+                hidden += 1
+                return
+            count += 1
+            dts_missing += dts is None
+            if pts is None:
+                missing += 1
+                return
+            pts_list.append(pts)
+            if keyframe:
+                key_pts = pts
+            elif key_pts is not None and pts < key_pts:
+                leading += 1
+            if latest is not None and pts < latest:
+                out_of_order += 1
+            latest = pts if latest is None else max(latest, pts)
+            if duration:
+                durations.append(duration)
+
         try:
-            for packet in container.demux(stream):
+            for packet in _demux(container, stream):
                 # The demuxer's final flush packet has no PTS and no data.
                 if packet.size == 0:
                     continue
-                if packet.is_discard:
-                    hidden += 1
-                    continue
-                count += 1
-                if packet.pts is None:
-                    missing += 1
-                    continue
-                pts_list.append(packet.pts)
-                if latest is not None and packet.pts < latest:
-                    out_of_order += 1
-                latest = packet.pts if latest is None else max(latest, packet.pts)
-                if packet.duration:
-                    durations.append(packet.duration)
+                rotation.send(packet)
+                clock.packet(packet)
+                fields = (packet.pts, packet.dts, packet.duration, packet.is_keyframe, packet.is_discard)
+                if head is not None:
+                    if not packet.is_keyframe:
+                        head.append(fields)
+                        continue
+                    before_keyframe, head = len(head), None
+                add(*fields)
         except av.error.FFmpegError as error:
             raise VideoDecodeError(path, f"corrupt or truncated after {count} packets: {error}") from None
+        for fields in head or ():
+            add(*fields)
         if count == 0:
             raise VideoDecodeError(path, "the video stream has no frames")
         rate = stream.guessed_rate or stream.average_rate or stream.base_rate
         rate = float(rate) if rate else 0.0
+        degrees = rotation.degrees()
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if degrees % 180:
+            width, height = height, width
         common = dict(
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
+            width=width,
+            height=height,
             header_frames=int(stream.frames or 0),
             rate=rate,
             hidden_frames=hidden,
@@ -304,9 +506,14 @@ def _probe_file(path: str) -> VideoInfo:
             decoder_reorders=bool(stream.codec_context.has_b_frames),
             codec=stream.codec_context.name or "",
             container=container.format.name or "",
+            rotation=degrees,
+            leading_frames=leading,
+            frames_before_keyframe=before_keyframe,
         )
-        if missing:
-            # No (or partial) timestamps: frame k is shown from k / rate.
+        time_base = stream.time_base
+        no_timestamps = container.format.flags & _NO_TIMESTAMPS or (missing == count and dts_missing == count)
+        if no_timestamps:
+            # No timestamps: frame k is shown from k / rate.
             if rate <= 0:
                 raise VideoDecodeError(path, "the stream has no timestamps and no frame rate")
             duration = count / rate
@@ -318,31 +525,102 @@ def _probe_file(path: str) -> VideoInfo:
                 time_base=str(Fraction(1, 1)),
                 has_timestamps=False,
                 frame_time_marks=marks,
+                timing="none",
                 **common,
             )
-        pts = np.sort(np.asarray(pts_list, dtype=np.int64))
+        if missing or clock.discontinuities:
+            # Packets without a PTS, or jumps: the frames' times are the decoder's.
+            times, last_duration = _decoded_times(path)
+            pts = np.asarray(times, dtype=np.int64)
+            timing = "decoder"
+        else:
+            pts = np.sort(np.asarray(pts_list, dtype=np.int64))
+            last_duration = int(np.median(durations)) if durations else 0
+            timing = "pts"
         zero, last = int(pts[0]), int(pts[-1])
-        last_duration = 0
-        if durations:
-            last_duration = int(np.median(durations))
-        time_base = stream.time_base
         times = (pts - zero).astype(np.float64) * float(time_base)
         duration = float((last - zero + last_duration) * time_base)
         if duration <= 0:
-            duration = count / rate if rate else 0.0
+            duration = len(pts) / rate if rate else 0.0
         if duration <= 0:
             raise VideoDecodeError(path, "cannot determine the duration (no usable timestamps)")
         return VideoInfo(
             duration=duration,
-            fps=count / duration,
-            num_frames=count,
+            fps=len(pts) / duration,
+            num_frames=len(pts),
             start_pts=zero,
             time_base=f"{time_base.numerator}/{time_base.denominator}",
             has_timestamps=True,
             frame_time_marks=_marks(times),
-            duplicate_timestamps=int(count - len(np.unique(pts))),
+            duplicate_timestamps=int(len(pts) - len(np.unique(pts))),
+            timing=timing,
+            discontinuities=clock.discontinuities,
             **common,
         )
+    finally:
+        container.close()
+
+
+class _RotationReader:
+    """The display matrix's rotation, read from the first decoded frame (PyAV has no stream-level
+    getter). The first frame shown is decoded alone: the packets from the first keyframe up to
+    it, then the decoder is flushed (and takes no more packets)."""
+
+    def __init__(self, stream):
+        self.context = stream.codec_context
+        # Only the frame's side data is wanted, not its pixels.
+        self.context.options = {"skip_idct": "all", "skip_loop_filter": "all"}
+        self.sent = 0
+        self.frame = None
+        self.done = False
+
+    def send(self, packet) -> None:
+        if self.done or (self.sent == 0 and not packet.is_keyframe):
+            return
+        self.sent += 1
+        try:
+            frames = self.context.decode(packet)
+            if not frames and (not packet.is_discard or self.sent >= _ROTATION_PACKETS):
+                frames = self.context.decode(None)
+                self.done = True
+        except av.error.FFmpegError:
+            frames, self.done = [], True
+        if frames:
+            self.frame, self.done = frames[0], True
+
+    def degrees(self) -> int:
+        return 0 if self.frame is None else _quarter_turns(self.frame.rotation) * 90
+
+
+def _quarter_turns(rotation: float) -> int:
+    """A counter-clockwise rotation in degrees as 0 to 3 quarter turns (PyAV truncates the
+    matrix's angle to an int: -89.999 comes as -89)."""
+    return int(round(float(rotation or 0) / 90.0)) % 4
+
+
+def _decoded_times(path: str) -> Tuple[List[int], int]:
+    """Every frame's presentation time as the decoder returns them (see :class:`_FrameClock`),
+    and the last frame's duration; one decode of the whole stream, skipping what only the
+    pixels need (inverse DCT, loop filter)."""
+    container, stream = _open_pyav(path)
+    try:
+        context = stream.codec_context
+        context.options = {"skip_idct": "all", "skip_loop_filter": "all"}
+        stream.thread_type = "AUTO"
+        clock = _FrameClock(container, stream)
+        times: List[int] = []
+        try:
+            for packet in _demux(container, stream):
+                if packet.size == 0:
+                    continue
+                clock.packet(packet)
+                times.extend(clock.frame(frame) for frame in context.decode(packet))
+            times.extend(clock.frame(frame) for frame in context.decode(None))
+        except av.error.FFmpegError as error:
+            raise VideoDecodeError(path, f"corrupt or truncated after {len(times)} frames: {error}") from None
+        if not times:
+            raise VideoDecodeError(path, "the video stream has no decodable frames")
+        return times, clock.last_duration
     finally:
         container.close()
 
@@ -372,12 +650,22 @@ def _index_disagreement(info: VideoInfo, sorted_times: np.ndarray, *, tolerance:
 
 def decoder_notes(path: PathLike) -> List[str]:
     """What about a readable file makes decoders disagree or needs care (empty when nothing):
-    missing timestamps, hidden frames, duplicate or huge timestamps, and whether decord's and
-    torchcodec's frame indexes agree with the container's. ``tools/check_videos.py`` prints these."""
+    missing timestamps, frames timed by the decoder, timestamp jumps, a display matrix, hidden
+    frames, duplicate or huge timestamps, and whether decord's and torchcodec's frame indexes agree
+    with the container's. ``tools/check_videos.py`` prints these."""
     info = probe(path)
     notes = []
     if not info.has_timestamps:
         notes.append(f"no presentation timestamps: frame k is taken to show from k / {info.rate:g} fps")
+    if info.timing == "decoder":
+        notes.append("frames are timed by the decoder's output (best-effort timestamps), as FFmpeg's tools time them")
+    if info.discontinuities:
+        notes.append(f"{info.discontinuities} timestamp jumps, joined up as FFmpeg's command line does")
+    if info.rotation:
+        notes.append(
+            f"a display matrix turns it {info.rotation} degrees: frames are read as displayed "
+            f"({info.width}x{info.height}) unless autorotate is off (DATA.AUTOROTATE)"
+        )
     if info.hidden_frames:
         notes.append(f"an edit list hides {info.hidden_frames} frames")
     if info.stored_out_of_order and not info.decoder_reorders:
@@ -437,6 +725,7 @@ def read_frames_at(
     size: Size = None,
     num_threads: int = 0,
     device: Union[str, torch.device] = "cpu",
+    autorotate: bool = True,
 ) -> torch.Tensor:
     """Decode the frames on screen at each of ``times`` (seconds from the first frame).
 
@@ -454,6 +743,9 @@ def read_frames_at(
             it belongs in the main process, never in DataLoader workers. Without CUDA (or with a
             torchcodec built without it) the CPU decodes, logged once; so does every read from
             the first one the GPU decoder fails on (that read is retried on the CPU).
+        autorotate: apply the file's display matrix (a phone video shot upright comes upright,
+            as players show it); False keeps the stored orientation. ``size`` refers to the
+            orientation returned.
 
     Returns:
         uint8 tensor ``len(times) x H x W x 3`` (RGB).
@@ -468,11 +760,13 @@ def read_frames_at(
     times = np.maximum(times, 0.0)
     key = _file_key(path)
     info = probe(path)
-    out_hw = None if size is None else output_size(info.height, info.width, size)
+    out_hw = None if size is None else output_size(*info.frame_size(autorotate), size)
     order = np.argsort(times, kind="stable")
     sorted_times = times[order]
+    if backend == "decord":
+        _load_torchcodec_before_decord()  # reporting() imports decord
     with ffmpeg_log.reporting(key[0], backend):
-        frames = _read_sorted(key[0], info, sorted_times, out_hw, backend, num_threads, device)
+        frames = _read_sorted(key[0], info, sorted_times, out_hw, backend, num_threads, device, autorotate)
     if np.array_equal(order, np.arange(len(order))):
         return frames
     result = torch.empty_like(frames)
@@ -490,6 +784,7 @@ def read_clip(
     *,
     num_threads: int = 0,
     device: Union[str, torch.device] = "cpu",
+    autorotate: bool = True,
 ) -> torch.Tensor:
     """Read ``num_frames`` frames sampled at ``fps`` from ``start_sec``.
 
@@ -507,7 +802,9 @@ def read_clip(
     if num_frames <= 0 or fps <= 0:
         raise ValueError(f"num_frames ({num_frames}) and fps ({fps}) must be positive")
     times = clip_times(max(0.0, float(start_sec)), num_frames=num_frames, fps=fps)
-    return read_frames_at(path, times, backend=backend, size=size, num_threads=num_threads, device=device)
+    return read_frames_at(
+        path, times, backend=backend, size=size, num_threads=num_threads, device=device, autorotate=autorotate
+    )
 
 
 def iter_segments(
@@ -520,6 +817,7 @@ def iter_segments(
     num_threads: int = 0,
     device: Union[str, torch.device] = "cpu",
     start_segment: int = 0,
+    autorotate: bool = True,
 ) -> Iterator[Tuple[float, torch.Tensor]]:
     """Split a whole video into consecutive ``num_frames`` clips at ``fps``, decoding it once,
     front to back, and yield each segment as soon as it is complete.
@@ -530,6 +828,7 @@ def iter_segments(
     :func:`videotl.data.sampling.segment_count` of the probed duration. Memory holds the segment
     being filled (and a few frames the decoder reorders), whatever the video's length.
     ``start_segment`` starts from that segment (decoding from the keyframe before it).
+    ``autorotate`` as in :func:`read_frames_at`.
 
     Yields:
         ``(start_sec, uint8 tensor num_frames x H x W x 3)``, in time order.
@@ -537,17 +836,19 @@ def iter_segments(
     _check_backend(backend)
     key = _file_key(path)
     info = probe(path)
-    out_hw = None if size is None else output_size(info.height, info.width, size)
+    out_hw = None if size is None else output_size(*info.frame_size(autorotate), size)
     count = segment_count(info.duration, num_frames=num_frames, fps=fps)
     if not 0 <= start_segment < count:
         raise ValueError(f"start_segment = {start_segment}: {key[0]} has {count} segments")
     times = np.arange(start_segment * num_frames, count * num_frames, dtype=np.float64) / fps
     span = num_frames / fps
     if backend == "pyav":
-        chunks = _pyav_chunks(key[0], info, times, out_hw, num_threads, num_frames)
+        chunks = _pyav_chunks(key[0], info, times, out_hw, num_threads, num_frames, autorotate=autorotate)
     else:
-        chunks = _chunked_reads(key[0], info, times, out_hw, backend, num_threads, device, num_frames)
+        chunks = _chunked_reads(key[0], info, times, out_hw, backend, num_threads, device, num_frames, autorotate)
     segments = enumerate(chunks, start=start_segment)
+    if backend == "decord":
+        _load_torchcodec_before_decord()  # reporting() imports decord
     while True:
         # FFmpeg's lines are collected while a segment decodes, never across a yield: the caller
         # may read other files in between.
@@ -567,36 +868,42 @@ def read_segments(
     *,
     num_threads: int = 0,
     device: Union[str, torch.device] = "cpu",
+    autorotate: bool = True,
 ) -> List[Tuple[float, torch.Tensor]]:
     """Every segment of :func:`iter_segments` in a list (the whole video in memory at once:
     prefer :func:`iter_segments` for long videos)."""
-    return list(iter_segments(path, num_frames, fps, backend, size, num_threads=num_threads, device=device))
+    return list(
+        iter_segments(
+            path, num_frames, fps, backend, size, num_threads=num_threads, device=device, autorotate=autorotate
+        )
+    )
 
 
 # ------------------------------------------------------------------------------- backend choice
 
 
-def _read_sorted(path, info, sorted_times, out_hw, backend, num_threads, device) -> torch.Tensor:
+def _read_sorted(path, info, sorted_times, out_hw, backend, num_threads, device, autorotate) -> torch.Tensor:
+    pyav = functools.partial(_pyav_read, autorotate=autorotate)
     if backend == "pyav":
-        return _pyav_read(path, info, sorted_times, out_hw, num_threads)
+        return pyav(path, info, sorted_times, out_hw, num_threads)
     reader = _decord_read if backend == "decord" else functools.partial(_torchcodec_read, device=device)
     try:
-        return reader(path, info, sorted_times, out_hw, num_threads)
+        return reader(path, info, sorted_times, out_hw, num_threads, autorotate=autorotate)
     except _Untrusted as untrusted:
         _note_fallback(backend, path, untrusted.reason)
-        return _pyav_read(path, info, sorted_times, out_hw, num_threads)
+        return pyav(path, info, sorted_times, out_hw, num_threads)
     except VideoDecodeError as error:
         # decord fails on files PyAV reads (some frame widths, e.g. 96 or 144 pixels: "Check
         # failed: from_size == to_size"); every backend follows the same contract, so fall back.
         try:
-            result = _pyav_read(path, info, sorted_times, out_hw, num_threads)
+            result = pyav(path, info, sorted_times, out_hw, num_threads)
         except VideoDecodeError as pyav_error:
             raise VideoDecodeError(path, f"{error.reason}; PyAV: {pyav_error.reason}") from None
         _note_fallback(backend, path, error.reason)
         return result
 
 
-def _chunked_reads(path, info, times, out_hw, backend, num_threads, device, chunk) -> Iterator[torch.Tensor]:
+def _chunked_reads(path, info, times, out_hw, backend, num_threads, device, chunk, autorotate):
     """decord / torchcodec segments: one open reader asked for one segment's frames at a time,
     which both serve by decoding forward from where the previous request stopped."""
     try:
@@ -606,24 +913,28 @@ def _chunked_reads(path, info, times, out_hw, backend, num_threads, device, chun
             session = _TorchcodecSession(path, info, num_threads, device)
     except _Untrusted as untrusted:
         _note_fallback(backend, path, untrusted.reason)
-        yield from _pyav_chunks(path, info, times, out_hw, num_threads, chunk)
+        yield from _pyav_chunks(path, info, times, out_hw, num_threads, chunk, autorotate=autorotate)
         return
     except VideoDecodeError as error:
         _note_fallback(backend, path, error.reason)
-        yield from _pyav_chunks(path, info, times, out_hw, num_threads, chunk)
+        yield from _pyav_chunks(path, info, times, out_hw, num_threads, chunk, autorotate=autorotate)
         return
     done = 0
     try:
         for start in range(0, len(times), chunk):
-            yield session.read(times[start : start + chunk], out_hw)
+            yield session.read(times[start : start + chunk], out_hw, autorotate)
             done = start + chunk
     except (_Untrusted, VideoDecodeError) as error:
         # Segments already handed out were exact; the rest come from PyAV.
         _note_fallback(backend, path, getattr(error, "reason", str(error)))
-        yield from _pyav_chunks(path, info, times[done:], out_hw, num_threads, chunk)
+        yield from _pyav_chunks(path, info, times[done:], out_hw, num_threads, chunk, autorotate=autorotate)
 
 
 # --------------------------------------------------------------------------------------- decord
+
+
+# decord's and torchcodec's frame indexes time frames by their packets.
+_PACKET_INDEX_REASON = "its index times frames by their packets, whose timestamps here are missing or jump"
 
 
 def _decord_untrusted(path: str, info: VideoInfo) -> Optional[str]:
@@ -636,6 +947,13 @@ def _decord_untrusted(path: str, info: VideoInfo) -> Optional[str]:
         return "decord ignores the edit list that hides frames"
     if info.stored_out_of_order and not info.decoder_reorders:
         return "frames stored out of presentation order, which decord's index does not follow"
+    if info.timing == "decoder":
+        return _PACKET_INDEX_REASON
+    # Both checked against FFmpeg's own frame list: decord's index agrees, its frames do not.
+    if info.leading_frames:
+        return "an open GOP (frames shown before the keyframe they follow), where decord returns later frames"
+    if info.container == "mpegts":
+        return "an MPEG transport stream, where decord returns later frames"
     return None
 
 
@@ -643,12 +961,14 @@ class _DecordSession:
     """An open decord reader whose frame index agrees with the container's."""
 
     def __init__(self, path: str, info: VideoInfo, num_threads: int):
-        import decord
-
         reason = _decord_untrusted(path, info)
         if reason:
             raise _Untrusted(reason)
+        _load_torchcodec_before_decord()
+        import decord
+
         self.path = path
+        self.info = info
         self._decord = decord
         try:
             # decord's own scaler fails on some output sizes (a buffer-size check on widths that
@@ -678,7 +998,7 @@ class _DecordSession:
         self.sorted_stamps = sorted_stamps
         self.usable = usable
 
-    def read(self, sorted_times: np.ndarray, out_hw) -> torch.Tensor:
+    def read(self, sorted_times: np.ndarray, out_hw, autorotate: bool = True) -> torch.Tensor:
         decord = self._decord
         for _ in range(_DECORD_TAIL_RETRIES + 1):
             positions = _on_screen(self.sorted_stamps[: self.usable], sorted_times)
@@ -694,14 +1014,36 @@ class _DecordSession:
                     continue
                 raise VideoDecodeError(self.path, f"decord cannot decode frames: {_first_line(error)}") from None
             frames = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch.asnumpy())
+            frames = _oriented(frames, self.info, autorotate)
             if out_hw is not None:
                 frames = resize_frames(frames, out_hw)
             return _expand(frames, inverse.reshape(-1))
         raise VideoDecodeError(self.path, f"decord cannot decode the last frames (lists {self.count}, fewer decodable)")
 
 
-def _decord_read(path: str, info: VideoInfo, sorted_times: np.ndarray, out_hw, num_threads: int) -> torch.Tensor:
-    return _DecordSession(path, info, num_threads).read(sorted_times, out_hw)
+def _decord_read(path: str, info: VideoInfo, sorted_times: np.ndarray, out_hw, num_threads: int, *, autorotate=True):
+    return _DecordSession(path, info, num_threads).read(sorted_times, out_hw, autorotate)
+
+
+def _load_torchcodec_before_decord() -> None:
+    """decord loads its bundled FFmpeg with its symbols global (libdav1d's among them); the
+    system libavcodec that torchcodec loads afterwards then binds to that libdav1d and crashes
+    the process on the first AV1 frame. Loaded first, torchcodec's libraries bind to their own."""
+    if "decord" not in sys.modules:
+        torchcodec_unavailable_reason()
+
+
+def _oriented(frames: torch.Tensor, info: VideoInfo, autorotate: bool) -> torch.Tensor:
+    """decord's and torchcodec's frames (``N x H x W x 3``, turned as displayed) in the
+    orientation asked for."""
+    if tuple(frames.shape[1:3]) != (info.height, info.width):
+        raise _Untrusted(
+            f"it returns {frames.shape[2]}x{frames.shape[1]} frames, the display size is {info.width}x{info.height}"
+        )
+    turns = info.rotation // 90
+    if autorotate or not turns:
+        return frames
+    return torch.rot90(frames, -turns, dims=(1, 2))
 
 
 def _on_screen(sorted_stamps: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -791,6 +1133,8 @@ class _TorchcodecSession:
     def __init__(self, path: str, info: VideoInfo, num_threads: int, device):
         if not info.has_timestamps:
             raise _Untrusted("the stream has no timestamps")
+        if info.timing == "decoder":
+            raise _Untrusted(_PACKET_INDEX_REASON)
         self.path = path
         self.info = info
         self.num_threads = num_threads
@@ -810,7 +1154,7 @@ class _TorchcodecSession:
         # torchcodec refuses times at or past its end of stream.
         self.limit = float(end) - 1e-6
 
-    def read(self, sorted_times: np.ndarray, out_hw) -> torch.Tensor:
+    def read(self, sorted_times: np.ndarray, out_hw, autorotate: bool = True) -> torch.Tensor:
         wanted = np.minimum(self.begin + sorted_times + TIME_EPS, self.limit)
         try:
             batch = self.decoder.get_frames_played_at(wanted.tolist())
@@ -827,7 +1171,7 @@ class _TorchcodecSession:
         if np.any(wrong):
             k = int(np.argmax(wrong))
             raise _Untrusted(f"it returns the frame at {shown[k]:.6g} s for time {sorted_times[k]:.6g} s")
-        frames = batch.data.permute(0, 2, 3, 1)  # N x C x H x W -> N x H x W x C
+        frames = _oriented(batch.data.permute(0, 2, 3, 1), self.info, autorotate)  # N x H x W x C
         if out_hw is not None:
             frames = resize_frames(frames, out_hw)
         return frames
@@ -846,32 +1190,32 @@ class _TorchcodecSession:
             raise VideoDecodeError(self.path, f"torchcodec cannot decode frames: {_first_line(cpu_error)}") from None
 
 
-def _torchcodec_read(path, info, sorted_times, out_hw, num_threads, *, device="cpu") -> torch.Tensor:
-    return _TorchcodecSession(path, info, num_threads, device).read(sorted_times, out_hw)
+def _torchcodec_read(path, info, sorted_times, out_hw, num_threads, *, device="cpu", autorotate=True) -> torch.Tensor:
+    return _TorchcodecSession(path, info, num_threads, device).read(sorted_times, out_hw, autorotate)
 
 
 # ----------------------------------------------------------------------------------------- PyAV
 
 
 class _SeekLandedLate(Exception):
-    """The keyframe a seek landed on is shown after the first wanted time."""
+    """The first frame a seek leads to is shown after the first wanted time."""
 
 
-def _pyav_read(path: str, info: VideoInfo, sorted_times: np.ndarray, out_hw, num_threads: int) -> torch.Tensor:
+def _pyav_read(path: str, info: VideoInfo, sorted_times: np.ndarray, out_hw, num_threads: int, *, autorotate=True):
     buffer: Optional[np.ndarray] = None
-    for lo, hi, array in _pyav_frames(path, info, sorted_times, out_hw, num_threads):
+    for lo, hi, array in _pyav_frames(path, info, sorted_times, out_hw, num_threads, autorotate):
         if buffer is None:
             buffer = np.empty((len(sorted_times),) + array.shape, dtype=np.uint8)
         buffer[lo:hi] = array
     return torch.from_numpy(buffer)
 
 
-def _pyav_chunks(path, info, times, out_hw, num_threads, chunk) -> Iterator[torch.Tensor]:
+def _pyav_chunks(path, info, times, out_hw, num_threads, chunk, *, autorotate=True) -> Iterator[torch.Tensor]:
     """Consecutive ``chunk``-frame clips of ``times`` (sorted), each yielded once complete."""
     pending: Dict[int, List] = {}  # chunk index -> [buffer, frames filled]
     next_chunk = 0
     total = math.ceil(len(times) / chunk)
-    for lo, hi, array in _pyav_frames(path, info, times, out_hw, num_threads):
+    for lo, hi, array in _pyav_frames(path, info, times, out_hw, num_threads, autorotate):
         for index in range(lo // chunk, (hi - 1) // chunk + 1):
             entry = pending.get(index)
             if entry is None:
@@ -885,17 +1229,25 @@ def _pyav_chunks(path, info, times, out_hw, num_threads, chunk) -> Iterator[torc
             next_chunk += 1
 
 
-def _pyav_frames(path, info, sorted_times, out_hw, num_threads) -> Iterator[Tuple[int, int, np.ndarray]]:
+def _pyav_frames(path, info, sorted_times, out_hw, num_threads, autorotate) -> Iterator[Tuple[int, int, np.ndarray]]:
     """``(lo, hi, rgb)``: the frame on screen at ``sorted_times[lo:hi]``; every index once."""
-    seek = info.has_timestamps and float(sorted_times[0]) > TIME_EPS
-    try:
-        yield from _pyav_decode(path, info, sorted_times, out_hw, num_threads, seek=seek)
-    except _SeekLandedLate:
-        # Index timestamps that are DTS, or an open GOP: decode from the start instead.
-        yield from _pyav_decode(path, info, sorted_times, out_hw, num_threads, seek=False)
+    first = float(sorted_times[0])
+    # Where timestamps jump, a seek target names no single place: decode from the start.
+    if info.has_timestamps and not info.discontinuities:
+        for back in (0.0,) + _SEEK_BACKOFF_SEC:
+            if first - back <= TIME_EPS:
+                break
+            try:
+                yield from _pyav_decode(path, info, sorted_times, out_hw, num_threads, autorotate, seek_to=first - back)
+                return
+            except _SeekLandedLate:
+                # The keyframe before the target lies further back (the index timestamps are
+                # DTS, an open GOP, a transport stream): seek earlier.
+                continue
+    yield from _pyav_decode(path, info, sorted_times, out_hw, num_threads, autorotate, seek_to=None)
 
 
-def _pyav_decode(path, info, sorted_times, out_hw, num_threads, *, seek: bool):
+def _pyav_decode(path, info, sorted_times, out_hw, num_threads, autorotate, *, seek_to: Optional[float]):
     container, stream = _open_pyav(path)
     try:
         context = stream.codec_context
@@ -903,55 +1255,110 @@ def _pyav_decode(path, info, sorted_times, out_hw, num_threads, *, seek: bool):
             stream.thread_type = "AUTO"
         if num_threads > 0:
             context.thread_count = num_threads
-        convert = _converter(out_hw)
+        convert = _converter(out_hw, info.rotation if autorotate else 0, info.frame_size(autorotate))
         try:
-            if info.has_timestamps:
-                yield from _frames_by_pts(container, stream, info, sorted_times, convert, seek=seek)
-            else:
+            if info.timing == "none":
                 yield from _frames_by_index(container, stream, info, sorted_times, convert)
+            elif info.timing == "decoder":
+                yield from _frames_by_clock(container, stream, info, sorted_times, convert, seek_to=seek_to)
+            else:
+                yield from _frames_by_pts(container, stream, info, sorted_times, convert, seek_to=seek_to)
         except av.error.FFmpegError as error:
             raise VideoDecodeError(path, f"decoding failed: {error}") from None
     finally:
         container.close()
 
 
-def _converter(out_hw: Optional[Tuple[int, int]]) -> Callable:
-    from av.video.reformatter import VideoReformatter
-
-    # Each reformatter keeps its scaler context for the whole read; one thread, because the
-    # caller parallelises across clips (and several threads cost more CPU time in all).
-    to_rgb = VideoReformatter()
-    if out_hw is None:
-        return lambda frame: to_rgb.reformat(frame, format="rgb24", threads=1).to_ndarray()
-    height, width = out_hw
-    scaler = VideoReformatter()
-
-    def convert(frame) -> np.ndarray:
-        # Scaling the planar YUV picture first, then converting the small one, is cheaper than
-        # swscale's combined scale-and-convert (several times so for odd output widths).
-        small = scaler.reformat(frame, width=width, height=height, interpolation="BILINEAR", threads=1)
-        return to_rgb.reformat(small, format="rgb24", threads=1).to_ndarray()
-
-    return convert
+# Pixel formats swscale converts to RGB as FFmpeg's scale filter does (its unscaled 8-bit 4:2:0
+# path, and the same filter at odd sizes); others (10-bit, 4:2:2, 4:4:4, ...) go through the
+# scale filter itself, whose high-bit-depth path differs from a plain swscale call.
+_SWSCALE_FORMATS = frozenset({"yuv420p", "yuvj420p"})
 
 
-def _frames_by_pts(container, stream, info: VideoInfo, sorted_times, convert, *, seek: bool):
+def _converter(
+    out_hw: Optional[Tuple[int, int]], rotation: int = 0, source_hw: Optional[Tuple[int, int]] = None
+) -> Callable:
+    """A callable converting decoded frames to ``H x W x 3`` RGB arrays of size ``out_hw`` (or
+    ``source_hw``, the video's size, where the stream changes size midway; or each frame's own),
+    turned by ``rotation`` degrees counter-clockwise (the display matrix's); both sizes in the
+    orientation returned."""
+    return _Converter(out_hw, rotation, source_hw)
+
+
+class _Converter:
+    def __init__(self, out_hw: Optional[Tuple[int, int]], rotation: int, source_hw: Optional[Tuple[int, int]]):
+        from av.video.reformatter import VideoReformatter
+
+        self.turns = (rotation // 90) % 4
+        # The scaler works in the stored orientation: the frame turns after conversion.
+        if out_hw is not None and self.turns % 2:
+            out_hw = (out_hw[1], out_hw[0])
+        if source_hw is not None and self.turns % 2:
+            source_hw = (source_hw[1], source_hw[0])
+        self.out_hw = out_hw
+        self.source_hw = source_hw
+        # Each reformatter keeps its scaler context for the whole read; one thread, because the
+        # caller parallelises across clips (and several threads cost more CPU time in all).
+        self.to_rgb = VideoReformatter()
+        self.scaler = VideoReformatter()
+        self.graph = None
+        self.graph_key = None
+
+    def __call__(self, frame) -> np.ndarray:
+        if self.out_hw is None and self.source_hw is not None and (frame.height, frame.width) != self.source_hw:
+            # A damaged or spliced stream changes size midway: every frame comes at the video's.
+            self.out_hw = self.source_hw
+        if frame.format.name in _SWSCALE_FORMATS:
+            if self.out_hw is not None:
+                # Scaling the planar YUV picture first, then converting the small one, is
+                # cheaper than swscale's combined scale-and-convert (several times so for odd
+                # output widths).
+                height, width = self.out_hw
+                frame = self.scaler.reformat(frame, width=width, height=height, interpolation="BILINEAR", threads=1)
+            # Bicubic, as FFmpeg's command line converts: it matters at odd sizes only.
+            rgb = self.to_rgb.reformat(frame, format="rgb24", interpolation="BICUBIC", threads=1).to_ndarray()
+        else:
+            rgb = self._through_scale_filter(frame)
+        return np.rot90(rgb, self.turns) if self.turns else rgb
+
+    def _through_scale_filter(self, frame) -> np.ndarray:
+        key = (frame.format.name, frame.width, frame.height)
+        if key != self.graph_key:
+            graph = av.filter.Graph()
+            source = graph.add_buffer(
+                width=frame.width, height=frame.height, format=frame.format, time_base=frame.time_base or Fraction(1)
+            )
+            size = "" if self.out_hw is None else f"w={self.out_hw[1]}:h={self.out_hw[0]}:"
+            scale = graph.add("scale", size + ("flags=bicubic" if self.out_hw is None else "flags=bilinear"))
+            rgb = graph.add("format", "rgb24")
+            sink = graph.add("buffersink")
+            source.link_to(scale)
+            scale.link_to(rgb)
+            rgb.link_to(sink)
+            graph.configure()
+            self.graph, self.graph_key = graph, key
+        self.graph.push(frame)
+        return self.graph.pull().to_ndarray()
+
+
+def _frames_by_pts(container, stream, info: VideoInfo, sorted_times, convert, *, seek_to: Optional[float]):
     """Decode forward and hand out each frame a wanted time shows, chosen by its PTS.
 
     A packet is sent to the decoder once ``_REORDER_WINDOW`` more have been demuxed, when its
     successor in presentation order is known: the times in ``[pts, successor)`` are the ones it
     shows. A packet that shows none is sent with ``skip_frame = NONREF``, so a non-reference
-    frame is not decoded at all (a reference frame still is: later frames need it).
+    frame is not decoded at all (a reference frame still is: later frames need it). After a seek,
+    decoding starts at the first keyframe, which must be shown at or before the first wanted time.
     """
     context = stream.codec_context
     zero = info.start_pts
     tick = float(Fraction(info.time_base))
     targets = (sorted_times + TIME_EPS).tolist()
     count = len(targets)
-    if seek:
-        first = float(sorted_times[0])
-        # backward=True lands on the keyframe at or before the target.
-        container.seek(zero + int(math.floor(first / tick)), stream=stream, backward=True, any_frame=False)
+    may_skip = context.name in _SKIPPING_DECODERS
+    if seek_to is not None:
+        # backward=True lands at or before the target (on a keyframe where the index allows).
+        container.seek(zero + int(math.floor(seek_to / tick)), stream=stream, backward=True, any_frame=False)
     window: List[float] = []  # sorted times of the packets around the one being decided
     recent: collections.deque = collections.deque()  # the same times, in decode order
     pending: collections.deque = collections.deque()  # (packet, time) demuxed, not yet sent
@@ -959,7 +1366,9 @@ def _frames_by_pts(container, stream, info: VideoInfo, sorted_times, convert, *,
     claimed: set = set()  # every PTS ever put in slots (a duplicate PTS shows nothing new)
     assigned = handed = 0
     skipping = False
-    started = False
+    started = seek_to is None
+    # From the start: the packets before the first keyframe cannot be decoded (nor counted).
+    head = info.frames_before_keyframe if seek_to is None else 0
     sent_latest = -math.inf  # the latest frame time among the packets sent so far
 
     def decide(time: float) -> Tuple[int, int]:
@@ -985,19 +1394,27 @@ def _frames_by_pts(container, stream, info: VideoInfo, sorted_times, convert, *,
             slots[packet.pts] = (lo, hi)
             claimed.add(packet.pts)
             assigned += hi - lo
-        if skipping == wanted:
+        if may_skip and skipping == wanted:
             skipping = not wanted
             context.skip_frame = "NONREF" if skipping else "DEFAULT"
         return context.decode(packet)
 
-    for packet in container.demux(stream):
+    for packet in _demux(container, stream):
         if packet.size == 0:
             continue
+        if head:
+            head -= 1
+            continue
+        if not started:
+            # A seek may land on any packet (transport streams do): decoding starts at a keyframe.
+            if not packet.is_keyframe:
+                continue
+            if packet.pts is None or (packet.pts - zero) * tick > targets[0]:
+                raise _SeekLandedLate()
+            started = True
         time = None
         if packet.pts is not None and not packet.is_discard:
             time = (packet.pts - zero) * tick
-            if not started and seek and time > targets[0]:
-                raise _SeekLandedLate()
             if time < sent_latest:
                 # Decisions already made assumed no packet this far back in presentation order.
                 raise VideoDecodeError(
@@ -1009,13 +1426,14 @@ def _frames_by_pts(container, stream, info: VideoInfo, sorted_times, convert, *,
             if len(recent) > 2 * _REORDER_WINDOW + 2:
                 old = recent.popleft()
                 del window[bisect.bisect_left(window, old)]
-        started = True
         pending.append((packet, time))
         if len(pending) > _REORDER_WINDOW:
             yield from deliver(send(*pending.popleft()))
             if assigned == count:
                 break
     else:
+        if not started:
+            raise _SeekLandedLate()  # no keyframe after the seek (a seek past a timestamp wrap)
         while pending and assigned < count:
             yield from deliver(send(*pending.popleft()))
     yield from deliver(context.decode(None))
@@ -1029,13 +1447,70 @@ def _frames_by_pts(container, stream, info: VideoInfo, sorted_times, convert, *,
         )
 
 
+def _frames_by_clock(container, stream, info: VideoInfo, sorted_times, convert, *, seek_to: Optional[float]):
+    """Decode forward and time each frame the decoder returns by :class:`_FrameClock`: frame
+    ``i`` is on screen from its time until frame ``i + 1``'s. Each frame is converted only if
+    it shows a wanted time. After a seek, decoding starts at the first keyframe packet, frames
+    count from the first keyframe returned, and that one must be shown at or before the first
+    wanted time."""
+    context = stream.codec_context
+    zero = info.start_pts
+    tick = float(Fraction(info.time_base))
+    targets = (sorted_times + TIME_EPS).tolist()
+    count = len(targets)
+    if seek_to is not None:
+        container.seek(zero + int(math.floor(seek_to / tick)), stream=stream, backward=True, any_frame=False)
+    clock = _FrameClock(container, stream)
+    started = seek_to is None
+    held = None  # the latest frame returned, not yet handed out
+    held_lo = 0  # the first wanted time it shows
+
+    def place(frames):
+        nonlocal held, held_lo
+        for frame in frames:
+            time = (clock.frame(frame) - zero) * tick
+            lo = bisect.bisect_left(targets, time)
+            if held is None:
+                if seek_to is not None:
+                    if not frame.key_frame:
+                        continue  # an open GOP's leading frames may lack their references
+                    if lo > 0:
+                        raise _SeekLandedLate()
+                lo = 0  # times before the first frame show the first frame
+            elif lo > held_lo:
+                yield held_lo, lo, convert(held)
+            held, held_lo = frame, lo
+            if lo >= count:
+                return
+
+    for packet in _demux(container, stream):
+        if packet.size == 0:
+            continue
+        if not started:
+            if not packet.is_keyframe:
+                continue
+            started = True
+        clock.packet(packet)
+        yield from place(context.decode(packet))
+        if held is not None and held_lo >= count:
+            break
+    else:
+        if not started:
+            raise _SeekLandedLate()
+        yield from place(context.decode(None))
+    if held is None:
+        raise VideoDecodeError(container.name, "the video stream has no decodable frames")
+    if held_lo < count:
+        yield held_lo, count, convert(held)
+
+
 def _frames_by_index(container, stream, info: VideoInfo, sorted_times, convert):
     """Streams without timestamps: the k-th decoded frame is shown from ``k / rate``."""
     targets = (sorted_times + TIME_EPS).tolist()
     count = len(targets)
     rate = info.rate
     previous, previous_lo, k = None, 0, 0
-    for frame in container.decode(stream):
+    for frame in (frame for packet in _demux(container, stream) for frame in packet.decode()):
         lo = bisect.bisect_left(targets, k / rate)
         if previous is not None and lo > previous_lo:
             yield previous_lo, lo, convert(previous)

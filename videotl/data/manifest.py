@@ -27,7 +27,8 @@ __all__ = ["cache_dir", "manifest_path", "probe_videos"]
 
 logger = logging.getLogger("videotl.data")
 
-_VERSION = 1
+# 2: VideoInfo gained timing, rotation, discontinuities and leading_frames.
+_VERSION = 2
 PathLike = Union[str, os.PathLike]
 
 

@@ -89,6 +89,8 @@ class VideoDataset(Dataset):
         train_transform / test_transform: the clip transforms of the modes.
         backend / decoder_threads: decoding (0 threads = 1 inside DataLoader workers, else the
             decoder's default).
+        autorotate: apply videos' display matrices (frames as players show them); False keeps
+            the stored orientation.
         seed: seeds the choice of a replacement for a broken training video.
         max_skip_attempts: broken videos tried in a row before a training sample gives up.
         decode_timeout: seconds a probe or a clip (segments mode: one segment) may take before
@@ -119,6 +121,7 @@ class VideoDataset(Dataset):
         show_progress: bool = True,
         decode_timeout: float = 0.0,
         probe_cache: bool = True,
+        autorotate: bool = True,
     ):
         if mode not in MODES:
             raise ValueError(f"mode = {mode!r}: must be one of {MODES}")
@@ -144,6 +147,7 @@ class VideoDataset(Dataset):
         self.num_ensemble_views = int(num_ensemble_views)
         self.num_spatial_crops = int(num_spatial_crops) if mode == "views" else 1
         self.backend = backend
+        self.autorotate = bool(autorotate)
         self.decoder_threads = int(decoder_threads)
         self.seed = int(seed)
         self.max_skip_attempts = int(max_skip_attempts)
@@ -296,6 +300,7 @@ class VideoDataset(Dataset):
                 size=short_side,
                 num_threads=self._threads(),
                 device=device,
+                autorotate=self.autorotate,
             ),
         )
         # Files the GPU decoder cannot read exactly come from PyAV, on the CPU.
@@ -375,7 +380,14 @@ class VideoDataset(Dataset):
         duration = probe(path).duration
         start = on_grid(draw * last_clip_start(duration, num_frames=self.num_frames, fps=self.fps), fps=self.fps)
         clip = read_clip(
-            path, start, self.num_frames, self.fps, backend=self.backend, size=short_side, num_threads=self._threads()
+            path,
+            start,
+            self.num_frames,
+            self.fps,
+            backend=self.backend,
+            size=short_side,
+            num_threads=self._threads(),
+            autorotate=self.autorotate,
         )
         return start, clip
 
@@ -410,7 +422,7 @@ class VideoDataset(Dataset):
                 continue
             last = last_clip_start(info.duration, num_frames=self.num_frames, fps=self.fps)
             start = on_grid(draw * last, fps=self.fps)
-            height, width = output_size(info.height, info.width, short_side)
+            height, width = output_size(*info.frame_size(self.autorotate), short_side)
             top, left, flip = self.train_transform.draw(height, width, generator=generator)
             end = start + clip_span(num_frames=self.num_frames, fps=self.fps)
             classes = self._clip_classes(record, start, end) if self.clip_labels and record.intervals else record.labels
@@ -550,6 +562,7 @@ class VideoDataset(Dataset):
                 num_threads=self._threads(),
                 device=device,
                 start_segment=start_segment,
+                autorotate=self.autorotate,
             )
             while segment < count:
                 item = self._limited(record.path, lambda: next(stream, None))
