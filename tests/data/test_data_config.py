@@ -10,12 +10,27 @@ def test_data_keys_have_defaults_and_rules():
     with pytest.raises(ConfigError) as info:
         load_config(
             "",
-            ["DATA.TRAIN_LABELS", "segment", "DATA.AVID_NONE_LABEL", "keep", "DATA.PATH_LABEL_SEPARATOR", "'::'",
-             "DATA.MAX_SKIP_ATTEMPTS", "0", "DATA_LOADER.DECODER_THREADS", "-1"],
+            [
+                "DATA.TRAIN_LABELS",
+                "segment",
+                "DATA.AVID_NONE_LABEL",
+                "keep",
+                "DATA.PATH_LABEL_SEPARATOR",
+                "'::'",
+                "DATA.MAX_SKIP_ATTEMPTS",
+                "0",
+                "DATA_LOADER.DECODER_THREADS",
+                "-1",
+            ],
         )
     message = str(info.value)
-    for key in ("DATA.TRAIN_LABELS", "DATA.AVID_NONE_LABEL", "DATA.PATH_LABEL_SEPARATOR", "DATA.MAX_SKIP_ATTEMPTS",
-                "DATA_LOADER.DECODER_THREADS"):
+    for key in (
+        "DATA.TRAIN_LABELS",
+        "DATA.AVID_NONE_LABEL",
+        "DATA.PATH_LABEL_SEPARATOR",
+        "DATA.MAX_SKIP_ATTEMPTS",
+        "DATA_LOADER.DECODER_THREADS",
+    ):
         assert key in message
 
 
@@ -24,7 +39,17 @@ def test_charades_must_be_multi_label():
         load_config("", ["DATA.MULTI_LABEL", "False", "MODEL.LOSS_FUNC", "cross_entropy", "MODEL.HEAD_ACT", "softmax"])
     cfg = load_config(
         "",
-        ["DATA.MULTI_LABEL", "False", "MODEL.LOSS_FUNC", "cross_entropy", "MODEL.HEAD_ACT", "softmax",
-         "TRAIN.DATASET", "avid", "TEST.DATASET", "avid"],
+        [
+            "DATA.MULTI_LABEL",
+            "False",
+            "MODEL.LOSS_FUNC",
+            "cross_entropy",
+            "MODEL.HEAD_ACT",
+            "softmax",
+            "TRAIN.DATASET",
+            "avid",
+            "TEST.DATASET",
+            "avid",
+        ],
     )
     assert cfg.DATA.MULTI_LABEL is False

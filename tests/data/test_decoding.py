@@ -439,7 +439,9 @@ def test_a_gpu_decoding_failure_reads_on_the_cpu_and_stays_there(videos, monkeyp
         else:
             segments = read_segments(videos["30"], num_frames=8, fps=12.0, backend="torchcodec", device="cuda")
             # 2 s at 30 fps: 24 times k / 12, each showing frame floor(2.5 k).
-            assert [frame_indices(c) for _, c in segments] == [[5 * k // 2 for k in range(s, s + 8)] for s in (0, 8, 16)]
+            assert [frame_indices(c) for _, c in segments] == [
+                [5 * k // 2 for k in range(s, s + 8)] for s in (0, 8, 16)
+            ]
         # The next video goes straight to the CPU.
         other = read_clip(videos["25"], 0.0, num_frames=3, fps=12.0, backend="torchcodec", device="cuda")
     assert frame_indices(other) == [0, 2, 4]

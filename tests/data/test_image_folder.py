@@ -22,8 +22,19 @@ def _tree(root, classes=("cat", "ant", "bee"), per_class=2, size=(40, 30)):
 def _config(root, *overrides):
     return load_config(
         "configs/vit/vit_b16.yaml",
-        ["DATA.PATH_TO_DATA_DIR", str(root), "MODEL.NUM_CLASSES", "3", "DATA.TRAIN_CROP_SIZE", "16",
-         "DATA.TRAIN_JITTER_SCALES", "[16, 16]", "DATA.TEST_CROP_SIZE", "16", *overrides],
+        [
+            "DATA.PATH_TO_DATA_DIR",
+            str(root),
+            "MODEL.NUM_CLASSES",
+            "3",
+            "DATA.TRAIN_CROP_SIZE",
+            "16",
+            "DATA.TRAIN_JITTER_SCALES",
+            "[16, 16]",
+            "DATA.TEST_CROP_SIZE",
+            "16",
+            *overrides,
+        ],
     )
 
 
@@ -58,7 +69,9 @@ def test_inception_crop_keeps_size_and_unreadable_test_images_are_invalid(tmp_pa
     clip = torch.randint(0, 255, (1, 30, 40, 3), dtype=torch.uint8)
     assert crop(clip, generator=torch.Generator().manual_seed(0)).shape == (3, 1, 24, 24)
     views = ImageFolderDataset(
-        root / "train", mode="views", train_transform=crop,
+        root / "train",
+        mode="views",
+        train_transform=crop,
         test_transform=ClipEvalTransform(crop_size=16, num_crops=1, mean=(0.5,) * 3, std=(0.5,) * 3),
     )
     broken = [i for i, (path, _) in enumerate(views.samples) if path.endswith("broken.png")][0]

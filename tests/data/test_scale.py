@@ -8,8 +8,7 @@ import time
 import pytest
 import torch
 
-from videotl.data import build_dataset, build_loader
-from videotl.data import decoding, manifest
+from videotl.data import build_dataset, build_loader, decoding, manifest
 from videotl.data.datasets import base
 
 from .conftest import frame_indices

@@ -30,7 +30,9 @@ def transcoded(tmp_path_factory):
     write_video(src / "vfr.mp4", rate=10, num_frames=len(VFR_PTS_MS), pts_ms=VFR_PTS_MS)
     (src / "broken.mp4").write_text("not a video")
     dst = root / "dst"
-    status = _script().main(["--src", str(src), "--dst", str(dst), "--fps", "12", "--short-side", "32", "--workers", "1"])
+    status = _script().main(
+        ["--src", str(src), "--dst", str(dst), "--fps", "12", "--short-side", "32", "--workers", "1"]
+    )
     return src, dst, status
 
 
@@ -45,7 +47,10 @@ def test_transcode_tree_failures_and_resume(transcoded, capsys):
     assert (info.width, info.height) == (44, 32) and info.fps == pytest.approx(12.0)
     assert info.duration == pytest.approx(probe(src / "a" / "r30.mp4").duration, abs=1 / 12)
     # A second run converts nothing again.
-    assert _script().main(["--src", str(src), "--dst", str(dst), "--fps", "12", "--short-side", "32", "--workers", "1"]) == 1
+    assert (
+        _script().main(["--src", str(src), "--dst", str(dst), "--fps", "12", "--short-side", "32", "--workers", "1"])
+        == 1
+    )
     assert "0 converted, 3 already there, 1 failed" in capsys.readouterr().out
 
 

@@ -1176,7 +1176,6 @@ class _TorchcodecSession:
             frames = resize_frames(frames, out_hw)
         return frames
 
-
     def _read_on_cpu(self, wanted: np.ndarray, error: BaseException):
         # A GPU decoder that fails mid-stream says nothing about the file: read it on the CPU
         # before calling it broken, and keep later reads there too.

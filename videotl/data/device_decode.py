@@ -163,13 +163,13 @@ class MainProcessDecoder:
             f"(unreadable so far: {len(dataset.broken)}); run tools/check_videos.py",
         )
 
-    def _on_side_stream(self, stream: Optional["torch.cuda.Stream"], fn, *args):
+    def _on_side_stream(self, stream: Optional[torch.cuda.Stream], fn, *args):
         if stream is None:
             return fn(*args)
         with torch.cuda.device(self.device), torch.cuda.stream(stream):
             return fn(*args)
 
-    def _hand_over(self, batch: dict, stream: Optional["torch.cuda.Stream"]) -> dict:
+    def _hand_over(self, batch: dict, stream: Optional[torch.cuda.Stream]) -> dict:
         if stream is None:
             return batch
         current = torch.cuda.current_stream(self.device)

@@ -11,6 +11,7 @@ last writer wins; an entry lost that way is probed again next time).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -116,7 +117,7 @@ def probe_videos(
         path = paths[i]
         try:
             key = file_key(path)
-            info = call_with_timeout(lambda: probe(path), seconds=timeout, path=path)
+            info = call_with_timeout(functools.partial(probe, path), seconds=timeout, path=path)
             entry = {"size": key[1], "mtime_ns": key[2], "info": info.to_dict()}
             results[i] = info
         except VideoDecodeError as error:

@@ -23,6 +23,7 @@ Segments mode decodes each video once, front to back, and hands out segments as 
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,7 +360,9 @@ class VideoDataset(Dataset):
             # Drawn here, outside the time-limited call, so that reruns draw the same starts.
             draw = float(torch.rand((), dtype=torch.float64))
             try:
-                start, clip = self._limited(record.path, lambda: self._train_clip(record.path, draw, short_side))
+                start, clip = self._limited(
+                    record.path, functools.partial(self._train_clip, record.path, draw, short_side)
+                )
             except VideoDecodeError as error:
                 self._note_broken(error)
                 candidate = self._replacement(index, attempt)
@@ -415,7 +418,7 @@ class VideoDataset(Dataset):
             short_side = self.train_transform.short_side(generator)
             draw = float(torch.rand((), dtype=torch.float64, generator=generator))
             try:
-                info = self._limited(record.path, lambda: probe(record.path))
+                info = self._limited(record.path, functools.partial(probe, record.path))
             except VideoDecodeError as error:
                 self._note_broken(error)
                 candidate = self._replacement(index, attempt)

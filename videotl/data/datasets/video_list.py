@@ -38,9 +38,7 @@ def load_csv(
     if class_file.exists():
         class_names = read_class_list(class_file, "class names, one per line")
         if len(class_names) != num_classes:
-            raise DatasetError(
-                f"{class_file}: lists {len(class_names)} classes but MODEL.NUM_CLASSES is {num_classes}"
-            )
+            raise DatasetError(f"{class_file}: lists {len(class_names)} classes but MODEL.NUM_CLASSES is {num_classes}")
     else:
         class_names = [str(i) for i in range(num_classes)]
     base = Path(path_prefix) if path_prefix else root
