@@ -22,6 +22,26 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(4, usable))
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Keep pytest-xdist's ``--dist loadgroup`` grouping on pytest 9.2: xdist marks an item's group
+    by appending ``@group`` to ``item._nodeid``, which pytest 9.2 no longer reads (an item's id
+    lives in ``item._id``), so every group was spread over the workers and each built the group's
+    session fixture again. Set where pytest reads it; older pytest needs nothing."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:
+        return
+    for item in items:
+        groups = {
+            str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")
+        }
+        if groups and "@" not in item.nodeid and hasattr(item, "_id"):
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(groups))}")
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
