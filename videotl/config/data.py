@@ -74,10 +74,11 @@ def _add_loader_defaults(cfg: CfgNode) -> None:
 
 
 def validate_data(cfg: CfgNode, errors: list) -> None:
-    require_positive(errors, cfg, "DATA.NUM_FRAMES")
-    require_positive(errors, cfg, "DATA.TARGET_FPS")
+    # Imported at check time, as run.py imports the dataset registry: loading the config loads no decoder.
     from ..data.decoding import BACKENDS
 
+    require_positive(errors, cfg, "DATA.NUM_FRAMES")
+    require_positive(errors, cfg, "DATA.TARGET_FPS")
     require_choice(errors, cfg, "DATA.DECODING_BACKEND", BACKENDS.names())
     require_positive(errors, cfg, "DATA.DECODE_TIMEOUT_SEC", allow_zero=True)
     require_choice(errors, cfg, "DATA.DECODE_DEVICE", ("cpu", "cuda"))
