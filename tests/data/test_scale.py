@@ -10,9 +10,9 @@ import torch
 
 from videotl.data import build_dataset, build_loader, decoding, manifest
 from videotl.data.datasets import base
-from videotl.data.decoding import probing
+from videotl.data.decoding import DecodingBackend, PyAVBackend, probing
 
-from .conftest import frame_indices
+from .conftest import frame_indices, registered_backend
 from .test_datasets import expected, indices_of
 
 
@@ -56,42 +56,37 @@ def test_segments_getitem_in_order_continues_one_stream(charades_cfg, monkeypatc
     assert starts == [("AAA01.mp4", 0), ("AAA01.mp4", 2)]
 
 
-def _hang_on(name, release):
-    """A read_clip / iter_segments stand-in that blocks (as a spinning decoder would) on one file."""
-    real_clip, real_segments = decoding.read_clip, decoding.iter_segments
+class _HangingOn(DecodingBackend):
+    """PyAV's reader, except that reading one file blocks (as a spinning decoder would)."""
 
-    def clip(path, *args, **kwargs):
-        if str(path).endswith(name):
-            release.wait(60)
-        return real_clip(path, *args, **kwargs)
+    def __init__(self, name, release):
+        self.name, self.release = name, release
 
-    def segments(path, *args, **kwargs):
-        for item in real_segments(path, *args, **kwargs):
-            if str(path).endswith(name):
-                release.wait(60)
-            yield item
-
-    return clip, segments
+    def open(self, path, info, **options):
+        if path.endswith(self.name):
+            self.release.wait(60)
+        return PyAVBackend().open(path, info, **options)
 
 
-def test_a_hanging_decode_is_skipped_like_a_broken_video(charades_cfg, monkeypatch):
+def test_a_hanging_decode_is_skipped_like_a_broken_video(charades_cfg):
     release = threading.Event()
-    clip, segments = _hang_on("AAA01.mp4", release)
-    monkeypatch.setattr(base, "read_clip", clip)
-    monkeypatch.setattr(base, "iter_segments", segments)
     try:
-        cfg = charades_cfg("DATA.DECODE_TIMEOUT_SEC", "0.5", "DATA.TRAIN_JITTER_SCALES", "[32, 32]")
-        train = build_dataset(cfg, "train", "train")
-        began = time.monotonic()
-        sample = train[0]  # AAA01 hangs: a replacement is drawn
-        assert sample["video_index"] in (1, 2) and sample["skipped"] >= 1 and time.monotonic() - began < 20
-        hung = [reason for path, reason in train.broken.items() if path.endswith("AAA01.mp4")]
-        assert hung and "took longer than 0.5 s" in hung[0]
+        with registered_backend("hanging_on_aaa01", _HangingOn("AAA01.mp4", release)):
+            cfg = charades_cfg(
+                "DATA.DECODE_TIMEOUT_SEC", "0.5", "DATA.TRAIN_JITTER_SCALES", "[32, 32]",
+                "DATA.DECODING_BACKEND", "hanging_on_aaa01",
+            )  # fmt: skip
+            train = build_dataset(cfg, "train", "train")
+            began = time.monotonic()
+            sample = train[0]  # AAA01 hangs: a replacement is drawn
+            assert sample["video_index"] in (1, 2) and sample["skipped"] >= 1 and time.monotonic() - began < 20
+            hung = [reason for path, reason in train.broken.items() if path.endswith("AAA01.mp4")]
+            assert hung and "took longer than 0.5 s" in hung[0]
 
-        segments = build_dataset(cfg, "test", "segments")
-        samples = segments.segment_samples(0)  # AAA01: 5 segments, the first one hangs
-        assert [s["valid"] for s in samples] == [False] * 5
-        assert [s["valid"] for s in segments.segment_samples(1)] == [True] * 4
+            segments = build_dataset(cfg, "test", "segments")
+            samples = segments.segment_samples(0)  # AAA01: 5 segments, the first one hangs
+            assert [s["valid"] for s in samples] == [False] * 5
+            assert [s["valid"] for s in segments.segment_samples(1)] == [True] * 4
     finally:
         release.set()
 
