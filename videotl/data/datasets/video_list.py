@@ -14,13 +14,16 @@ line) names them when present.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import List, Tuple
 
-from ._files import read_class_list, require_dir, require_file, require_score_file_id
+from ._files import annotation_lines, read_class_list, require_dir, require_file, require_score_file_id
 from .base import DatasetError, VideoRecord
 
 __all__ = ["load_csv"]
+
+_SPACED_COMMA = re.compile(r"\s*,\s*")
 
 
 def load_csv(
@@ -43,12 +46,11 @@ def load_csv(
         class_names = [str(i) for i in range(num_classes)]
     base = Path(path_prefix) if path_prefix else root
     records: List[VideoRecord] = []
-    for number, line in enumerate(annotation.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, line in annotation_lines(annotation, "the video list"):
         # Split at the last separator so that a path may contain it (a path is the video's id in the
-        # score file, which white space would break: see require_score_file_id).
-        parts = line.strip().rsplit(separator, 1)
+        # score file, which white space would break: see require_score_file_id), after closing the
+        # spaces a hand-edited file leaves around the labels' commas.
+        parts = _SPACED_COMMA.sub(",", line).rsplit(separator, 1)
         if len(parts) != 2 or not parts[0].strip():
             raise DatasetError(
                 f"{annotation}:{number}: malformed line {line!r}: expected 'path{separator}label[,label...]'"
