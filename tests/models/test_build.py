@@ -154,3 +154,49 @@ def test_x3d_output_matches_pytorchvideo_with_copied_weights():
         expected = theirs(clip)
         got = ours(clip)
     torch.testing.assert_close(got, expected.reshape(got.shape), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("strides, side", [("[2, 2, 2, 2]", 2), ("[2, 2, 2, 1]", 4), ("[2, 2, 1, 1]", 8)])
+def test_stage_strides_set_the_token_grid(strides, side):
+    from videotl.visualization.token_maps import capture_token_maps
+
+    # A 64 px crop through the stem's stride 2 and the stages' strides: 64 / (2 * prod(strides)).
+    cfg = load_config("", [*TINY_X3D, "RES5.TEMPORAL", "tokenlearner", "X3D.SPATIAL_STRIDES", strides])
+    model = build_model(cfg).eval()
+    with torch.no_grad(), capture_token_maps(model) as captured:
+        logits = model(torch.randn(1, 3, 4, 64, 64))
+    assert logits.shape == (1, 5)
+    assert captured and all(tuple(entry.maps.shape[-2:]) == (side, side) for entry in captured)
+
+
+def test_stage_strides_are_checked():
+    from videotl.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"X3D.SPATIAL_STRIDES = \[2, 3, 2, 2\]: each stride must be 1 or 2"):
+        load_config("", [*TINY_X3D, "X3D.SPATIAL_STRIDES", "[2, 3, 2, 2]"])
+    with pytest.raises(ConfigError, match="X3D.SPATIAL_STRIDES has 3 entries but X3D.STAGE_DIMS has 4"):
+        load_config("", [*TINY_X3D, "X3D.SPATIAL_STRIDES", "[2, 2, 2]"])
+
+
+def _alpha_spreads(tokenizer: str, init: str):
+    """fan_in x variance of each weight of the tokenizers' alpha, with (fan_in, fan_out)."""
+    overrides = [*TINY_X3D, "RES5.TEMPORAL", "tokenlearner", "TOKENLEARNER.TOKENIZER", tokenizer]
+    model = build_model(load_config("", [*overrides, "TOKENLEARNER.ALPHA_INIT", init]))
+    tokenizers = [m for m in model.modules() if type(m).__name__ in ("TokenLearner", "TokenLearnerV11")]
+    weights = [p.detach() for t in tokenizers for n, p in t.named_parameters() if n.endswith("weight") and p.dim() >= 2]
+    assert len(weights) == (2 if tokenizer == "tokenlearner" else 4)  # two converted blocks
+    return [(w[0].numel() * float(w.var()), w[0].numel(), w.shape[0]) for w in weights]
+
+
+def test_alpha_init_flax_draws_the_official_code_s_initial_weights():
+    torch.manual_seed(0)
+    # PyTorch's default, uniform(+-1/sqrt(fan_in)): fan_in x variance = 1/3 for convs and linears.
+    for tokenizer in ("tokenlearner", "tokenlearner_v11"):
+        assert [s for s, _, _ in _alpha_spreads(tokenizer, "torch")] == pytest.approx(
+            [1 / 3] * 2 * (1 + (tokenizer != "tokenlearner")), rel=0.2
+        )
+    # Flax: the alpha convs lecun-normal (variance 1/fan_in); v1.1's MLP as scenic's MlpBlock,
+    # xavier-uniform (variance 2/(fan_in + fan_out)).
+    assert [s for s, _, _ in _alpha_spreads("tokenlearner", "flax")] == pytest.approx([1.0, 1.0], rel=0.2)
+    for spread, fan_in, fan_out in _alpha_spreads("tokenlearner_v11", "flax"):
+        assert spread == pytest.approx(2 * fan_in / (fan_in + fan_out), rel=0.2)

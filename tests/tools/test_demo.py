@@ -108,6 +108,13 @@ def test_demo_tool_runs_end_to_end_and_reruns_without_redoing_work(tmp_path, cap
         assert Path(path).parent == out and Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"picture: {path}" in printed
     assert saved["cpu_seconds"] > 0
+    # The token maps' measures, on the 3 test videos (one clip each), printed and saved per module.
+    token_lines = [line for line in printed if line.startswith("token maps: ")]
+    assert len(saved["token_maps"]) == len(token_lines) >= 1
+    for measures, line in zip(saved["token_maps"], token_lines):
+        assert measures["num_clips"] == 3 and len(measures["motion_ratio"]) == 4  # the demo's 4 tokens
+        assert f"median token's motion ratio {measures['median_motion_ratio']:.2f}" in line
+        assert f"mean pairwise map correlation {measures['correlation']:.2f}" in line
     # Three tiny test videos cannot hold all 12 classes: the mAP and chance cover those they hold.
     assert saved["metric"] == "mAP over the classes with test positives"
     assert saved["chance"] == pytest.approx(_test_positive_rate(data))

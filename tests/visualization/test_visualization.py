@@ -195,6 +195,33 @@ def test_visualize_tokens_tool(tiny_run, tmp_path):
     assert Image.open(tmp_path / "tokens.gif").n_frames == 8
 
 
+def test_visualize_tokens_stats_prints_the_measures_of_centred_clips(tiny_run):
+    from videotl.data import probe
+    from videotl.data.build import read_test_clip
+    from videotl.visualization import measure_token_maps
+
+    root, _, checkpoint, overrides = tiny_run
+    videos = [root / "Charades_v1_480/AAA01.mp4", root / "Charades_v1_480/BBB02.mp4"]
+    result = _run(
+        "tools/visualize_tokens.py", "--cfg", "", *overrides, "--checkpoint", checkpoint, "--stats", "--video", *videos
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    # The tiny model converts two res5 blocks: one line per TokenLearner, each over both clips.
+    assert len(lines) == 2 and all("2x2 grid, 2 clips" in line for line in lines)
+    # The same numbers as measuring here the clips centred in each video (8 frames at 12 fps).
+    cfg = load_config("", overrides)
+    model = build_model(cfg).eval()
+    model.load_state_dict(torch.load(checkpoint))
+    starts = [max(0.0, (probe(v).duration - 8 / cfg.DATA.TARGET_FPS) / 2) for v in videos]
+    expected = measure_token_maps(
+        model, [read_test_clip(cfg, v, s) for v, s in zip(videos, starts)], mean=cfg.DATA.MEAN, std=cfg.DATA.STD
+    )
+    assert lines == [m.summary() for m in expected]
+    drawing_without_out = _run("tools/visualize_tokens.py", "--checkpoint", checkpoint, "--video", *videos)
+    assert drawing_without_out.returncode == 2 and "one --video and --out DIR" in drawing_without_out.stderr
+
+
 def test_predict_tool_reports_broken_files_and_draws_timelines(tiny_run, tmp_path):
     root, _, checkpoint, overrides = tiny_run
     videos = root / "Charades_v1_480"

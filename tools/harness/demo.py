@@ -32,8 +32,9 @@ import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
-from videotl.data import VideoRecord, load_records, probe, read_clip
-from videotl.data.build import build_transforms
+from videotl.data import VideoRecord, load_records, probe
+from videotl.data.build import read_test_clip
+from videotl.data.sampling import clip_span
 from videotl.engine.checkpoint import last_checkpoint
 from videotl.engine.distributed import resolve_device
 from videotl.engine.evaluator import EvalResult
@@ -42,7 +43,13 @@ from videotl.engine.testing import test
 from videotl.engine.trainer import train
 from videotl.evaluation import plot_per_class
 from videotl.utils.fileio import atomic_write_text
-from videotl.visualization import plot_timeline, plot_training_curves, render_token_attention
+from videotl.visualization import (
+    TokenMapMeasures,
+    measure_token_maps,
+    plot_timeline,
+    plot_training_curves,
+    render_token_attention,
+)
 from videotl_tools.harness.synthetic_charades import (
     MANIFEST_FILE,
     SPLIT_FILES,
@@ -58,6 +65,7 @@ __all__ = [
     "draw_pictures",
     "ensure_synthetic_charades",
     "headline_map",
+    "measure_test_tokens",
     "normalised_gain",
     "pair_partner",
     "pair_separation",
@@ -77,6 +85,8 @@ DEMO_DATASET: Dict[str, object] = {
     "min_seconds": 15.0,
     "max_seconds": 40.0,
 }
+# Test videos whose token maps the demo measures (one clip each): enough for a stable median.
+TOKEN_MEASURE_CLIPS = 25
 
 
 def normalised_gain(mean_ap: float, chance: float) -> float:
@@ -114,6 +124,7 @@ class DemoResult:
         pictures: what :func:`draw_pictures` wrote, by name.
         pairs: :func:`pair_separation` of the test scores.
         metrics: every metric the evaluator returned.
+        token_maps: :func:`measure_test_tokens` per TokenLearner module (its ``to_dict``).
     """
 
     mean_ap: float
@@ -129,6 +140,7 @@ class DemoResult:
     pictures: Dict[str, str] = field(default_factory=dict)
     pairs: Dict[str, float] = field(default_factory=dict)
     metrics: Dict[str, object] = field(default_factory=dict)
+    token_maps: List[Dict[str, object]] = field(default_factory=list)
 
     def summary(self) -> str:
         text = (
@@ -141,6 +153,8 @@ class DemoResult:
                 f"\nAP against videos holding the time-reversed partner {self.pairs['ap_against_partner']:.3f} "
                 f"(motion tells them apart), against the other videos {self.pairs['ap_against_others']:.3f}"
             )
+        for measures in self.token_maps:
+            text += f"\ntoken maps: {TokenMapMeasures(**measures).summary()}"
         return text
 
 
@@ -241,6 +255,31 @@ def _token_clip_start(record: VideoRecord, *, span: float, duration: float) -> f
     return float(min(max(0.0, (start + end - span) / 2), max(0.0, duration - span)))
 
 
+def _clip_span(cfg: CfgNode) -> float:
+    return clip_span(num_frames=cfg.DATA.NUM_FRAMES, fps=cfg.DATA.TARGET_FPS)
+
+
+def _trained_model(cfg: CfgNode, checkpoint: Optional[str], device: torch.device) -> torch.nn.Module:
+    weights = checkpoint or cfg.TEST.CHECKPOINT_FILE_PATH or str(last_checkpoint(Path(cfg.OUTPUT_DIR)))
+    return load_model(weights, cfg=cfg, device=device)
+
+
+def measure_test_tokens(
+    cfg: CfgNode, *, checkpoint: Optional[str] = None, num_clips: int = TOKEN_MEASURE_CLIPS
+) -> List[TokenMapMeasures]:
+    """:func:`~videotl.visualization.measure_token_maps` of the trained model on the first
+    ``num_clips`` test videos (file order, not scores), one clip each, centred on its longest action.
+    Empty when the model has no TokenLearner-style module."""
+    model = _trained_model(cfg, checkpoint, resolve_device(cfg.DEVICE))
+    records, _ = load_records(cfg, cfg.TEST.SPLIT, cfg.TEST.DATASET)
+    span = _clip_span(cfg)
+    clips = (
+        read_test_clip(cfg, record.path, _token_clip_start(record, span=span, duration=probe(record.path).duration))
+        for record in [r for r in records if r.intervals][:num_clips]
+    )
+    return measure_token_maps(model, clips, mean=cfg.DATA.MEAN, std=cfg.DATA.STD)
+
+
 def draw_pictures(
     cfg: CfgNode, result: EvalResult, *, chance: float, checkpoint: Optional[str] = None
 ) -> Dict[str, Path]:
@@ -258,7 +297,6 @@ def draw_pictures(
         name -> path of every picture written (the curves are left out when the run has no
         training log, the attention maps when the model has no TokenLearner).
     """
-    from videotl.data.sampling import clip_span
     from videotl.visualization.token_maps import tokenizer_modules
 
     out = Path(cfg.OUTPUT_DIR)
@@ -282,8 +320,7 @@ def draw_pictures(
         logger.info(f"no training curves: {error}")
 
     device = resolve_device(cfg.DEVICE)
-    weights = checkpoint or cfg.TEST.CHECKPOINT_FILE_PATH or str(last_checkpoint(out))
-    model = load_model(weights, cfg=cfg, device=device)
+    model = _trained_model(cfg, checkpoint, device)
     records, class_names = load_records(cfg, cfg.TEST.SPLIT, cfg.TEST.DATASET)
     chosen = [r for r in pick_timeline_videos(records) if r.intervals]
     predictions = predict_videos(
@@ -310,23 +347,11 @@ def draw_pictures(
         logger.info("no attention maps: the model has no TokenLearner-style module")
     elif chosen and not predictions[0].error:
         record = chosen[0]
-        span = clip_span(num_frames=cfg.DATA.NUM_FRAMES, fps=cfg.DATA.TARGET_FPS)
-        duration = probe(record.path).duration
-        start = _token_clip_start(record, span=span, duration=duration)
-        _, transform = build_transforms(cfg)
-        clip = read_clip(
-            record.path,
-            start,
-            num_frames=cfg.DATA.NUM_FRAMES,
-            fps=cfg.DATA.TARGET_FPS,
-            backend=cfg.DATA.DECODING_BACKEND,
-            size=transform.short_side,
-            autorotate=cfg.DATA.AUTOROTATE,
-        )
+        start = _token_clip_start(record, span=_clip_span(cfg), duration=probe(record.path).duration)
         with torch.no_grad():
             written = render_token_attention(
                 model,
-                transform(clip),
+                read_test_clip(cfg, record.path, start),
                 out_dir=out,
                 tokens=range(min(cfg.TOKENLEARNER.NUM_TOKENS, 8)),
                 mean=cfg.DATA.MEAN,
@@ -377,6 +402,9 @@ def run_demo(
         begin = time.perf_counter()
         drawn = draw_pictures(cfg, result, chance=chance)
         seconds["pictures"] = time.perf_counter() - begin
+    begin = time.perf_counter()
+    token_maps = [measures.to_dict() for measures in measure_test_tokens(cfg)]
+    seconds["token_maps"] = time.perf_counter() - begin
     seconds["total"] = time.perf_counter() - start
     demo = DemoResult(
         mean_ap=value,
@@ -392,6 +420,7 @@ def run_demo(
         pictures={name: str(path) for name, path in drawn.items()},
         pairs=pair_separation(result) if result.multi_label else {},
         metrics={k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))},
+        token_maps=token_maps,
     )
     out = Path(cfg.OUTPUT_DIR)
     out.mkdir(parents=True, exist_ok=True)

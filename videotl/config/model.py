@@ -38,6 +38,8 @@ def add_model_defaults(cfg: CfgNode) -> None:
     cfg.X3D.STEM_DIM = 24
     cfg.X3D.STAGE_DEPTHS = [3, 5, 11, 7]
     cfg.X3D.STAGE_DIMS = [24, 48, 96, 192]
+    # Spatial stride of each stage's first block (1 or 2); with the stem's 2, res5 sees crop / 32.
+    cfg.X3D.SPATIAL_STRIDES = [2, 2, 2, 2]
     # Inner (expanded) width of a block = round(stage width x BOTTLENECK_FACTOR): 54/108/216/432.
     cfg.X3D.BOTTLENECK_FACTOR = 2.25
     cfg.X3D.CONV5_DIM = 432
@@ -68,6 +70,10 @@ def add_model_defaults(cfg: CfgNode) -> None:
     cfg.TOKENLEARNER.POOLING = "mean"
     # LayerNorm before alpha (the official code; the ViT family).
     cfg.TOKENLEARNER.LAYERNORM = False
+    # Initial weights of alpha: "torch" (PyTorch's default) or "flax" (the official code's
+    # lecun-normal, whose wider spread starts the maps further from uniform). X3D family only: the
+    # ViT family always starts like flax.
+    cfg.TOKENLEARNER.ALPHA_INIT = "torch"
     # Hidden width of the v1.1 tokenizer's MLP (TOKENIZER tokenlearner_v11).
     cfg.TOKENLEARNER.V11_HIDDEN_DIM = 64
     # Width d of the token transformer's query / key projections; 0 = the block's width (432 in the
@@ -143,6 +149,13 @@ def validate_model(cfg: CfgNode, errors: list) -> None:
             f"X3D.STAGE_DEPTHS has {len(cfg.X3D.STAGE_DEPTHS)} entries but X3D.STAGE_DIMS has "
             f"{len(cfg.X3D.STAGE_DIMS)}: give one depth per stage width"
         )
+    if len(cfg.X3D.SPATIAL_STRIDES) != len(cfg.X3D.STAGE_DIMS):
+        errors.append(
+            f"X3D.SPATIAL_STRIDES has {len(cfg.X3D.SPATIAL_STRIDES)} entries but X3D.STAGE_DIMS has "
+            f"{len(cfg.X3D.STAGE_DIMS)}: give one stride per stage"
+        )
+    if any(stride not in (1, 2) for stride in cfg.X3D.SPATIAL_STRIDES):
+        errors.append(f"X3D.SPATIAL_STRIDES = {list(cfg.X3D.SPATIAL_STRIDES)}: each stride must be 1 or 2")
 
     _require_registered(errors, cfg, "RES5.SPATIAL", components.RES5_SPATIAL_OPS)
     _require_registered(errors, cfg, "RES5.TEMPORAL", components.RES5_TEMPORAL_OPS)
@@ -166,6 +179,7 @@ def validate_model(cfg: CfgNode, errors: list) -> None:
     if tl.ALPHA_KERNEL % 2 == 0:
         errors.append(f"TOKENLEARNER.ALPHA_KERNEL = {tl.ALPHA_KERNEL}: must be odd to keep the map size")
     require_choice(errors, cfg, "TOKENLEARNER.POOLING", POOLINGS)
+    require_choice(errors, cfg, "TOKENLEARNER.ALPHA_INIT", components.ALPHA_INITS)
     require_positive(errors, cfg, "TOKENLEARNER.V11_HIDDEN_DIM")
     require_positive(errors, cfg, "TOKENLEARNER.DIM", allow_zero=True)
     _require_registered(errors, cfg, "TOKENLEARNER.TRANSFORMER", components.TOKEN_TRANSFORMERS)

@@ -23,6 +23,7 @@ from .datasets.avid import load_avid
 from .datasets.base import MODES, DatasetError, VideoDataset, VideoRecord
 from .datasets.charades import load_charades
 from .datasets.video_list import load_csv
+from .decoding import read_clip
 from .image_folder import build_image_folder
 from .transforms import EvalTransform, TrainTransform
 
@@ -34,6 +35,7 @@ __all__ = [
     "check_annotations",
     "dataset_from_records",
     "load_records",
+    "read_test_clip",
 ]
 
 logger = logging.getLogger("videotl.data")
@@ -163,6 +165,22 @@ def build_transforms(cfg) -> Tuple[TrainTransform, EvalTransform]:
         crop_size=data.TEST_CROP_SIZE, num_crops=cfg.TEST.NUM_SPATIAL_CROPS, mean=data.MEAN, std=data.STD
     )
     return train_transform, test_transform
+
+
+def read_test_clip(cfg, path, start_sec: float):
+    """The centre-crop test clip of ``path`` from ``start_sec``, normalised as the model receives it
+    (C, T, H, W): decoded at the test crop's short side, then the test transform."""
+    _, transform = build_transforms(cfg)
+    clip = read_clip(
+        path,
+        start_sec,
+        num_frames=cfg.DATA.NUM_FRAMES,
+        fps=cfg.DATA.TARGET_FPS,
+        backend=cfg.DATA.DECODING_BACKEND,
+        size=transform.short_side,
+        autorotate=cfg.DATA.AUTOROTATE,
+    )
+    return transform(clip)
 
 
 def dataset_from_records(

@@ -115,19 +115,24 @@ def create_x3d_family(
     res5_middle_builder: Optional[MiddleBuilder] = None,
     res5_converted_blocks: Sequence[int] = (),
     res5_middle_takes_stride: bool = True,
+    spatial_strides: Sequence[int] = (2, 2, 2, 2),
 ) -> VideoClassifier:
     """Build an X3D-family network.
+
+    ``spatial_strides`` holds the spatial stride of each stage's first block (X3D: 2 in every stage).
 
     ``middle_builder(stage, block)`` returns the builder of each block's middle (see
     ``blocks.py``). ``res5_middle_builder`` replaces the middle of the res5 blocks listed in
     ``res5_converted_blocks`` (negative indices count from the end).
     """
+    if len(spatial_strides) != len(stage_dims):
+        raise ValueError(f"spatial_strides has {len(spatial_strides)} entries for {len(stage_dims)} stages")
     stem = create_x3d_stem(dim_out=stem_dim)
     depth5 = stage_depths[-1]
     converted = {index % depth5 for index in res5_converted_blocks}
     stages = nn.ModuleList()
     dim_in = stem_dim
-    for stage_index, (dim_out, depth) in enumerate(zip(stage_dims, stage_depths)):
+    for stage_index, (dim_out, depth, stage_stride) in enumerate(zip(stage_dims, stage_depths, spatial_strides)):
         dim_inner = int(round(dim_out * bottleneck_factor))
         blocks = []
         for block_index in range(depth):
@@ -139,7 +144,7 @@ def create_x3d_family(
                     dim_in=dim_in,
                     dim_inner=dim_inner,
                     dim_out=dim_out,
-                    stride=2 if block_index == 0 else 1,
+                    stride=stage_stride if block_index == 0 else 1,
                     middle_builder=builder,
                     middle_takes_stride=takes_stride,
                 )

@@ -9,6 +9,7 @@ takes ``MODEL.NUM_CLASSES`` and, where its builder accepts them, ``MODEL.DROPOUT
 ``crop_size``; the rest of the architecture is the preset's own.
 """
 
+import dataclasses
 import inspect
 from typing import Any, Callable, Dict
 
@@ -26,28 +27,9 @@ CONFIG_ADAPTERS: Registry[ConfigAdapter] = Registry("config adapter")
 
 
 def tokenlearner_spec_from_config(cfg: CfgNode) -> TokenLearnerSpec:
-    tl = cfg.TOKENLEARNER
-    return TokenLearnerSpec(
-        tokenizer=tl.TOKENIZER,
-        num_tokens=tl.NUM_TOKENS,
-        alpha_layers=tl.ALPHA_LAYERS,
-        alpha_kernel=tl.ALPHA_KERNEL,
-        pooling=tl.POOLING,
-        layernorm=tl.LAYERNORM,
-        v11_hidden_dim=tl.V11_HIDDEN_DIM,
-        dim=tl.DIM,
-        transformer=tl.TRANSFORMER,
-        num_heads=tl.NUM_HEADS,
-        chunk_size=tl.CHUNK_SIZE,
-        mlp_ratio=tl.MLP_RATIO,
-        fuser=tl.FUSER,
-        fuser_mix=tl.FUSER_MIX,
-        fuser_weights=tl.FUSER_WEIGHTS,
-        fuser_mix_bias=tl.FUSER_MIX_BIAS,
-        fuser_hidden_dim=tl.FUSER_HIDDEN_DIM,
-        dropout=tl.DROPOUT,
-        attention_impl=tl.ATTENTION_IMPL,
-    )
+    """The ``TOKENLEARNER`` section as a spec: each key is its field's name in capitals."""
+    section = cfg.TOKENLEARNER
+    return TokenLearnerSpec(**{f.name: section[f.name.upper()] for f in dataclasses.fields(TokenLearnerSpec)})
 
 
 def _x3d_common(cfg: CfgNode) -> Dict[str, Any]:
@@ -57,6 +39,7 @@ def _x3d_common(cfg: CfgNode) -> Dict[str, Any]:
         stem_dim=x3d.STEM_DIM,
         stage_dims=tuple(x3d.STAGE_DIMS),
         stage_depths=tuple(x3d.STAGE_DEPTHS),
+        spatial_strides=tuple(x3d.SPATIAL_STRIDES),
         bottleneck_factor=x3d.BOTTLENECK_FACTOR,
         conv5_dim=x3d.CONV5_DIM,
         head_dim=x3d.HEAD_DIM,

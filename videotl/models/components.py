@@ -28,6 +28,7 @@ from .tokenlearner import DenseTokenizer, FixedGridTokenizer, PoolMlpTokenizer, 
 from .vector_transformer import TokenTransformerLayer, VectorAttention
 
 __all__ = [
+    "ALPHA_INITS",
     "FUSERS",
     "NO_FUSER",
     "PartContext",
@@ -44,6 +45,8 @@ __all__ = [
 
 # ``TokenLearnerSpec.fuser`` for a ViT without TokenFuser (the paper's Figure 3 (a)).
 NO_FUSER = "none"
+# ``TokenLearnerSpec.alpha_init`` values.
+ALPHA_INITS = ("torch", "flax")
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ class TokenLearnerSpec:
             (the ViT's: 4 and 3).
         pooling: rho, ``mean`` (eq. 1) or ``sum`` (Scenic).
         layernorm: LayerNorm on the input of alpha (Scenic; the ViT family).
+        alpha_init: the initial weights of alpha, ``torch`` (PyTorch's uniform default) or ``flax``
+            (Scenic's lecun-normal: a wider spread, so the maps start further from uniform). The
+            ViT family always starts like flax.
         v11_hidden_dim: hidden width of the v1.1 tokenizer's MLP.
         dim: width d of the token transformer's query and key projections; 0 = the token width.
         transformer: a :data:`TOKEN_TRANSFORMERS` name (``vector``, ``mhsa``).
@@ -86,6 +92,7 @@ class TokenLearnerSpec:
     alpha_kernel: int = 1
     pooling: str = "mean"
     layernorm: bool = False
+    alpha_init: str = "torch"
     v11_hidden_dim: int = 64
     dim: int = 0
     transformer: str = "vector"
@@ -153,10 +160,18 @@ RES5_SPATIAL_OPS: Registry[Callable[[PartContext], Optional[nn.Module]]] = Regis
 RES5_TEMPORAL_OPS: Registry[Factory] = Registry("res5 temporal operator")
 
 
+def _initialised(module: nn.Module, alpha_init: str) -> nn.Module:
+    if alpha_init not in ALPHA_INITS:
+        raise ValueError(f"alpha_init must be one of {', '.join(ALPHA_INITS)}, got {alpha_init!r}")
+    if alpha_init == "flax":
+        module.reset_parameters_like_flax()
+    return module
+
+
 @TOKENIZERS.register("tokenlearner")
 def _tokenlearner(ctx: PartContext) -> nn.Module:
     tl = ctx.tokenlearner
-    return TokenLearner(
+    module = TokenLearner(
         dim=ctx.dim,
         num_tokens=tl.num_tokens,
         alpha_layers=tl.alpha_layers,
@@ -165,14 +180,16 @@ def _tokenlearner(ctx: PartContext) -> nn.Module:
         use_layernorm=tl.layernorm,
         act_layer=ctx.act_layer,
     )
+    return _initialised(module, tl.alpha_init)
 
 
 @TOKENIZERS.register("tokenlearner_v11")
 def _tokenlearner_v11(ctx: PartContext) -> nn.Module:
     tl = ctx.tokenlearner
-    return TokenLearnerV11(
+    module = TokenLearnerV11(
         dim=ctx.dim, num_tokens=tl.num_tokens, hidden_dim=tl.v11_hidden_dim, act_layer=ctx.act_layer, dropout=tl.dropout
     )
+    return _initialised(module, tl.alpha_init)
 
 
 @TOKENIZERS.register("fixed_grid")

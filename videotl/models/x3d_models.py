@@ -17,6 +17,7 @@ paper's res5 modules (the Charades and AViD models, the ablations of Tables 11-1
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Dict, Mapping, Sequence, Tuple, Union
 
 from .backbones import VideoClassifier, create_x3d_family, x2plus1d_middles, x3d_middles
@@ -24,10 +25,12 @@ from .blocks import create_res5_middle
 from .components import RES5_SPATIAL_OPS, RES5_TEMPORAL_OPS, PartContext, TokenLearnerSpec, tokenlearner_spec
 from .factory import register_model
 
-__all__ = ["X3D_SPATIAL_STRIDE", "x2plus1d", "x3d"]
+__all__ = ["X3D_SPATIAL_STRIDE", "X3D_STAGE_STRIDES", "x2plus1d", "x3d"]
 
 # The backbone's total spatial stride (stem 2 x four stages 2): res5 sees crop / 32.
 X3D_SPATIAL_STRIDE = 32
+# The spatial stride of each stage's first block in X3D (and the paper's X(2+1)D).
+X3D_STAGE_STRIDES = (2, 2, 2, 2)
 
 TokenLearnerArg = Union[None, TokenLearnerSpec, Mapping[str, Any]]
 
@@ -49,6 +52,7 @@ def x2plus1d(
     tokenlearner: TokenLearnerArg = None,
     num_frames: int = 64,
     crop_size: int = 224,
+    spatial_strides: Sequence[int] = X3D_STAGE_STRIDES,
 ) -> VideoClassifier:
     """X(2+1)D (X3D-M widths and depths, full 1x3x3 + 3x1x1 convs, no SE, no swish).
 
@@ -61,12 +65,13 @@ def x2plus1d(
     entries (``conv2d`` + ``conv1d`` is the plain backbone, ``conv2d`` + ``tokenlearner`` the
     Charades model); ``tokenlearner`` is a :class:`TokenLearnerSpec` (or a mapping of its fields).
     ``num_frames`` and ``crop_size`` are the training clip's, for layers built for a size (the
-    TokenFuser's S*T map, the MLP-Mixer, the dense tokenizer).
+    TokenFuser's S*T map, the MLP-Mixer, the dense tokenizer). ``spatial_strides`` is each stage's
+    first-block stride: ``(2, 2, 2, 1)`` keeps res5 at crop / 16 (a finer grid for TokenLearner).
     """
     spec = tokenlearner_spec(tokenlearner)
     spatial_factory = RES5_SPATIAL_OPS.get(res5_spatial)
     temporal_factory = RES5_TEMPORAL_OPS.get(res5_temporal)
-    side = crop_size // X3D_SPATIAL_STRIDE
+    side = crop_size // (2 * math.prod(spatial_strides))
     plain = res5_spatial == "conv2d" and res5_temporal == "conv1d"
 
     def context(dim: int, stride: int = 1) -> PartContext:
@@ -92,6 +97,7 @@ def x2plus1d(
         res5_middle_builder=None if plain else res5_middle,
         res5_converted_blocks=res5_converted_blocks,
         res5_middle_takes_stride=res5_spatial != "none",
+        spatial_strides=spatial_strides,
         stem_dim=stem_dim,
         stage_dims=stage_dims,
         stage_depths=stage_depths,
@@ -114,6 +120,7 @@ def x3d(
     head_dim: int = 2048,
     dropout_rate: float = 0.5,
     se_ratio: float = 0.0625,
+    spatial_strides: Sequence[int] = X3D_STAGE_STRIDES,
 ) -> VideoClassifier:
     """X3D as published (pytorchvideo's ``create_x3d``): depthwise 3x3x3, SE on alternate blocks, swish.
 
@@ -123,6 +130,7 @@ def x3d(
     """
     return create_x3d_family(
         middle_builder=x3d_middles(se_ratio),
+        spatial_strides=spatial_strides,
         stem_dim=stem_dim,
         stage_dims=stage_dims,
         stage_depths=stage_depths,

@@ -13,13 +13,27 @@ from .token_maps import (
     save_attention_animation,
     save_png,
 )
+from .token_measures import (
+    MOTION_THRESHOLD,
+    TokenMapMeasures,
+    TokenMapTally,
+    map_correlation,
+    measure_token_maps,
+    motion_shares,
+)
 
 __all__ = [
+    "MOTION_THRESHOLD",
     "CapturedMaps",
+    "TokenMapMeasures",
+    "TokenMapTally",
     "attention_grid",
     "capture_token_maps",
     "clip_token_maps",
     "denormalize",
+    "map_correlation",
+    "measure_token_maps",
+    "motion_shares",
     "overlay",
     "plot_timeline",
     "plot_training_curves",
