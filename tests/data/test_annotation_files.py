@@ -53,9 +53,30 @@ def _video_list(root: Path):
     return overrides, {"lines": ["train.csv", "test.csv", "classes.txt"]}
 
 
+def _mmaction(root: Path):
+    from ..tools.test_kinetics_mmaction import mmaction_run, write_mmaction
+
+    write_mmaction(root, multi_label=True)
+    lists = ["kinetics400_train_list_videos.txt", "kinetics400_val_list_videos.txt"]
+    for name in lists:
+        # Paths from the root, which is what the copy moves (DATA.PATH_PREFIX would stay behind).
+        lines = (root / name).read_text(encoding="utf-8").splitlines()
+        (root / name).write_text("".join(f"videos/{line}\n" for line in lines), encoding="utf-8")
+    return mmaction_run(True), {"lines": [*lists, "label_map.txt"]}
+
+
+def _kinetics(root: Path):
+    from ..tools.test_kinetics_mmaction import KINETICS_RUN, write_kinetics
+
+    write_kinetics(root / "k400")
+    shutil.copytree(root / "k400", root, dirs_exist_ok=True)
+    shutil.rmtree(root / "k400")
+    return KINETICS_RUN, {"table": ["train.csv", "validate.csv", "test.csv"]}
+
+
 # name -> writer(root) -> (config overrides, {kind: [annotation files]}); kinds: "table" (a CSV with
 # a header), "lines" (one item per line), "json".
-FORMATS = {"charades": _charades, "avid": _avid, "csv": _video_list}
+FORMATS = {"charades": _charades, "avid": _avid, "csv": _video_list, "mmaction2": _mmaction, "kinetics": _kinetics}
 
 
 def spreadsheet_table(text: str) -> str:
