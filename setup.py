@@ -16,6 +16,7 @@ TOOLS = {
     "videotl-check-gpu": "check_gpu",
     "videotl-demo": "run_demo",
     "videotl-ablate": "ablate",
+    "videotl-probe-tokens": "probe_tokens",
     "videotl-export": "export",
 }
 

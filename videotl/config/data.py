@@ -60,6 +60,10 @@ def add_data_defaults(cfg: CfgNode) -> None:
     cfg.DATA.MEAN = [0.45, 0.45, 0.45]
     cfg.DATA.STD = [0.225, 0.225, 0.225]
 
+    _add_loader_defaults(cfg)
+
+
+def _add_loader_defaults(cfg: CfgNode) -> None:
     cfg.DATA_LOADER = CfgNode()
     cfg.DATA_LOADER.NUM_WORKERS = 2
     # Pinned only when CUDA is available.
