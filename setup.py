@@ -31,6 +31,7 @@ setup(
         "videotl.configs",
         "videotl.data",
         "videotl.data.datasets",
+        "videotl.data.decoding",
         "videotl.engine",
         "videotl.evaluation",
         "videotl.models",
