@@ -16,6 +16,7 @@ TOOLS = {
     "videotl-check-gpu": "check_gpu",
     "videotl-demo": "run_demo",
     "videotl-ablate": "ablate",
+    "videotl-probe-tokens": "probe_tokens",
     "videotl-export": "export",
 }
 
@@ -30,6 +31,7 @@ setup(
         "videotl.configs",
         "videotl.data",
         "videotl.data.datasets",
+        "videotl.data.decoding",
         "videotl.engine",
         "videotl.evaluation",
         "videotl.models",

@@ -4,6 +4,7 @@ Frame ``i`` shows ``i`` in binary as 8 horizontal bands of 6 rows (band ``b`` wh
 is set), so any horizontal crop or resize still tells which source frame a clip holds.
 """
 
+import contextlib
 import csv
 import os
 from fractions import Fraction
@@ -65,6 +66,22 @@ def write_video(
         options={"crf": "8", "g": "12", "bf": "2"},
         container_options={"movflags": "faststart"} if faststart else None,
     )
+
+
+@contextlib.contextmanager
+def registered_backend(name: str, backend):
+    """``backend`` registered as decoding backend ``name`` for the block (the entry it replaces,
+    if any, restored after)."""
+    from videotl.data.decoding import BACKENDS
+
+    replaced = BACKENDS.unregister(name) if name in BACKENDS else None
+    BACKENDS.register(name, backend)
+    try:
+        yield backend
+    finally:
+        BACKENDS.unregister(name)
+        if replaced is not None:
+            BACKENDS.register(name, replaced)
 
 
 class FailingGpuDecoders:

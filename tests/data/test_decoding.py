@@ -19,6 +19,7 @@ from .conftest import (
     VFR_PTS_MS,
     FailingGpuDecoders,
     frame_indices,
+    registered_backend,
 )
 
 # The backends as plain names (for loops inside one test).
@@ -225,18 +226,18 @@ class _CountingContainer:
 
 
 @pytest.fixture
-def pyav_log(monkeypatch):
-    import videotl.data.decoding as decoding
+def pyav_log():
+    from videotl.data.decoding import PyAVBackend
+    from videotl.data.decoding.container import open_video
 
     log = {"sent": [], "decoded": []}
-    real_open = decoding._open_pyav
 
     def counting_open(path):
-        container, stream = real_open(path)
+        container, stream = open_video(path)
         return _CountingContainer(container), _CountingStream(stream, log)
 
-    monkeypatch.setattr(decoding, "_open_pyav", counting_open)
-    return log
+    with registered_backend("pyav", PyAVBackend(open_container=counting_open)):
+        yield log
 
 
 def test_pyav_decodes_from_the_preceding_keyframe_only(videos, pyav_log):
@@ -292,13 +293,13 @@ def test_decord_frames_listed_past_the_decodable_end_are_dropped(videos, monkeyp
 
 def test_decord_falls_back_to_pyav_where_decord_fails(tmp_path, caplog):
     # decord 3.4 fails on every frame of a 96-pixel-wide H.264 file; PyAV reads it.
-    from videotl.data.decoding import _decord_read
+    from videotl.data.decoding import BACKENDS
 
     from .conftest import write_video
 
     path = write_video(tmp_path / "w96.mp4", rate=30, num_frames=30, width=96, height=72)
     try:
-        _decord_read(str(path), probe(path), np.array([0.1]), None, 0)
+        BACKENDS.get("decord").open(str(path), probe(path), num_threads=0).frames_at(np.array([0.1]), None)
         decord_fails = False
     except VideoDecodeError:
         decord_fails = True
@@ -394,7 +395,7 @@ def test_torchcodec_without_ffmpeg_fails_in_one_line(videos, monkeypatch):
         assert "apt-get install ffmpeg" in reason and "decord and PyAV backends work without them" in reason
         assert "\n" not in reason
         with pytest.raises(VideoDecodeError, match="FFmpeg's shared libraries") as info:
-            decoding._torchcodec_read(str(videos["30"]), probe(videos["30"]), np.array([0.0]), None, 1)
+            decoding.BACKENDS.get("torchcodec").open(str(videos["30"]), probe(videos["30"]), num_threads=1)
         assert info.value.path == str(videos["30"])
     finally:
         decoding.torchcodec_unavailable_reason.cache_clear()
@@ -415,24 +416,21 @@ def test_torchcodec_cuda_request_falls_back_to_the_cpu(videos, caplog):
 def test_a_gpu_decoding_failure_reads_on_the_cpu_and_stays_there(videos, monkeypatch, caplog, reader):
     import torchcodec.decoders
 
-    import videotl.data.decoding as decoding
+    from videotl.data.decoding import DecodingBackend, TorchcodecBackend
 
     decoders = FailingGpuDecoders()
     monkeypatch.setattr(torchcodec.decoders, "VideoDecoder", decoders)
     # As on a machine with CUDA: the device asked for is the device used.
-    monkeypatch.setattr(decoding, "_torchcodec_device", lambda device: "cpu" if device in cpu_only else str(device))
-    cpu_only = set()
-    monkeypatch.setattr(decoding, "_TORCHCODEC_CPU_ONLY", cpu_only)
-    monkeypatch.setattr(decoding, "_WARNED", set())
-    monkeypatch.setattr(decoding, "_FALLBACKS", set())
+    gpu_torchcodec = TorchcodecBackend(cuda_available=lambda: True)
+    cpu_only = gpu_torchcodec.cpu_only_devices
 
-    def no_pyav(*args):
-        raise VideoDecodeError(args[0], "PyAV must not be needed: torchcodec reads this file on the CPU")
+    class NoPyAV(DecodingBackend):
+        def open(self, path, info, **options):
+            raise VideoDecodeError(path, "PyAV must not be needed: torchcodec reads this file on the CPU")
 
     # Were the file handed to PyAV (or called broken), the read would fail.
-    monkeypatch.setattr(decoding, "_pyav_read", no_pyav)
-    monkeypatch.setattr(decoding, "_pyav_chunks", no_pyav)
-    with caplog.at_level("WARNING", logger="videotl.data"):
+    on_gpu, no_pyav = registered_backend("torchcodec", gpu_torchcodec), registered_backend("pyav", NoPyAV())
+    with on_gpu, no_pyav, caplog.at_level("WARNING", logger="videotl.data"):
         if reader == "clip":
             clip = read_clip(videos["30"], 0.0, num_frames=4, fps=12.0, backend="torchcodec", device="cuda")
             assert frame_indices(clip) == [0, 2, 5, 7]

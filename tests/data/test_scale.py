@@ -10,6 +10,7 @@ import torch
 
 from videotl.data import build_dataset, build_loader, decoding, manifest
 from videotl.data.datasets import base
+from videotl.data.decoding import probing
 
 from .conftest import frame_indices
 from .test_datasets import expected, indices_of
@@ -98,14 +99,14 @@ def test_a_hanging_decode_is_skipped_like_a_broken_video(charades_cfg, monkeypat
 def test_probe_manifest_cold_then_warm(charades_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("VIDEOTL_CACHE_DIR", str(tmp_path / "cache"))
     probed = []
-    real = decoding._probe_file
+    real = probing.probe_file
 
     def counting(path):
         probed.append(os.path.basename(path))
         return real(path)
 
-    monkeypatch.setattr(decoding, "_probe_file", counting)
-    monkeypatch.setattr(decoding, "_PROBES", decoding._ProbeCache())
+    monkeypatch.setattr(probing, "probe_file", counting)
+    monkeypatch.setattr(probing, "PROBE_CACHE", probing.ProbeCache())
     cold = build_dataset(charades_cfg(), "test", "segments")
     assert sorted(probed) == ["AAA01.mp4", "BROKE.mp4", "CCC03.mp4"]
     folder = cold.records[0].path.parent
@@ -115,7 +116,7 @@ def test_probe_manifest_cold_then_warm(charades_cfg, tmp_path, monkeypatch):
 
     # A new process: nothing probed, same index, the broken video still reported.
     probed.clear()
-    monkeypatch.setattr(decoding, "_PROBES", decoding._ProbeCache())
+    monkeypatch.setattr(probing, "PROBE_CACHE", probing.ProbeCache())
     warm = build_dataset(charades_cfg(), "test", "segments")
     assert probed == [] and [warm.num_views(v) for v in range(3)] == [5, 4, 1]
     assert any(path.endswith("BROKE.mp4") for path in warm.broken)
@@ -125,12 +126,12 @@ def test_probe_manifest_cold_then_warm(charades_cfg, tmp_path, monkeypatch):
     # A file that changes is probed again; a corrupt manifest is ignored and rewritten.
     path = warm.records[1].path
     os.utime(path, ns=(time.time_ns(), time.time_ns()))
-    monkeypatch.setattr(decoding, "_PROBES", decoding._ProbeCache())
+    monkeypatch.setattr(probing, "PROBE_CACHE", probing.ProbeCache())
     build_dataset(charades_cfg(), "test", "segments")
     assert probed == ["CCC03.mp4"]
     manifest.manifest_path(folder).write_text("{not json")
     probed.clear()
-    monkeypatch.setattr(decoding, "_PROBES", decoding._ProbeCache())
+    monkeypatch.setattr(probing, "PROBE_CACHE", probing.ProbeCache())
     build_dataset(charades_cfg(), "test", "segments")
     assert sorted(probed) == ["AAA01.mp4", "BROKE.mp4", "CCC03.mp4"]
     assert json.loads(manifest.manifest_path(folder).read_text())["version"] == 2

@@ -172,9 +172,11 @@ def test_stage_strides_set_the_token_grid(strides, side):
 def test_stage_strides_are_checked():
     from videotl.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"X3D.SPATIAL_STRIDES = \[2, 3, 2, 2\]: each stride must be 1 or 2"):
+    with pytest.raises(ConfigError, match=r"X3D.SPATIAL_STRIDES = \[2, 3, 2, 2\]: each must be one of 1, 2"):
         load_config("", [*TINY_X3D, "X3D.SPATIAL_STRIDES", "[2, 3, 2, 2]"])
-    with pytest.raises(ConfigError, match="X3D.SPATIAL_STRIDES has 3 entries but X3D.STAGE_DIMS has 4"):
+    with pytest.raises(
+        ConfigError, match="X3D.SPATIAL_STRIDES has 3 entries but X3D.STAGE_DIMS has 4: give one per stage width"
+    ):
         load_config("", [*TINY_X3D, "X3D.SPATIAL_STRIDES", "[2, 2, 2]"])
 
 

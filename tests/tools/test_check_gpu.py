@@ -168,19 +168,18 @@ def test_compiled_checkpoint_reloads_into_an_eager_model(tmp_path, monkeypatch):
 def test_decoding_check_on_the_cpu_and_with_a_gpu_decoder_that_fails(tmp_path, monkeypatch):
     import torchcodec.decoders
 
-    import videotl.data.decoding as decoding
-    from tests.data.conftest import FailingGpuDecoders
+    from tests.data.conftest import FailingGpuDecoders, registered_backend
+    from videotl.data.decoding import TorchcodecBackend
 
     passed, value = gpu_check.check_cuda_decoding(device=CPU, workdir=tmp_path, frames=6, size=(48, 64))
     assert passed and value.startswith("6 frames 64x48: largest difference from CPU decoding 0 levels (<= 3)")
     # NVDEC that fails: the reader falls back to the CPU (and the video is read); the check must fail.
     monkeypatch.setattr(torchcodec.decoders, "VideoDecoder", FailingGpuDecoders())
-    cpu_only = set()
-    monkeypatch.setattr(decoding, "_TORCHCODEC_CPU_ONLY", cpu_only)
-    monkeypatch.setattr(decoding, "_torchcodec_device", lambda device: "cpu" if device in cpu_only else str(device))
-    passed, value = gpu_check.check_cuda_decoding(
-        device=torch.device("cuda"), workdir=tmp_path, frames=6, size=(48, 64)
-    )
+    # As on a machine with CUDA: the device asked for is the device used.
+    with registered_backend("torchcodec", TorchcodecBackend(cuda_available=lambda: True)):
+        passed, value = gpu_check.check_cuda_decoding(
+            device=torch.device("cuda"), workdir=tmp_path, frames=6, size=(48, 64)
+        )
     assert not passed and value.startswith("decoded on cpu, not cuda: torchcodec fell back to the CPU (torchcodec")
     assert "cannot decode on cuda (CUDA error: an illegal memory access was encountered (NVDEC))" in value
 

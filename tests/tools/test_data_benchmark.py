@@ -89,16 +89,16 @@ def test_long_video_worker_modes(tmp_path):
 
 
 def test_index_timing_cold_then_warm(tmp_path, monkeypatch):
-    import videotl.data.decoding as decoding
     import videotl_tools.harness.data_benchmark as bench
+    from videotl.data.decoding import probing
 
     probed = []
-    real = decoding._probe_file
-    monkeypatch.setattr(decoding, "_probe_file", lambda path: probed.append(path) or real(path))
+    real = probing.probe_file
+    monkeypatch.setattr(probing, "probe_file", lambda path: probed.append(path) or real(path))
 
     def in_this_process(args, env=None):
         # What a fresh process sees: no probe results in memory, the given cache folder.
-        monkeypatch.setattr(decoding, "_PROBES", decoding._ProbeCache())
+        monkeypatch.setattr(probing, "PROBE_CACHE", probing.ProbeCache())
         monkeypatch.setenv("VIDEOTL_CACHE_DIR", env["VIDEOTL_CACHE_DIR"])
         before = len(probed)
         result = bench.index_worker(args[1])

@@ -356,13 +356,13 @@ def _sequential_rgb(path: str, *, fps: float, short_side: int) -> int:
     each frame on screen at a ``k / fps`` time scaled to the short side and converted to RGB by
     videotl's PyAV reader's own conversion. Returns the number of RGB frames."""
     # The reader's conversion itself, so the baseline differs from videotl only in what it decodes.
-    from videotl.data.decoding import _converter
+    from videotl.data.decoding.rgb import rgb_converter
 
     produced, target, previous = 0, 0.0, None
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1
-        convert = _converter(output_size(stream.height, stream.width, short_side))
+        convert = rgb_converter(output_size(stream.height, stream.width, short_side))
         for frame in container.decode(stream):
             # The previous frame is on screen at every target time before this frame's time.
             while previous is not None and target < frame.time - 1e-6:

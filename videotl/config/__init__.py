@@ -11,21 +11,22 @@ exists. ``_BASE_`` is resolved relative to the file that names it, in either pla
 import difflib
 import importlib.resources
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Sequence, Tuple
 
 import yaml
 from fvcore.common.config import CfgNode
 
 from ..registry import Registry
+from ..settings import SettingInfo, describe_section
 from ..utils.fileio import atomic_write_text
 from ._checks import ConfigError
 from .data import add_data_defaults, validate_data
-from .model import add_model_defaults, validate_model
+from .model import SPEC_SECTIONS, add_model_defaults, validate_model
 from .run import add_run_defaults, cuda_only_settings, validate_run
 from .solver import add_solver_defaults, validate_solver
-from .vit import add_vit_defaults, validate_vit
+from .vit import VIT_SECTIONS, add_vit_defaults, validate_vit
 
 __all__ = [
     "CONFIG_CONCERNS",
@@ -33,6 +34,7 @@ __all__ = [
     "ConfigError",
     "config_from_text",
     "cuda_only_settings",
+    "describe_spec_keys",
     "dump_config",
     "find_config",
     "get_default_config",
@@ -50,19 +52,31 @@ class ConfigConcern:
 
     add_defaults: Callable[[CfgNode], None]
     validate: Callable[[CfgNode, list], None]
+    # Sections whose keys a spec dataclass declares (videotl.settings), listed by describe_spec_keys.
+    spec_sections: Mapping[str, type] = field(default_factory=dict)
 
 
 # A new concern (a model family, a dataset) registers its own pair; defaults are added in
 # registration order.
 CONFIG_CONCERNS: Registry[ConfigConcern] = Registry("config concern")
 CONFIG_CONCERNS.register("run", ConfigConcern(add_run_defaults, validate_run))
-CONFIG_CONCERNS.register("model", ConfigConcern(add_model_defaults, validate_model))
+CONFIG_CONCERNS.register("model", ConfigConcern(add_model_defaults, validate_model, SPEC_SECTIONS))
 CONFIG_CONCERNS.register("data", ConfigConcern(add_data_defaults, validate_data))
 CONFIG_CONCERNS.register("solver", ConfigConcern(add_solver_defaults, validate_solver))
-CONFIG_CONCERNS.register("vit", ConfigConcern(add_vit_defaults, validate_vit))
+CONFIG_CONCERNS.register("vit", ConfigConcern(add_vit_defaults, validate_vit, VIT_SECTIONS))
 
 _PACKAGED = "videotl.configs"
 _BASE_KEY = "_BASE_"
+
+
+def describe_spec_keys() -> List[SettingInfo]:
+    """Every key a spec declares (the model's sections: X3D, RES5, TOKENLEARNER, VIT), in order."""
+    return [
+        info
+        for _, concern in CONFIG_CONCERNS.items()
+        for section, spec in concern.spec_sections.items()
+        for info in describe_section(section, spec)
+    ]
 
 
 def get_default_config() -> CfgNode:

@@ -13,7 +13,8 @@ def add_data_defaults(cfg: CfgNode) -> None:
     # Clips are sampled by time at this rate, whatever the source frame rate.
     cfg.DATA.TARGET_FPS = 12.0
     cfg.DATA.MULTI_LABEL = True
-    # "decord", "pyav" or "torchcodec": the same frames from each (decord and torchcodec fall
+    # "decord", "pyav", "torchcodec" or a backend registered in videotl.data.decoding.BACKENDS
+    # (datasets/DATASETS.md, "Your own reader"): the same frames from each (decord and torchcodec fall
     # back to PyAV per file where their frame index disagrees with the container's). On the data
     # benchmark (docs/benchmarks.md, "Data pipeline") "pyav" is the fastest exact reader, by far
     # for whole-video segments; torchcodec needs FFmpeg's shared libraries (datasets/DATASETS.md).
@@ -60,6 +61,10 @@ def add_data_defaults(cfg: CfgNode) -> None:
     cfg.DATA.MEAN = [0.45, 0.45, 0.45]
     cfg.DATA.STD = [0.225, 0.225, 0.225]
 
+    _add_loader_defaults(cfg)
+
+
+def _add_loader_defaults(cfg: CfgNode) -> None:
     cfg.DATA_LOADER = CfgNode()
     cfg.DATA_LOADER.NUM_WORKERS = 2
     # Pinned only when CUDA is available.
@@ -69,9 +74,12 @@ def add_data_defaults(cfg: CfgNode) -> None:
 
 
 def validate_data(cfg: CfgNode, errors: list) -> None:
+    # Imported at check time, as run.py imports the dataset registry: loading the config loads no decoder.
+    from ..data.decoding import BACKENDS
+
     require_positive(errors, cfg, "DATA.NUM_FRAMES")
     require_positive(errors, cfg, "DATA.TARGET_FPS")
-    require_choice(errors, cfg, "DATA.DECODING_BACKEND", ("decord", "pyav", "torchcodec"))
+    require_choice(errors, cfg, "DATA.DECODING_BACKEND", BACKENDS.names())
     require_positive(errors, cfg, "DATA.DECODE_TIMEOUT_SEC", allow_zero=True)
     require_choice(errors, cfg, "DATA.DECODE_DEVICE", ("cpu", "cuda"))
     if cfg.DATA.DECODE_DEVICE == "cuda" and cfg.DATA.DECODING_BACKEND != "torchcodec":

@@ -56,6 +56,10 @@ def add_run_defaults(cfg: CfgNode) -> None:
     # Deterministic algorithms (bit-exact reruns and resumes on CPU, slower on CUDA).
     cfg.TRAIN.DETERMINISTIC = False
 
+    _add_test_defaults(cfg)
+
+
+def _add_test_defaults(cfg: CfgNode) -> None:
     cfg.TEST = CfgNode()
     cfg.TEST.ENABLE = True
     cfg.TEST.DATASET = "charades"

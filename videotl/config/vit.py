@@ -10,64 +10,21 @@ from pathlib import Path
 
 from fvcore.common.config import CfgNode
 
-from ._checks import require_choice, require_positive, require_range
+from ..models.vit_models import ViTSpec
+from ..settings import add_section, check_section
 
-CLASSIFIERS = ("token", "gap")
-INFLATIONS = ("central_frame", "average")
+VIT_SECTIONS = {"VIT": ViTSpec}
 
 
 def add_vit_defaults(cfg: CfgNode) -> None:
-    cfg.VIT = CfgNode()
-    # Side of the square patch (ViT-B/16: 16); ViViT tubelets are TUBELET_SIZE x PATCH_SIZE^2.
-    cfg.VIT.PATCH_SIZE = 16
-    # Frames per tubelet (ViViT's 16x16x2); unused by the image model.
-    cfg.VIT.TUBELET_SIZE = 2
-    cfg.VIT.HIDDEN_SIZE = 768
-    # The base model's layers ("24" in the paper's "24+11").
-    cfg.VIT.DEPTH = 12
-    cfg.VIT.NUM_HEADS = 12
-    cfg.VIT.MLP_DIM = 3072
-    # "token": a class token is prepended and read out; "gap": the mean of the final tokens.
-    cfg.VIT.CLASSIFIER = "gap"
-    # Width of ViT's pre-logits layer (linear + tanh, used for JFT pre-training); 0 = none.
-    cfg.VIT.REPRESENTATION_SIZE = 0
-    # Dropout after the position embeddings, on each residual branch, after the MLP's hidden layer
-    # and in the TokenLearner / TokenFuser MLPs (Scenic's dropout_rate).
-    cfg.VIT.DROPOUT_RATE = 0.0
-    # Dropout on the attention weights (Scenic's attention_dropout_rate).
-    cfg.VIT.ATTENTION_DROPOUT = 0.0
-    # DROPOUT_RATE also after the MLP's hidden layer, where Scenic's MlpBlock has it; False: only on
-    # the MLP's output.
-    cfg.VIT.MLP_HIDDEN_DROPOUT = True
-    # Initial bias of the classifier (the official ImageNet TokenLearner setting uses -10 with sigmoid).
-    cfg.VIT.HEAD_BIAS_INIT = 0.0
-    # Layers added after the TokenLearner ("+11" in "24+11"); they only see the learned tokens.
-    cfg.VIT.EXTRA_LAYERS = 0
-    # TokenLearner after this many layers ("16-TL at 12" -> 12); -1 = a plain ViT / ViViT. How it is
-    # built is the TOKENLEARNER section; TOKENLEARNER.FUSER "tokenfuser" gives Figure 3 (b):
-    # TokenLearner -> transformer layer -> TokenFuser + residual at every layer from here on.
-    cfg.VIT.TOKENLEARNER_LAYER = -1
-
-    cfg.VIT.INIT = CfgNode()
-    # A ViT (or ViViT) state dict to start from, e.g. image weights for a ViViT. Empty: random init.
-    cfg.VIT.INIT.CHECKPOINT = ""
-    # How a 2D patch kernel becomes a tubelet kernel: all weight on the central frame, or the
-    # kernel repeated over the tubelet and divided by its length (I3D filter inflation).
-    cfg.VIT.INIT.INFLATION = "central_frame"
+    add_section(cfg, "VIT", ViTSpec)
 
 
 def validate_vit(cfg: CfgNode, errors: list) -> None:
     from .model import model_family
 
+    check_section(errors, cfg, "VIT", ViTSpec)
     vit = cfg.VIT
-    for key in ("PATCH_SIZE", "TUBELET_SIZE", "HIDDEN_SIZE", "DEPTH", "NUM_HEADS", "MLP_DIM"):
-        require_positive(errors, cfg, f"VIT.{key}")
-    require_choice(errors, cfg, "VIT.CLASSIFIER", CLASSIFIERS)
-    require_positive(errors, cfg, "VIT.REPRESENTATION_SIZE", allow_zero=True)
-    require_range(errors, cfg, "VIT.DROPOUT_RATE", 0.0, 1.0)
-    require_range(errors, cfg, "VIT.ATTENTION_DROPOUT", 0.0, 1.0)
-    require_positive(errors, cfg, "VIT.EXTRA_LAYERS", allow_zero=True)
-    require_choice(errors, cfg, "VIT.INIT.INFLATION", INFLATIONS)
     family = model_family(cfg.MODEL.ARCH)
     if family not in ("vit", "vivit"):
         return

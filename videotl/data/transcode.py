@@ -14,6 +14,7 @@ outputs already there and checked.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,7 +23,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .decoding import VideoDecodeError, _pyav_chunks, output_size, probe
+from .decoding import VideoDecodeError, iter_segments, output_size, probe
 from .encoding import write_video
 from .sampling import num_target_frames
 
@@ -112,13 +113,12 @@ def transcode_video(
         height, width = output_size(height, width, short_side)
     out_hw = (_even(height), _even(width))
     count = num_target_frames(info.duration, fps=fps)
-    times = np.arange(count, dtype=np.float64) / fps
     rate = Fraction(fps).limit_denominator(1001)
     partial = output.with_name(f".{output.name}.partial.mp4")
     try:
         write_video(
             partial,
-            _frames(str(source), info, times, out_hw),
+            _frames(str(source), count, fps, out_hw),
             rate=rate,
             options={"crf": str(crf), "g": str(gop), "preset": preset, "threads": str(threads)},
             container_options={"movflags": "faststart"},
@@ -138,9 +138,12 @@ def transcode_video(
     return TranscodeResult(str(source), str(output), "done", "", info.duration, written)
 
 
-def _frames(path: str, info, times: np.ndarray, out_hw: Tuple[int, int]) -> Iterator[np.ndarray]:
-    for chunk in _pyav_chunks(path, info, times, out_hw, 1, 64):
-        yield from chunk.numpy()
+def _frames(path: str, count: int, fps: float, out_hw: Tuple[int, int]) -> Iterator[np.ndarray]:
+    """The ``count`` frames on screen at ``k / fps``, read with PyAV in 64-frame segments (the
+    last segment's padding is not written)."""
+    segments = iter_segments(path, num_frames=64, fps=fps, backend="pyav", size=out_hw, num_threads=1)
+    frames = (frame for _, segment in segments for frame in segment.numpy())
+    yield from itertools.islice(frames, count)
 
 
 def transcode_job(job: Tuple[str, str, Dict]) -> TranscodeResult:

@@ -9,7 +9,6 @@ takes ``MODEL.NUM_CLASSES`` and, where its builder accepts them, ``MODEL.DROPOUT
 ``crop_size``; the rest of the architecture is the preset's own.
 """
 
-import dataclasses
 import inspect
 from typing import Any, Callable, Dict
 
@@ -17,8 +16,11 @@ from fvcore.common.config import CfgNode
 from torch import nn
 
 from ..registry import Registry
+from ..settings import spec_from_section, spec_kwargs
 from .components import TokenLearnerSpec
 from .factory import create_model, model_entry
+from .vit_models import ViTSpec
+from .x3d_models import Res5Spec, X3DSpec
 
 __all__ = ["CONFIG_ADAPTERS", "build_model", "model_kwargs_from_config", "tokenlearner_spec_from_config"]
 
@@ -28,33 +30,19 @@ CONFIG_ADAPTERS: Registry[ConfigAdapter] = Registry("config adapter")
 
 def tokenlearner_spec_from_config(cfg: CfgNode) -> TokenLearnerSpec:
     """The ``TOKENLEARNER`` section as a spec: each key is its field's name in capitals."""
-    section = cfg.TOKENLEARNER
-    return TokenLearnerSpec(**{f.name: section[f.name.upper()] for f in dataclasses.fields(TokenLearnerSpec)})
+    return spec_from_section(cfg, "TOKENLEARNER", TokenLearnerSpec)
 
 
-def _x3d_common(cfg: CfgNode) -> Dict[str, Any]:
-    x3d = cfg.X3D
-    return dict(
-        num_classes=cfg.MODEL.NUM_CLASSES,
-        stem_dim=x3d.STEM_DIM,
-        stage_dims=tuple(x3d.STAGE_DIMS),
-        stage_depths=tuple(x3d.STAGE_DEPTHS),
-        spatial_strides=tuple(x3d.SPATIAL_STRIDES),
-        bottleneck_factor=x3d.BOTTLENECK_FACTOR,
-        conv5_dim=x3d.CONV5_DIM,
-        head_dim=x3d.HEAD_DIM,
-        dropout_rate=cfg.MODEL.DROPOUT_RATE,
-    )
+def _x3d_common(cfg: CfgNode, **leave_out: str) -> Dict[str, Any]:
+    x3d = spec_from_section(cfg, "X3D", X3DSpec)
+    return dict(spec_kwargs(x3d, **leave_out), num_classes=cfg.MODEL.NUM_CLASSES, dropout_rate=cfg.MODEL.DROPOUT_RATE)
 
 
 @CONFIG_ADAPTERS.register("x2plus1d")
 def _x2plus1d_from_config(cfg: CfgNode) -> Dict[str, Any]:
     return dict(
-        _x3d_common(cfg),
-        res5_spatial=cfg.RES5.SPATIAL,
-        res5_temporal=cfg.RES5.TEMPORAL,
-        res5_converted_blocks=tuple(cfg.RES5.CONVERTED_BLOCKS),
-        res5_num_heads=cfg.RES5.NUM_HEADS,
+        _x3d_common(cfg, leave_out=("se_ratio",)),
+        **spec_kwargs(spec_from_section(cfg, "RES5", Res5Spec), prefix="res5_"),
         tokenlearner=tokenlearner_spec_from_config(cfg),
         num_frames=cfg.DATA.NUM_FRAMES,
         crop_size=cfg.DATA.TRAIN_CROP_SIZE,
@@ -63,32 +51,17 @@ def _x2plus1d_from_config(cfg: CfgNode) -> Dict[str, Any]:
 
 @CONFIG_ADAPTERS.register("x3d")
 def _x3d_from_config(cfg: CfgNode) -> Dict[str, Any]:
-    return dict(_x3d_common(cfg), se_ratio=cfg.X3D.SE_RATIO)
+    return _x3d_common(cfg)
 
 
 @CONFIG_ADAPTERS.register("vit")
 def _vit_from_config(cfg: CfgNode) -> Dict[str, Any]:
-    vit = cfg.VIT
     return dict(
+        spec_kwargs(spec_from_section(cfg, "VIT", ViTSpec), leave_out=("tubelet_size",)),
         num_classes=cfg.MODEL.NUM_CLASSES,
         image_size=cfg.DATA.TRAIN_CROP_SIZE,
-        patch_size=vit.PATCH_SIZE,
-        dim=vit.HIDDEN_SIZE,
-        depth=vit.DEPTH,
-        num_heads=vit.NUM_HEADS,
-        mlp_dim=vit.MLP_DIM,
-        classifier=vit.CLASSIFIER,
-        representation_size=vit.REPRESENTATION_SIZE,
-        dropout_rate=vit.DROPOUT_RATE,
-        attention_dropout_rate=vit.ATTENTION_DROPOUT,
-        mlp_hidden_dropout=vit.MLP_HIDDEN_DROPOUT,
         head_dropout_rate=cfg.MODEL.DROPOUT_RATE,
-        head_bias_init=vit.HEAD_BIAS_INIT,
-        tokenlearner_layer=vit.TOKENLEARNER_LAYER,
-        extra_layers=vit.EXTRA_LAYERS,
         tokenlearner=tokenlearner_spec_from_config(cfg),
-        init_checkpoint=vit.INIT.CHECKPOINT,
-        init_inflation=vit.INIT.INFLATION,
     )
 
 

@@ -21,11 +21,12 @@ from typing import Any, Callable, Mapping, Optional, Tuple, Union
 from torch import nn
 
 from ..registry import Registry
+from ..settings import setting
 from .attention import GELU_TANH, MultiHeadSelfAttention
 from .blocks import AxisSelfAttention, TemporalMlpMixer, TokenLearnerModule
 from .tokenfuser import BroadcastFuser, MaskUnpoolFuser, TokenFuser
 from .tokenlearner import DenseTokenizer, FixedGridTokenizer, PoolMlpTokenizer, TokenLearner, TokenLearnerV11
-from .vector_transformer import TokenTransformerLayer, VectorAttention
+from .vector_transformer import IMPLEMENTATIONS, TokenTransformerLayer, VectorAttention
 
 __all__ = [
     "ALPHA_INITS",
@@ -51,61 +52,71 @@ ALPHA_INITS = ("torch", "flax")
 
 @dataclass(frozen=True)
 class TokenLearnerSpec:
-    """How a TokenLearner module is built, in both families (config section ``TOKENLEARNER``).
+    """How a TokenLearner module is built, in both families (config section ``TOKENLEARNER``: each
+    field's key is its name in capitals, ``num_tokens`` <-> ``TOKENLEARNER.NUM_TOKENS``).
 
     The defaults are the paper's video model (section 6.1): one 1x1 conv alpha, mean pooling, a
     Vector Transformer at d = 432, a TokenFuser mixing all S*T tokens with a linear + sigmoid beta.
     ``docs/faithfulness.md`` lists where the official Scenic code differs and which field switches.
-
-    Attributes:
-        tokenizer: a :data:`TOKENIZERS` name (``tokenlearner``, ``tokenlearner_v11``, ``fixed_grid``,
-            ``dense``, ``pool_mlp``).
-        num_tokens: S, tokens per frame.
-        alpha_layers / alpha_kernel: convs of the attention function alpha and their kernel
-            (the ViT's: 4 and 3).
-        pooling: rho, ``mean`` (eq. 1) or ``sum`` (Scenic).
-        layernorm: LayerNorm on the input of alpha (Scenic; the ViT family).
-        alpha_init: the initial weights of alpha, ``torch`` (PyTorch's uniform default) or ``flax``
-            (Scenic's lecun-normal: a wider spread, so the maps start further from uniform). The
-            ViT family always starts like flax.
-        v11_hidden_dim: hidden width of the v1.1 tokenizer's MLP.
-        dim: width d of the token transformer's query and key projections; 0 = the token width.
-        transformer: a :data:`TOKEN_TRANSFORMERS` name (``vector``, ``mhsa``).
-        num_heads: heads of the ``mhsa`` token transformer.
-        chunk_size: query rows per chunk of the Vector Transformer; 0 = the naive form.
-        mlp_ratio: MLP after the token transformer, hidden width ratio; 0 = none.
-        fuser: a :data:`FUSERS` name (``tokenfuser``, ``broadcast``, ``unpool_masks``), or ``none``
-            (ViT only: Figure 3 (a)).
-        fuser_mix: TokenFuser's token map over all S*T tokens (``all``, the paper) or per frame
-            (``frame``, Scenic).
-        fuser_weights: TokenFuser's beta, ``linear`` (the paper) or ``mlp`` (Scenic).
-        fuser_mix_bias: a bias in the token map (Scenic has one, the paper's M has none).
-        fuser_hidden_dim: hidden width of the ``mlp`` beta.
-        dropout: Scenic's dropout inside the v1.1 MLP, the fuser's MLP and on the fuser's output.
-        attention_impl: the Vector Transformer's kernels, ``auto`` (Triton on CUDA, the C kernels on
-            CPU), ``triton`` or ``pytorch``.
+    Each field's help is its declaration below (``tools/model_info.py --help-keys`` lists them).
     """
 
-    tokenizer: str = "tokenlearner"
-    num_tokens: int = 8
-    alpha_layers: int = 1
-    alpha_kernel: int = 1
-    pooling: str = "mean"
-    layernorm: bool = False
-    alpha_init: str = "torch"
-    v11_hidden_dim: int = 64
-    dim: int = 0
-    transformer: str = "vector"
-    num_heads: int = 8
-    chunk_size: int = 64
-    mlp_ratio: float = 0.0
-    fuser: str = "tokenfuser"
-    fuser_mix: str = "all"
-    fuser_weights: str = "linear"
-    fuser_mix_bias: bool = False
-    fuser_hidden_dim: int = 64
-    dropout: float = 0.0
-    attention_impl: str = "auto"
+    tokenizer: str = setting(
+        "tokenlearner",
+        help="a TOKENIZERS name: tokenlearner, tokenlearner_v11, fixed_grid, dense, pool_mlp",
+        choices=lambda: TOKENIZERS.names(),
+    )
+    num_tokens: int = setting(8, help="S, tokens per frame", positive=True)
+    alpha_layers: int = setting(1, help="convs of the attention function alpha (the ViT's: 4)", positive=True)
+    alpha_kernel: int = setting(1, help="kernel of alpha's convs, odd (the ViT's: 3)", positive=True)
+    pooling: str = setting("mean", help="rho: mean (eq. 1) or sum (Scenic)", choices=("mean", "sum"))
+    layernorm: bool = setting(False, help="LayerNorm on the input of alpha (Scenic; the ViT family)")
+    alpha_init: str = setting(
+        "torch",
+        help="initial weights of alpha: torch (PyTorch's uniform default) or flax (Scenic's lecun-normal, a "
+        "wider spread); X3D family only, the ViT family always starts like flax",
+        choices=ALPHA_INITS,
+    )
+    v11_hidden_dim: int = setting(64, help="hidden width of the v1.1 tokenizer's MLP", positive=True)
+    dim: int = setting(
+        0, help="width d of the token transformer's query / key projections; 0 = the token width", non_negative=True
+    )
+    transformer: str = setting(
+        "vector", help="a TOKEN_TRANSFORMERS name: vector, mhsa", choices=lambda: TOKEN_TRANSFORMERS.names()
+    )
+    num_heads: int = setting(8, help="heads of the mhsa token transformer", positive=True)
+    chunk_size: int = setting(
+        64, help="query rows per chunk of the Vector Transformer; 0 = the naive form", non_negative=True
+    )
+    mlp_ratio: float = setting(
+        0.0, help="MLP after the token transformer, hidden width ratio; 0 = none", non_negative=True
+    )
+    fuser: str = setting(
+        "tokenfuser",
+        help="a FUSERS name (tokenfuser, broadcast, unpool_masks), or none (ViT only: Figure 3 (a))",
+        choices=lambda: (*FUSERS.names(), NO_FUSER),
+    )
+    fuser_mix: str = setting(
+        "all",
+        help="TokenFuser's token map over all S*T tokens (all, the paper) or per frame (frame, Scenic)",
+        choices=("all", "frame"),
+    )
+    fuser_weights: str = setting(
+        "linear", help="TokenFuser's beta: linear (the paper) or mlp (Scenic)", choices=("linear", "mlp")
+    )
+    fuser_mix_bias: bool = setting(False, help="a bias in the token map (Scenic has one, the paper's M has none)")
+    fuser_hidden_dim: int = setting(64, help="hidden width of the mlp beta", positive=True)
+    dropout: float = setting(
+        0.0,
+        help="Scenic's dropout inside the v1.1 MLP, the fuser's MLP and on the fuser's output (X3D family; the "
+        "ViT family uses VIT.DROPOUT_RATE)",
+        within=(0.0, 1.0),
+    )
+    attention_impl: str = setting(
+        "auto",
+        help="the Vector Transformer's kernels: auto (Triton on CUDA, the C kernels on CPU), triton or pytorch",
+        choices=IMPLEMENTATIONS,
+    )
 
 
 def tokenlearner_spec(

@@ -9,12 +9,14 @@ layers plus 11 after a TokenLearner of 16 tokens inserted after layer 18, with T
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Dict, Tuple
 
+from ..settings import setting
 from .factory import register_model
 from .vit import VisionTransformer, create_vit, create_vivit, load_pretrained
 
-__all__ = ["VIT_SIZES", "vit", "vivit"]
+__all__ = ["VIT_SIZES", "ViTSpec", "vit", "vivit"]
 
 logger = logging.getLogger("videotl.models")
 
@@ -24,6 +26,58 @@ VIT_SIZES: Dict[str, Tuple[int, int, int, int]] = {
     "b": (768, 12, 12, 3072),
     "l": (1024, 24, 16, 4096),
 }
+
+
+@dataclass(frozen=True)
+class ViTSpec:
+    """ViT / ViViT settings (config section ``VIT``; ViT-B by default). The sizes follow ViT
+    (Dosovitskiy et al. 2021): S = 384 wide, 12 layers, 6 heads, MLP 1536; B = 768, 12, 12, 3072;
+    L = 1024, 24, 16, 4096. Each field is the builders' argument of the same name."""
+
+    patch_size: int = setting(16, help="side of the square patch (ViT-B/16: 16)", positive=True)
+    tubelet_size: int = setting(2, help="frames per ViViT tubelet (16x16x2); unused by the image model", positive=True)
+    dim: int = setting(768, key="HIDDEN_SIZE", help="hidden size (token width)", positive=True)
+    depth: int = setting(12, help='the base model\'s layers ("24" in the paper\'s "24+11")', positive=True)
+    num_heads: int = setting(12, help="attention heads", positive=True)
+    mlp_dim: int = setting(3072, help="hidden width of each layer's MLP", positive=True)
+    classifier: str = setting(
+        "gap", help="token: a class token is read out; gap: the mean of the final tokens", choices=("token", "gap")
+    )
+    representation_size: int = setting(
+        0, help="width of ViT's pre-logits layer (linear + tanh, JFT pre-training); 0 = none", non_negative=True
+    )
+    dropout_rate: float = setting(
+        0.0,
+        help="dropout after the position embeddings, on each residual branch, after the MLP's hidden layer and in "
+        "the TokenLearner / TokenFuser MLPs (Scenic's dropout_rate)",
+        within=(0.0, 1.0),
+    )
+    attention_dropout_rate: float = setting(
+        0.0, key="ATTENTION_DROPOUT", help="dropout on the attention weights", within=(0.0, 1.0)
+    )
+    mlp_hidden_dropout: bool = setting(
+        True, help="DROPOUT_RATE also after the MLP's hidden layer, as Scenic's MlpBlock; False: only on its output"
+    )
+    head_bias_init: float = setting(
+        0.0, help="initial bias of the classifier (the official ImageNet TokenLearner setting: -10 with sigmoid)"
+    )
+    extra_layers: int = setting(
+        0, help='layers after the TokenLearner ("+11" in "24+11"); they see only the learned tokens', non_negative=True
+    )
+    tokenlearner_layer: int = setting(
+        -1,
+        help='TokenLearner after this many layers ("16-TL at 12" -> 12); -1 = a plain ViT / ViViT; built as the '
+        "TOKENLEARNER section says (FUSER tokenfuser: Figure 3 (b))",
+    )
+    init_checkpoint: str = setting(
+        "", key="INIT.CHECKPOINT", help="a ViT / ViViT state dict to start from (e.g. image weights for a ViViT)"
+    )
+    init_inflation: str = setting(
+        "central_frame",
+        key="INIT.INFLATION",
+        help="how a 2D patch kernel becomes a tubelet kernel: central_frame, or average (I3D inflation)",
+        choices=("central_frame", "average"),
+    )
 
 
 def _initialise(model: VisionTransformer, checkpoint: str, inflation: str) -> VisionTransformer:

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Sequence, Tuple, Union
 
+from ..settings import setting
 from .backbones import VideoClassifier, create_x3d_family, x2plus1d_middles, x3d_middles
 from .blocks import create_res5_middle
 from .components import RES5_SPATIAL_OPS, RES5_TEMPORAL_OPS, PartContext, TokenLearnerSpec, tokenlearner_spec
 from .factory import register_model
 
-__all__ = ["X3D_SPATIAL_STRIDE", "X3D_STAGE_STRIDES", "x2plus1d", "x3d"]
+__all__ = ["X3D_SPATIAL_STRIDE", "X3D_STAGE_STRIDES", "Res5Spec", "X3DSpec", "x2plus1d", "x3d"]
 
 # The backbone's total spatial stride (stem 2 x four stages 2): res5 sees crop / 32.
 X3D_SPATIAL_STRIDE = 32
@@ -33,6 +35,45 @@ X3D_SPATIAL_STRIDE = 32
 X3D_STAGE_STRIDES = (2, 2, 2, 2)
 
 TokenLearnerArg = Union[None, TokenLearnerSpec, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class X3DSpec:
+    """The X3D family's widths and depths (config section ``X3D``; X3D-M by default). X(2+1)D
+    shares every one with X3D; only the X3D reference reads ``se_ratio``."""
+
+    stem_dim: int = setting(24, help="width of the stem", positive=True)
+    stage_depths: Tuple[int, ...] = setting((3, 5, 11, 7), help="blocks per stage (res2..res5)", positive=True)
+    stage_dims: Tuple[int, ...] = setting((24, 48, 96, 192), help="output width per stage", positive=True)
+    spatial_strides: Tuple[int, ...] = setting(
+        X3D_STAGE_STRIDES,
+        help="spatial stride of each stage's first block; with the stem's 2, res5 sees crop / 32",
+        choices=(1, 2),
+    )
+    bottleneck_factor: float = setting(
+        2.25, help="inner (expanded) width of a block = round(stage width x this): 54/108/216/432", positive=True
+    )
+    conv5_dim: int = setting(432, help="width of the 1x1x1 conv after res5", positive=True)
+    head_dim: int = setting(2048, help="width of the head's hidden layer", positive=True)
+    se_ratio: float = setting(0.0625, help="squeeze-excitation ratio (the X3D reference only)", within=(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class Res5Spec:
+    """The res5 stage's module and which of its blocks carry it (config section ``RES5``; builder
+    arguments ``res5_<field>``)."""
+
+    spatial: str = setting(
+        "conv2d", help="what replaces the 1x3x3 conv of a converted block", choices=lambda: RES5_SPATIAL_OPS.names()
+    )
+    temporal: str = setting(
+        "conv1d", help="what replaces the 3x1x1 conv of a converted block", choices=lambda: RES5_TEMPORAL_OPS.names()
+    )
+    converted_blocks: Tuple[int, ...] = setting(
+        (-3, -2, -1),
+        help="res5 blocks that get the module (negative counts from the end); three of seven fits Table 10",
+    )
+    num_heads: int = setting(8, help="heads of the MHSA variants (joint, spatial, temporal)", positive=True)
 
 
 def x2plus1d(
