@@ -2,8 +2,11 @@
 (Charades, AViD, CSV lists), and an id the space-separated score file cannot hold stops the run
 when the annotations are read, before any training, in one line naming the file, row and id."""
 
+import codecs
 import csv
 import json
+import locale
+import sys
 
 import pytest
 
@@ -79,8 +82,23 @@ def _prepare(tmp_path, dataset, test_id):
     return root, out, args, root / where
 
 
+@pytest.fixture
+def ascii_default_encoding():
+    """The C locale's ASCII as the default encoding of text files opened in this process (what
+    ``open()`` uses without ``encoding=``), as on a machine without a UTF-8 locale; restored after."""
+    if sys.flags.utf8_mode:
+        pytest.skip("Python's UTF-8 mode (PYTHONUTF8=1) fixes the default encoding at UTF-8")
+    previous = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        assert codecs.lookup(locale.getpreferredencoding(False)).name == "ascii"
+        yield
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)
+
+
 @pytest.mark.parametrize("dataset", sorted(FORMATS))
-def test_non_ascii_ids_train_test_and_reach_the_score_file(tmp_path, tool, dataset):  # noqa: F811
+def test_non_ascii_ids_train_test_and_reach_the_score_file(tmp_path, tool, dataset, ascii_default_encoding):  # noqa: F811
     _, out, args, _ = _prepare(tmp_path, dataset, NON_ASCII)
     tool("train_net.py", *args)
     metrics = json.loads((out / "test_metrics.json").read_text(encoding="utf-8"))
@@ -90,17 +108,26 @@ def test_non_ascii_ids_train_test_and_reach_the_score_file(tmp_path, tool, datas
     assert _score_file_id(dataset, NON_ASCII) in scores
 
 
+# The split that lists the spaced id: TRAIN.SPLIT, TEST.SPLIT.
+SPLITS = {"charades": ("test", "train"), "avid": ("val", "train"), "csv": ("test", "train")}
+
+
+@pytest.mark.parametrize("in_split", ["test", "train"])
 @pytest.mark.parametrize("dataset", sorted(FORMATS))
-def test_an_id_with_a_space_stops_before_training(tmp_path, tool, dataset):  # noqa: F811
+def test_an_id_with_a_space_stops_before_training(tmp_path, tool, dataset, in_split):  # noqa: F811
     _, out, args, where = _prepare(tmp_path, dataset, WITH_SPACE)
+    if in_split == "train":
+        # The split that lists the id trains, the other tests.
+        train_split, test_split = SPLITS[dataset]
+        args += ["TRAIN.SPLIT", train_split, "TEST.SPLIT", test_split]
     result = tool("train_net.py", *args, check=False)
     assert result.returncode == 1, result.stdout[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert str(where) in lines[0] and repr(_score_file_id(dataset, WITH_SPACE)) in lines[0], lines[0]
     assert "white space" in lines[0]
-    # Nothing was trained: no checkpoint, no training record.
-    assert not (out / "checkpoints").exists() and not (out / "stats.jsonl").exists()
+    # Nothing was written: no run folder (checkpoints/, tensorboard/, config.yaml, log.txt).
+    assert not out.exists(), sorted(path.name for path in out.iterdir())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
