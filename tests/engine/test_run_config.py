@@ -8,7 +8,7 @@ from videotl.config import ConfigError, load_config
 def test_defaults_load():
     cfg = load_config("")
     assert cfg.TEST.SUBMISSION_FILE == "charades_submission.txt" and cfg.TEST.SAVE_RESULTS
-    assert cfg.DIST_BACKEND == "auto" and cfg.TENSORBOARD.ENABLE and cfg.TRAIN.CHANNELS_LAST
+    assert cfg.DIST_BACKEND == "auto" and cfg.TENSORBOARD.ENABLE and not cfg.TRAIN.CHANNELS_LAST
     assert load_config("", ["TRAIN.EVAL_PERIOD", "0"]).TRAIN.EVAL_PERIOD == 0
 
 
@@ -50,3 +50,41 @@ def test_cpu_runs_keep_the_cuda_defaults():
 def test_bad_values_name_their_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config("", overrides)
+
+
+def test_small_shared_memory_stops_the_run_in_one_line(tmp_path, monkeypatch):
+    import shutil
+    import sys
+    from collections import namedtuple
+
+    from videotl.engine import run as run_module
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(64 * 2**20, 0, 64 * 2**20))
+    # The Charades config's batch: 4 clips x 3 x 64 x 224 x 224 float32 = 147 MiB; two workers keep
+    # two each in flight and one more is handed over: 5 x 147 = 735 MiB.
+    cfg = load_config("configs/charades_12fps.yaml", ["DATA_LOADER.NUM_WORKERS", "2"])
+    with pytest.raises(ConfigError) as raised:
+        run_module.check_shared_memory(cfg, shm=str(tmp_path))
+    message = str(raised.value)
+    assert (
+        message.startswith(f"{tmp_path} has 64 MB free, but 2 loader workers need about 735 MB") and "\n" not in message
+    )
+    assert "--shm-size" in message and "DATA_LOADER.SHARING_STRATEGY file_system" in message
+    # Either way out passes: no workers, or the file-system strategy.
+    run_module.check_shared_memory(
+        load_config("configs/charades_12fps.yaml", ["DATA_LOADER.NUM_WORKERS", "0"]), shm=str(tmp_path)
+    )
+    try:
+        run_module.check_shared_memory(
+            load_config("configs/charades_12fps.yaml", ["DATA_LOADER.SHARING_STRATEGY", "file_system"]),
+            shm=str(tmp_path),
+        )
+        import torch.multiprocessing as mp
+
+        assert mp.get_sharing_strategy() == "file_system"
+    finally:
+        import torch.multiprocessing as mp
+
+        mp.set_sharing_strategy("file_descriptor")

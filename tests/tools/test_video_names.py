@@ -2,8 +2,11 @@
 (Charades, AViD, CSV lists), and an id the space-separated score file cannot hold stops the run
 when the annotations are read, before any training, in one line naming the file, row and id."""
 
+import codecs
 import csv
 import json
+import locale
+import sys
 
 import pytest
 
@@ -59,11 +62,26 @@ def _csv(root, test_id):
     return overrides, "test.csv:2"
 
 
+def _mmaction(root, test_id):
+    (root / "clips").mkdir(parents=True)
+    for name in ("a", "b", test_id):
+        write_video(root / "clips" / f"{name}.mp4", rate=25, num_frames=50)
+    (root / "train_list.txt").write_text("clips/a.mp4 0\nclips/b.mp4 1\n", encoding="utf-8")
+    (root / "val_list.txt").write_text(f"clips/b.mp4 1\nclips/{test_id}.mp4 0\n", encoding="utf-8")
+    overrides = [
+        "MODEL.NUM_CLASSES", "2", "TRAIN.DATASET", "mmaction2", "TEST.DATASET", "mmaction2",
+        "TRAIN.SPLIT", "train_list.txt", "TEST.SPLIT", "val_list.txt",
+    ]  # fmt: skip
+    return overrides, "val_list.txt:2"
+
+
 FORMATS = {"charades": _charades, "avid": _avid, "csv": _csv}
+# MMAction2's lists separate fields by white space, so no listed path holds one: only non-ASCII.
+NON_ASCII_FORMATS = {**FORMATS, "mmaction2": _mmaction}
 
 
 def _score_file_id(dataset, test_id):
-    return f"clips/{test_id}.mp4" if dataset == "csv" else test_id
+    return f"clips/{test_id}.mp4" if dataset in ("csv", "mmaction2") else test_id
 
 
 def _prepare(tmp_path, dataset, test_id):
@@ -71,7 +89,7 @@ def _prepare(tmp_path, dataset, test_id):
     ``dataset``'s format whose test split lists ``test_id``."""
     root, out = tmp_path / "data", tmp_path / "run"
     root.mkdir()
-    overrides, where = FORMATS[dataset](root, test_id)
+    overrides, where = NON_ASCII_FORMATS[dataset](root, test_id)
     args = [
         "DEVICE", "cpu", "DATA.PATH_TO_DATA_DIR", str(root), *SMALL, *TINY_MODEL, *overrides,
         "SOLVER.MAX_EPOCH", "1", "TEST.MODE", "views", "OUTPUT_DIR", str(out),
@@ -79,8 +97,23 @@ def _prepare(tmp_path, dataset, test_id):
     return root, out, args, root / where
 
 
-@pytest.mark.parametrize("dataset", sorted(FORMATS))
-def test_non_ascii_ids_train_test_and_reach_the_score_file(tmp_path, tool, dataset):  # noqa: F811
+@pytest.fixture
+def ascii_default_encoding():
+    """The C locale's ASCII as the default encoding of text files opened in this process (what
+    ``open()`` uses without ``encoding=``), as on a machine without a UTF-8 locale; restored after."""
+    if sys.flags.utf8_mode:
+        pytest.skip("Python's UTF-8 mode (PYTHONUTF8=1) fixes the default encoding at UTF-8")
+    previous = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        assert codecs.lookup(locale.getpreferredencoding(False)).name == "ascii"
+        yield
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)
+
+
+@pytest.mark.parametrize("dataset", sorted(NON_ASCII_FORMATS))
+def test_non_ascii_ids_train_test_and_reach_the_score_file(tmp_path, tool, dataset, ascii_default_encoding):  # noqa: F811
     _, out, args, _ = _prepare(tmp_path, dataset, NON_ASCII)
     tool("train_net.py", *args)
     metrics = json.loads((out / "test_metrics.json").read_text(encoding="utf-8"))
@@ -90,17 +123,26 @@ def test_non_ascii_ids_train_test_and_reach_the_score_file(tmp_path, tool, datas
     assert _score_file_id(dataset, NON_ASCII) in scores
 
 
+# The split that lists the spaced id: TRAIN.SPLIT, TEST.SPLIT.
+SPLITS = {"charades": ("test", "train"), "avid": ("val", "train"), "csv": ("test", "train")}
+
+
+@pytest.mark.parametrize("in_split", ["test", "train"])
 @pytest.mark.parametrize("dataset", sorted(FORMATS))
-def test_an_id_with_a_space_stops_before_training(tmp_path, tool, dataset):  # noqa: F811
+def test_an_id_with_a_space_stops_before_training(tmp_path, tool, dataset, in_split):  # noqa: F811
     _, out, args, where = _prepare(tmp_path, dataset, WITH_SPACE)
+    if in_split == "train":
+        # The split that lists the id trains, the other tests.
+        train_split, test_split = SPLITS[dataset]
+        args += ["TRAIN.SPLIT", train_split, "TEST.SPLIT", test_split]
     result = tool("train_net.py", *args, check=False)
     assert result.returncode == 1, result.stdout[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert str(where) in lines[0] and repr(_score_file_id(dataset, WITH_SPACE)) in lines[0], lines[0]
     assert "white space" in lines[0]
-    # Nothing was trained: no checkpoint, no training record.
-    assert not (out / "checkpoints").exists() and not (out / "stats.jsonl").exists()
+    # Nothing was written: no run folder (checkpoints/, tensorboard/, config.yaml, log.txt).
+    assert not out.exists(), sorted(path.name for path in out.iterdir())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -1,6 +1,7 @@
 """Token attention capture and rendering, training curves, timelines, and the three tools."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -278,6 +279,31 @@ def test_predict_tool_with_no_readable_video_says_so_in_one_line_and_writes_noth
     assert len(lines) == 1 and lines[0].startswith("error: no video could be read") and "BROKE.mp4" in lines[0], lines
     # No progress bar over zero videos, no result file.
     assert "wrote" not in result.stdout and not out.exists()
+
+
+def test_predict_tool_with_relative_paths_gives_each_files_reason_without_a_bar(tiny_run, tmp_path):
+    """Relative paths, as a user types them: the unreadable files are found before any scoring
+    (no progress bar) and each keeps its own reason (the decoders name files by absolute path)."""
+    root, _, checkpoint, overrides = tiny_run
+    whole = (root / "Charades_v1_480" / "AAA01.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(whole[: len(whole) // 3])
+    (tmp_path / "junk.mp4").write_text("not a video\n")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools/predict.py"), "--cfg", "", "--checkpoint", str(checkpoint),
+         "--video", "cut.mp4", "junk.mp4", "--out", "out", *map(str, overrides)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_repo_first_env(),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no video could be read"), result.stderr
+    assert "cut.mp4: " in lines[0] and "junk.mp4: " in lines[0] and "could not be decoded" not in lines[0], lines[0]
+    assert "eval" not in result.stdout + result.stderr and not (tmp_path / "out").exists()
+
+
+def _repo_first_env():
+    """The environment with this checkout first on the import path (a run from another folder
+    would otherwise import the installed videotl)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
 def test_plot_training_tool(tmp_path):

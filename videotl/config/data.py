@@ -71,6 +71,9 @@ def _add_loader_defaults(cfg: CfgNode) -> None:
     cfg.DATA_LOADER.PIN_MEMORY = True
     # Decoder threads per clip; 0 = one inside DataLoader workers, the decoder's default otherwise.
     cfg.DATA_LOADER.DECODER_THREADS = 0
+    # How workers hand batches over: "file_descriptor" (PyTorch's default on Linux, through shared
+    # memory in /dev/shm) or "file_system" (file names; for containers whose /dev/shm is small).
+    cfg.DATA_LOADER.SHARING_STRATEGY = "file_descriptor"
 
 
 def validate_data(cfg: CfgNode, errors: list) -> None:
@@ -82,6 +85,7 @@ def validate_data(cfg: CfgNode, errors: list) -> None:
     require_choice(errors, cfg, "DATA.DECODING_BACKEND", BACKENDS.names())
     require_positive(errors, cfg, "DATA.DECODE_TIMEOUT_SEC", allow_zero=True)
     require_choice(errors, cfg, "DATA.DECODE_DEVICE", ("cpu", "cuda"))
+    require_choice(errors, cfg, "DATA_LOADER.SHARING_STRATEGY", ("file_descriptor", "file_system"))
     if cfg.DATA.DECODE_DEVICE == "cuda" and cfg.DATA.DECODING_BACKEND != "torchcodec":
         errors.append(
             f"DATA.DECODE_DEVICE = 'cuda' needs DATA.DECODING_BACKEND = 'torchcodec', not "

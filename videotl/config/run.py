@@ -50,9 +50,10 @@ def add_run_defaults(cfg: CfgNode) -> None:
     # Autocast dtype: "auto" is bfloat16 where the GPU has it natively (Ampere and later), else
     # float16; only float16 uses a gradient scaler. Evaluation runs under the same autocast.
     cfg.TRAIN.AMP_DTYPE = "auto"
-    # Channels-last (NDHWC) 3-D convolution kernels and inputs, in training and testing, on every
-    # device: faster on CPU (oneDNN), measured in docs/benchmarks.md; cuDNN's preferred layout.
-    cfg.TRAIN.CHANNELS_LAST = True
+    # Channels-last (NDHWC) 3-D convolution kernels and inputs, in training and testing. Measured
+    # faster on CPU (oneDNN, docs/benchmarks.md; the CPU demo sets it); off by default until a GPU
+    # measurement shows cuDNN's grouped and depthwise 3-D kernels gain from it (docs/training.md).
+    cfg.TRAIN.CHANNELS_LAST = False
     # Deterministic algorithms (bit-exact reruns and resumes on CPU, slower on CUDA).
     cfg.TRAIN.DETERMINISTIC = False
 

@@ -22,6 +22,8 @@ from ..registry import Registry
 from .datasets.avid import load_avid
 from .datasets.base import MODES, DatasetError, VideoDataset, VideoRecord
 from .datasets.charades import load_charades
+from .datasets.kinetics import load_kinetics
+from .datasets.mmaction import load_mmaction_list
 from .datasets.video_list import load_csv
 from .decoding import read_clip
 from .image_folder import build_image_folder
@@ -83,9 +85,20 @@ def _csv_records(cfg, split: str):
     )
 
 
+def _mmaction_records(cfg, split: str):
+    return load_mmaction_list(_root(cfg), split, num_classes=cfg.MODEL.NUM_CLASSES, path_prefix=cfg.DATA.PATH_PREFIX)
+
+
+def _kinetics_records(cfg, split: str):
+    records, names, _ = load_kinetics(_root(cfg), split, video_dir=cfg.DATA.VIDEO_DIR)
+    return records, names
+
+
 DATASETS.register("charades", DatasetEntry(load_records=_charades_records))
 DATASETS.register("avid", DatasetEntry(load_records=_avid_records))
 DATASETS.register("csv", DatasetEntry(load_records=_csv_records))
+DATASETS.register("mmaction2", DatasetEntry(load_records=_mmaction_records))
+DATASETS.register("kinetics", DatasetEntry(load_records=_kinetics_records))
 DATASETS.register("image_folder", DatasetEntry(build=build_image_folder))
 
 
@@ -95,7 +108,7 @@ def _dataset_name(cfg, mode: str) -> str:
 
 def load_records(cfg, split: str, dataset: str) -> Tuple[List[VideoRecord], List[str]]:
     """Parse the annotations of ``dataset`` (a registered video dataset: ``"charades"``, ``"avid"``,
-    ``"csv"``) for ``split``."""
+    ``"csv"``, ``"mmaction2"``, ``"kinetics"``) for ``split``."""
     if dataset not in DATASETS:
         raise DatasetError(f"unknown dataset {dataset!r}: registered are {', '.join(DATASETS.names())}")
     entry = DATASETS.get(dataset)
@@ -111,7 +124,13 @@ def check_annotations(cfg, split: str, mode: str) -> None:
     dataset = _dataset_name(cfg, mode)
     if dataset in DATASETS and DATASETS.get(dataset).build is not None:
         return
-    load_records(cfg, split, dataset)
+    # The check only reads: what reading reports (clips missing, labels dropped) the build logs.
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        load_records(cfg, split, dataset)
+    finally:
+        logger.setLevel(previous)
 
 
 def build_dataset(cfg, split: str, mode: str):
@@ -121,7 +140,8 @@ def build_dataset(cfg, split: str, mode: str):
         cfg: the validated config. ``mode == "train"`` reads ``TRAIN.DATASET``, the evaluation
             modes read ``TEST.DATASET``.
         split: the annotation split (Charades ``"train"`` / ``"test"``, AViD ``"train"`` /
-            ``"val"``, CSV: the ``<split>.csv`` file name).
+            ``"val"``, CSV: the ``<split>.csv`` file name, MMAction2: the list's file name,
+            Kinetics: ``"train"`` / ``"val"`` / the CSV's name).
         mode: ``"train"`` (one random clip per video), ``"views"`` (``TEST.NUM_ENSEMBLE_VIEWS x
             TEST.NUM_SPATIAL_CROPS`` clips per video) or ``"segments"`` (every ``DATA.NUM_FRAMES``
             segment of every video; probes all videos to count them).

@@ -11,9 +11,12 @@ callback (``csrc/ffmpeg_log.c``, compiled on first use like the other C code, se
 ``VIDEOTL_FFMPEG_LOG`` (inherited by DataLoader workers and tools' subprocesses), or
 :func:`set_ffmpeg_log` in this process, chooses what a user sees:
 
-- ``summary`` (default): one warning per file and process, from the ``videotl.data.ffmpeg``
-  logger: how many lines FFmpeg logged about the file and the first of them. A read that fails
-  logs them at debug level only: the file is reported as unreadable, with the reason, anyway.
+- ``summary`` (default): one warning per file and run, from the ``videotl.data.ffmpeg`` logger:
+  how many lines FFmpeg logged about the file and the first of them. A run is the process that
+  built the dataset with its DataLoader workers (:func:`shared_reports`, which the dataset passes
+  to them). A read that fails logs them at debug level only: the file is reported as unreadable,
+  with the reason, anyway. Lines that say nothing about the file (:data:`HARMLESS`) are logged at
+  debug level only.
 - ``all``: every warning and error line, each a warning naming the file.
 - ``ffmpeg``: each backend's own behaviour, untouched (decord prints its FFmpeg's errors to
   stderr; PyAV and torchcodec keep theirs quiet).
@@ -31,13 +34,23 @@ import glob
 import importlib
 import logging
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 from ..utils.native import load_native
+from ..utils.shared_keys import SharedKeys
 
-__all__ = ["FFMPEG_LOG_MODES", "ffmpeg_log_mode", "reporting", "route_backend", "set_ffmpeg_log"]
+__all__ = [
+    "FFMPEG_LOG_MODES",
+    "adopt_shared_reports",
+    "ffmpeg_log_mode",
+    "reporting",
+    "route_backend",
+    "set_ffmpeg_log",
+    "shared_reports",
+]
 
 logger = logging.getLogger("videotl.data.ffmpeg")
 
@@ -57,8 +70,16 @@ _mode: Optional[str] = None
 # libavutil path -> the library, for every copy given a callback (or made quiet).
 _routed: Dict[str, ctypes.CDLL] = {}
 _backends_seen: Set[str] = set()
-_reported: Set[str] = set()
+# The files reported so far in this run (see shared_reports).
+_reported: Optional[SharedKeys] = None
 _local = threading.local()
+# What FFmpeg logs about good files, matched at the start of a line's message: decord's filter
+# graph notes a frame whose colour metadata (range, colour space) differs from the first frame's
+# (VP9 WebM's first frame often lacks it); the frames come out the same.
+HARMLESS = re.compile(
+    r"(\[[^]]*\] )?(Changing video frame properties on the fly is not supported by all filters"
+    r"|filter context - w: (\d+) h: (\d+) fmt: (\S+) .*incoming frame - w: \3 h: \4 fmt: \5 )"
+)
 
 
 def ffmpeg_log_mode() -> str:
@@ -203,7 +224,30 @@ def reporting(path: str, backend: str) -> Iterator[None]:
             _report(path, *_take_lines(), failed=failed)
 
 
+def shared_reports() -> SharedKeys:
+    """The files reported in this run: made by the first caller in a process (the one that builds
+    the datasets), inherited by forked DataLoader workers and handed to spawned ones with the
+    dataset (:func:`adopt_shared_reports`), so that each file is reported once per run."""
+    global _reported
+    with _lock:
+        if _reported is None:
+            _reported = SharedKeys(prefix="videotl_ffmpeg_reported_")
+        return _reported
+
+
+def adopt_shared_reports(reported: SharedKeys) -> None:
+    """Report through ``reported``, the record of the process that started this one."""
+    global _reported
+    with _lock:
+        _reported = reported
+
+
 def _report(path: str, lines: List[str], dropped: int, *, failed: bool) -> None:
+    if ffmpeg_log_mode() == "summary":
+        harmless = [line for line in lines if HARMLESS.match(line)]
+        if harmless:
+            logger.debug("FFmpeg, reading %s: %s", path, " | ".join(harmless))
+            lines = [line for line in lines if not HARMLESS.match(line)]
     if not lines:
         return
     if failed and ffmpeg_log_mode() == "summary":
@@ -217,10 +261,8 @@ def _report(path: str, lines: List[str], dropped: int, *, failed: bool) -> None:
         if dropped:
             logger.warning("FFmpeg, reading %s: %d more lines not kept", path, dropped)
         return
-    with _lock:
-        if path in _reported:
-            return
-        _reported.add(path)
+    if not shared_reports().add(path):
+        return
     count = len(lines) + dropped
     logger.warning(
         "FFmpeg logged %d line%s reading %s, the first: %s (%s=all shows every line)",

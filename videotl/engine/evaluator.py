@@ -68,10 +68,14 @@ def video_dataset(loader):
 
 
 def prepare_inputs(inputs: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """A batch's clips on ``device``, channels-last under ``TRAIN.CHANNELS_LAST`` (training and evaluation alike)."""
+    """A batch's clips on ``device``, channels-last under ``TRAIN.CHANNELS_LAST`` (training and
+    evaluation alike), their batch size marked dynamic: a compiled model (``MODEL.COMPILE``) traces
+    one graph for every batch size instead of one more for an epoch's or an evaluation's ragged last
+    batch (past dynamo's recompile limit it would fall back to eager without a word)."""
     inputs = inputs.to(device, non_blocking=True)
     if channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last_3d)
+    torch._dynamo.maybe_mark_dynamic(inputs, 0)
     return inputs
 
 

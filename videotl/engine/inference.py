@@ -140,12 +140,12 @@ def predict_videos(
     try:
         # Predictions need no labels; multi-label records accept the empty label set.
         dataset = dataset_from_records(cfg, records, class_names, mode="segments", multi_label=True)
-        broken = dataset.broken
-        if all(str(record.path) in broken for record in records):
+        reasons = [dataset.unreadable_reason(record.path) for record in records]
+        if all(reasons):
             empty = np.zeros((0, cfg.MODEL.NUM_CLASSES))
             return [
-                VideoPrediction(str(r.path), np.full(cfg.MODEL.NUM_CLASSES, -np.inf), empty, error=broken[str(r.path)])
-                for r in records
+                VideoPrediction(str(r.path), np.full(cfg.MODEL.NUM_CLASSES, -np.inf), empty, error=reason)
+                for r, reason in zip(records, reasons)
             ]
         return _score_videos(model, dataset, cfg=cfg, device=device, show_progress=show_progress, top_k=top_k)
     finally:
@@ -174,7 +174,7 @@ def _score_videos(
     for index, record in enumerate(records):
         rows = np.flatnonzero(video_index == index)
         rows = rows[np.argsort(view_index[rows], kind="stable")]
-        error = dataset.broken.get(str(record.path), "")
+        error = dataset.unreadable_reason(record.path)
         if not error and not valid[rows].all():
             error = "could not be decoded"
         prediction = VideoPrediction(

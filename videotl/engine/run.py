@@ -7,6 +7,8 @@ Nothing here knows which model or dataset it runs: both come from the builders
 import contextlib
 import os
 import random
+import shutil
+import sys
 from pathlib import Path
 from typing import Any, Callable, Dict
 
@@ -25,6 +27,7 @@ __all__ = [
     "WORKER_DEATH_ERRORS",
     "LoaderBuilder",
     "ModelBuilder",
+    "check_shared_memory",
     "compile_model",
     "default_loader_builder",
     "default_model_builder",
@@ -37,8 +40,8 @@ __all__ = [
 ModelBuilder = Callable[[CfgNode], nn.Module]
 LoaderBuilder = Callable[..., Any]
 
-# torch.compile options under MODEL.COMPILE: static shapes, so each mode (train, eval) and batch
-# shape gets its own graph instead of one with symbolic sizes.
+# torch.compile options under MODEL.COMPILE: static shapes, so each mode (train, eval) and clip
+# shape gets its own graph; the batch size alone is symbolic (evaluator.prepare_inputs marks it).
 COMPILE_OPTIONS: Dict[str, Any] = {"dynamic": False}
 
 # What a DataLoader raises in the main process when its workers die of a stop signal sent to the
@@ -60,6 +63,7 @@ def setup_run(cfg: CfgNode) -> du.DistContext:
         problems = cuda_only_settings(cfg)
         if problems:
             raise ConfigError("; ".join(problems) + ", but DEVICE = 'auto' finds no CUDA device")
+    check_shared_memory(cfg)
     ctx = du.init_distributed(device=cfg.DEVICE, backend=cfg.DIST_BACKEND, timeout_minutes=cfg.DIST_TIMEOUT_MINUTES)
     setup_logging(None, is_main=ctx.is_main)
     # Each rank draws different augmentations; the seed is still fixed per rank.
@@ -76,6 +80,36 @@ def setup_run(cfg: CfgNode) -> du.DistContext:
     elif ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     return ctx
+
+
+def _batch_bytes(cfg: CfgNode) -> int:
+    """A training batch's float32 clips: B x 3 x T x crop^2 x 4 bytes."""
+    data = cfg.DATA
+    return cfg.TRAIN.BATCH_SIZE_PER_DEVICE * 3 * data.NUM_FRAMES * data.TRAIN_CROP_SIZE**2 * 4
+
+
+def check_shared_memory(cfg: CfgNode, *, shm: str = "/dev/shm") -> None:
+    """Apply ``DATA_LOADER.SHARING_STRATEGY``; with PyTorch's file-descriptor strategy on Linux,
+    stop in one line when ``shm`` cannot hold the batches the loader's workers keep in flight (a
+    container's default 64 MB kills the workers midway, with an error that says nothing of it)."""
+    import torch.multiprocessing as mp
+
+    strategy = cfg.DATA_LOADER.SHARING_STRATEGY
+    if strategy in mp.get_all_sharing_strategies():
+        mp.set_sharing_strategy(strategy)
+    workers = cfg.DATA_LOADER.NUM_WORKERS
+    if strategy != "file_descriptor" or workers == 0 or not sys.platform.startswith("linux") or not os.path.isdir(shm):
+        return
+    # Each worker prefetches two batches (the DataLoader's default) and one more is being handed over.
+    needed = (2 * workers + 1) * _batch_bytes(cfg)
+    free = shutil.disk_usage(shm).free
+    if free < needed:
+        raise ConfigError(
+            f"{shm} has {free / 2**20:.0f} MB free, but {workers} loader workers need about {needed / 2**20:.0f} MB "
+            f"for the batches they hand over (TRAIN.BATCH_SIZE_PER_DEVICE {cfg.TRAIN.BATCH_SIZE_PER_DEVICE} clips of "
+            f"{_batch_bytes(cfg) // cfg.TRAIN.BATCH_SIZE_PER_DEVICE / 2**20:.0f} MB): give the container more shared "
+            "memory (docker run --shm-size 8g) or set DATA_LOADER.SHARING_STRATEGY file_system"
+        )
 
 
 @contextlib.contextmanager

@@ -114,12 +114,8 @@ def train(
     count, and the unreadable training samples skipped (``skipped_samples``, over the whole run
     including the part before a resume) and distinct broken videos found (``broken_videos``).
     """
-    if build_loader_fn is None and (cfg.TEST.ENABLE or cfg.TRAIN.EVAL_PERIOD > 0):
-        from ..data.build import check_annotations
-
-        # The test split is read only after training (or at the first evaluation): a malformed row
-        # or a video id its score file cannot hold fails now, before any work.
-        check_annotations(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE)
+    if build_loader_fn is None:
+        check_run_annotations(cfg, train=True, test=cfg.TEST.ENABLE or cfg.TRAIN.EVAL_PERIOD > 0)
     build_model_fn = build_model_fn or default_model_builder()
     build_loader_fn = build_loader_fn or default_loader_builder()
     ctx = setup_run(cfg)
@@ -134,6 +130,19 @@ def train(
             return _train(run, state, hooks)
     except RunInterrupted as interrupted:
         raise RunInterrupted(_interrupted_message(interrupted.signal_name, progress, out), interrupted.signum) from None
+
+
+def check_run_annotations(cfg: CfgNode, *, train: bool, test: bool) -> None:
+    """Read the annotations of the splits a run will read (``TRAIN.SPLIT`` when it trains,
+    ``TEST.SPLIT`` when it tests or evaluates) without opening a video: a malformed row or a video
+    id the score file cannot hold stops the run in one line before anything is written (the test
+    split would otherwise be read only after training)."""
+    from ..data.build import check_annotations
+
+    if train:
+        check_annotations(cfg, cfg.TRAIN.SPLIT, "train")
+    if test:
+        check_annotations(cfg, cfg.TEST.SPLIT, cfg.TEST.MODE)
 
 
 def _prepare(

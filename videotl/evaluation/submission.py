@@ -5,13 +5,13 @@ A submission has one line per video: ``<id> s0 s1 ... s156`` (spaces or tabs). T
 could not score is left out of the file rather than written with made-up scores.
 """
 
-import csv
 import math
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..data.datasets._files import read_csv_table
 from ..utils.fileio import atomic_path
 
 __all__ = ["write_submission", "read_submission", "read_charades_csv", "submission_matrix", "evaluate_submission"]
@@ -86,25 +86,21 @@ def read_charades_csv(path: PathLike, *, num_classes: int = CHARADES_NUM_CLASSES
         raise FileNotFoundError(f"ground-truth CSV not found: {path}")
     ids: List[str] = []
     rows: List[np.ndarray] = []
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"id", "actions"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: no column {', '.join(sorted(missing))} in header {reader.fieldnames}")
-        for row in reader:
-            label = np.zeros(num_classes, dtype=np.float64)
-            actions = (row["actions"] or "").strip()
-            for action in filter(None, actions.split(";")):
-                name = action.split()[0]
-                try:
-                    index = int(name[1:])
-                except ValueError:
-                    raise ValueError(f"{path}: video {row['id']}: cannot read action class {name!r}") from None
-                if not 0 <= index < num_classes:
-                    raise ValueError(f"{path}: video {row['id']}: class {name} outside the {num_classes} classes")
-                label[index] = 1.0
-            ids.append(row["id"])
-            rows.append(label)
+    # Read as the dataset reads it: a spreadsheet-saved copy gives the same ground truth.
+    table = read_csv_table(path, "the Charades ground truth", columns=("id", "actions"), expected="a Charades CSV")
+    for _, row in table:
+        label = np.zeros(num_classes, dtype=np.float64)
+        for action in filter(None, row["actions"].split(";")):
+            name = action.split()[0]
+            try:
+                index = int(name[1:])
+            except ValueError:
+                raise ValueError(f"{path}: video {row['id']}: cannot read action class {name!r}") from None
+            if not 0 <= index < num_classes:
+                raise ValueError(f"{path}: video {row['id']}: class {name} outside the {num_classes} classes")
+            label[index] = 1.0
+        ids.append(row["id"])
+        rows.append(label)
     labels = np.stack(rows) if rows else np.zeros((0, num_classes))
     return ids, labels
 

@@ -142,6 +142,13 @@ def _vector_attention_op(
     """Eq. 3: the output and the per-(query, channel) log-sum-exp, in the compute dtype. One
     operator for all three implementations, so that ``torch.compile`` sees a single opaque call and
     the choice happens when it runs."""
+    # Contiguous results whatever the inputs' strides, as the fake below promises (inductor plans
+    # its buffers from the fake's strides).
+    out, lse = _vector_attention_forward(q, k, v, implementation, chunk_size)
+    return out.contiguous(), lse.contiguous()
+
+
+def _vector_attention_forward(q, k, v, implementation: str, chunk_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
     path = resolve_implementation(implementation, q, k, v)
     if q.numel() == 0 or k.shape[1] == 0:
         # No query, or no key to attend to: every implementation returns the empty sums.
@@ -171,8 +178,13 @@ def _vector_attention_backward_op(
     implementation: str,
     chunk_size: int,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients of eq. 3 with respect to q, k, v (in their dtypes), recomputing the attention
-    from the saved log-sum-exp with the implementation the forward pass used."""
+    """Gradients of eq. 3 with respect to q, k, v (in their dtypes, contiguous), recomputing the
+    attention from the saved log-sum-exp with the implementation the forward pass used."""
+    grads = _vector_attention_gradients(q, k, v, out, lse, grad_out, implementation, chunk_size)
+    return tuple(g.contiguous() for g in grads)
+
+
+def _vector_attention_gradients(q, k, v, out, lse, grad_out, implementation: str, chunk_size: int):
     path = resolve_implementation(implementation, q, k, v)
     if q.numel() == 0 or k.numel() == 0:
         return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
@@ -189,7 +201,7 @@ def _vector_attention_backward_op(
 
 @_vector_attention_backward_op.register_fake
 def _vector_attention_backward_fake(q, k, v, out, lse, grad_out, implementation, chunk_size):
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
 
 
 def _setup_context(ctx, inputs, output) -> None:

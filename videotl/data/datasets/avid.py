@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple
 
-from ._files import read_class_list, require_dir, require_file, require_score_file_id
+from ._files import read_annotation_text, read_class_list, require_dir, require_file, require_score_file_id
 from .base import DatasetError, VideoRecord
 
 __all__ = ["AVID_SPLITS", "AvidLabelReport", "load_avid"]
@@ -75,7 +75,7 @@ def load_avid(
     index = {name: i for i, name in enumerate(class_names)}
     annotation = require_file(root / AVID_SPLITS[split], f"the AViD {split} annotations (JSON clip -> class name)")
     try:
-        entries = json.loads(annotation.read_text(encoding="utf-8"))
+        entries = json.loads(read_annotation_text(annotation, f"the AViD {split} annotations"))
     except json.JSONDecodeError as error:
         raise DatasetError(f"{annotation}:{error.lineno}: not valid JSON ({error.msg})") from None
     if not isinstance(entries, dict):

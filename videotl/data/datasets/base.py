@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .. import ffmpeg_log
 from ..decoding import VideoDecodeError, call_with_timeout, iter_segments, output_size, probe, read_clip
 from ..manifest import probe_videos
 from ..sampling import clip_span, clip_times, last_clip_start, on_grid, segment_count, uniform_clip_starts
@@ -163,6 +165,8 @@ class VideoDataset(Dataset):
                     )
         # Paths that failed, shared by all worker processes (each logged once overall).
         self._broken = BrokenVideoRegistry()
+        # The files FFmpeg's lines were reported for, shared likewise (see __setstate__).
+        self._ffmpeg_reports = ffmpeg_log.shared_reports()
         # Per process: the last decoded clip, so the C spatial crops of one view decode it once.
         self._clip_cache: Optional[Tuple[tuple, torch.Tensor]] = None
         # Per process: (video, next segment, its stream) for segments read in order.
@@ -175,6 +179,12 @@ class VideoDataset(Dataset):
         elif self.probe_cache:
             # Earlier runs' probe results, without probing anything now.
             probe_videos(self.video_paths, probe_missing=False, show_progress=False)
+
+    def __setstate__(self, state: dict) -> None:
+        # Unpickled in a spawned DataLoader worker: FFmpeg's lines about a file are reported once
+        # per run, not once per worker.
+        self.__dict__.update(state)
+        ffmpeg_log.adopt_shared_reports(self._ffmpeg_reports)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -276,6 +286,15 @@ class VideoDataset(Dataset):
     def broken(self) -> Dict[str, str]:
         """path -> reason of every video found unreadable so far, by this process or any worker."""
         return self._broken.read()
+
+    def unreadable_reason(self, path: Path) -> str:
+        """Why ``path`` (a record's path, relative or not) could not be read; "" if it could or was
+        not tried. The decoders name a file by its absolute path, so that is looked up too."""
+        broken = self.broken
+        for key in (str(path), os.path.abspath(path), os.path.realpath(path)):
+            if key in broken:
+                return broken[key]
+        return ""
 
     def _note_broken(self, error: VideoDecodeError) -> None:
         if self._broken.add(error.path, error.reason):

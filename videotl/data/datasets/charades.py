@@ -12,12 +12,11 @@ Layout under the root (``DATA.PATH_TO_DATA_DIR``)::
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from ._files import require_dir, require_file, require_score_file_id
+from ._files import annotation_lines, read_csv_table, require_dir, require_file, require_score_file_id
 from .base import DatasetError, VideoRecord
 
 __all__ = ["CHARADES_SPLITS", "CHARADES_VIDEO_DIRS", "load_charades", "read_charades_classes"]
@@ -31,13 +30,10 @@ _ACTION = re.compile(r"^(c\d{3})\s+(-?\d+(?:\.\d*)?)\s+(-?\d+(?:\.\d*)?)$")
 
 def read_charades_classes(path: Path) -> Tuple[List[str], Dict[str, int]]:
     """Class names in file order and the code -> index map (``c000`` -> 0)."""
-    require_file(path, "the Charades class list (lines like 'c000 Holding some clothes')")
     names: List[str] = []
     codes: Dict[str, int] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        match = _CLASS_LINE.match(line.strip())
+    for number, line in annotation_lines(path, "the Charades class list (lines like 'c000 Holding some clothes')"):
+        match = _CLASS_LINE.match(line)
         if not match:
             raise DatasetError(f"{path}:{number}: malformed class line {line!r}: expected 'cNNN name'")
         code, name = match.groups()
@@ -48,6 +44,23 @@ def read_charades_classes(path: Path) -> Tuple[List[str], Dict[str, int]]:
     if not names:
         raise DatasetError(f"{path}: no classes; expected lines like 'c000 Holding some clothes'")
     return names, codes
+
+
+def _intervals(actions: str, codes: Dict[str, int], *, where: str, video_id: str) -> List[Tuple[int, float, float]]:
+    """(class, start, end) of each ``cNNN start end`` item of an ``actions`` field."""
+    intervals = []
+    for item in actions.split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        match = _ACTION.match(item)
+        if not match:
+            raise DatasetError(f"{where}: malformed action {item!r} of video {video_id}: expected 'cNNN start end'")
+        code, start, end = match.group(1), float(match.group(2)), float(match.group(3))
+        if code not in codes:
+            raise DatasetError(f"{where}: action class {code} is not in Charades_v1_classes.txt")
+        intervals.append((codes[code], start, end))
+    return intervals
 
 
 def _video_dir(root: Path, video_dir: str) -> Path:
@@ -79,36 +92,20 @@ def load_charades(root: Path, split: str, *, video_dir: str = "") -> Tuple[List[
     )
     videos = _video_dir(root, video_dir)
     records: List[VideoRecord] = []
-    with open(annotation, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"id", "actions"} - set(reader.fieldnames or [])
-        if missing:
-            raise DatasetError(
-                f"{annotation}:1: header lacks column(s) {sorted(missing)}; expected the official columns "
-                "id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length"
-            )
-        for row in reader:
-            line = reader.line_num
-            video_id = (row.get("id") or "").strip()
-            if not video_id or None in row:
-                raise DatasetError(f"{annotation}:{line}: malformed row (missing id or extra fields)")
-            intervals = []
-            for item in (row.get("actions") or "").split(";"):
-                item = item.strip()
-                if not item:
-                    continue
-                match = _ACTION.match(item)
-                if not match:
-                    raise DatasetError(
-                        f"{annotation}:{line}: malformed action {item!r} of video {video_id}: expected 'cNNN start end'"
-                    )
-                code, start, end = match.group(1), float(match.group(2)), float(match.group(3))
-                if code not in codes:
-                    raise DatasetError(f"{annotation}:{line}: action class {code} is not in Charades_v1_classes.txt")
-                intervals.append((codes[code], start, end))
-            require_score_file_id(video_id, f"{annotation}:{line}")
-            labels = tuple(sorted({c for c, _, _ in intervals}))
-            records.append(VideoRecord(video_id, videos / f"{video_id}.mp4", labels, tuple(intervals)))
+    rows = read_csv_table(
+        annotation,
+        f"the Charades {split} annotations",
+        columns=("id", "actions"),
+        expected="the official columns id,subject,scene,quality,relevance,verified,script,objects,descriptions,"
+        "actions,length",
+    )
+    for line, row in rows:
+        video_id = row["id"]
+        where = f"{annotation}:{line}"
+        intervals = _intervals(row["actions"], codes, where=where, video_id=video_id)
+        require_score_file_id(video_id, where)
+        labels = tuple(sorted({c for c, _, _ in intervals}))
+        records.append(VideoRecord(video_id, videos / f"{video_id}.mp4", labels, tuple(intervals)))
     if not records:
         raise DatasetError(f"{annotation}: no videos listed")
     return records, class_names
