@@ -108,6 +108,9 @@ class _ReaderFailingAfter(BackendReader):
     def __init__(self, reader, budget):
         self.reader, self.budget = reader, budget
 
+    def frames_at(self, sorted_times, out_hw):
+        return self.reader.frames_at(sorted_times, out_hw)
+
     def segments(self, times, out_hw, frames_per_segment):
         for served, segment in enumerate(self.reader.segments(times, out_hw, frames_per_segment)):
             if served == self.budget:

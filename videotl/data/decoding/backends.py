@@ -19,12 +19,14 @@ time); ``datasets/DATASETS.md`` registers a reader over pre-extracted frames.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
 from ...registry import Registry
+from ..sampling import frame_indices_at
 from .errors import CannotReadExactly
 from .video_info import TIME_EPS, VideoInfo
 
@@ -34,14 +36,14 @@ Device = Union[str, torch.device]
 OutputSize = Optional[Tuple[int, int]]
 
 
-class BackendReader:
+class BackendReader(ABC):
     """One open file of a backend. Subclasses give :meth:`frames_at`; :meth:`segments` asks it for
     one segment at a time (a reader that decodes forward serves that in one pass)."""
 
+    @abstractmethod
     def frames_at(self, sorted_times: np.ndarray, out_hw: OutputSize) -> torch.Tensor:
         """uint8 ``len(sorted_times) x H x W x 3``: the frame on screen at each time (seconds from
         the first frame, sorted), at ``out_hw`` (``(height, width)``) or at the source size."""
-        raise NotImplementedError
 
     def segments(self, times: np.ndarray, out_hw: OutputSize, frames_per_segment: int) -> Iterator[torch.Tensor]:
         """Consecutive ``frames_per_segment`` clips of ``times`` (sorted), each yielded once complete."""
@@ -50,6 +52,7 @@ class BackendReader:
 
     def close(self) -> None:
         """Release the decoder (the default holds nothing that needs it)."""
+        return None
 
     def __enter__(self) -> BackendReader:
         return self
@@ -58,7 +61,7 @@ class BackendReader:
         self.close()
 
 
-class DecodingBackend:
+class DecodingBackend(ABC):
     """A way to read videos; subclasses give :meth:`open` (and say what they cannot read exactly)."""
 
     def unavailable_reason(self) -> Optional[str]:
@@ -69,11 +72,13 @@ class DecodingBackend:
 
     def prepare(self) -> None:
         """Load the backend's libraries (nothing by default)."""
+        return None
 
+    @abstractmethod
     def open(
         self, path: str, info: VideoInfo, *, num_threads: int = 0, device: Device = "cpu", autorotate: bool = True
     ) -> BackendReader:
-        raise NotImplementedError
+        """A reader over ``path`` (probed as ``info``)."""
 
 
 BACKENDS: Registry[DecodingBackend] = Registry("decoding backend")
@@ -88,8 +93,7 @@ def backend_named(name: str) -> DecodingBackend:
 
 def frames_on_screen(sorted_stamps: np.ndarray, times: np.ndarray) -> np.ndarray:
     """Index of the frame on screen at each time: the last ``sorted_stamps[i] <= t + TIME_EPS``."""
-    indices = np.searchsorted(sorted_stamps, times + TIME_EPS, side="right") - 1
-    return np.clip(indices, 0, len(sorted_stamps) - 1)
+    return frame_indices_at(sorted_stamps, times, eps=TIME_EPS)
 
 
 def oriented(frames: torch.Tensor, info: VideoInfo, autorotate: bool) -> torch.Tensor:

@@ -59,14 +59,11 @@ def read_frames_at(
     Raises:
         VideoDecodeError: the file is missing, empty, not a video, corrupt or truncated.
     """
-    chosen = backend_named(backend)
     times = np.asarray(times, dtype=np.float64)
     if times.ndim != 1 or times.size == 0:
         raise ValueError(f"times must be a non-empty 1-D sequence, got shape {times.shape}")
     times = np.maximum(times, 0.0)
-    key = file_key(path)
-    info = probe(path)
-    out_hw = None if size is None else output_size(*info.frame_size(autorotate), size)
+    chosen, key, info, out_hw = _request(path, backend, size, autorotate)
     order = np.argsort(times, kind="stable")
     sorted_times = times[order]
     chosen.prepare()
@@ -78,6 +75,14 @@ def read_frames_at(
     result = torch.empty_like(frames)
     result[torch.from_numpy(order)] = frames
     return result
+
+
+def _request(path: PathLike, backend: str, size: Size, autorotate: bool):
+    """What every read starts from: the backend, the file's key, its probe and the output size."""
+    chosen = backend_named(backend)
+    key = file_key(path)
+    info = probe(path)
+    return chosen, key, info, None if size is None else output_size(*info.frame_size(autorotate), size)
 
 
 def read_clip(
@@ -139,10 +144,7 @@ def iter_segments(
     Yields:
         ``(start_sec, uint8 tensor num_frames x H x W x 3)``, in time order.
     """
-    chosen = backend_named(backend)
-    key = file_key(path)
-    info = probe(path)
-    out_hw = None if size is None else output_size(*info.frame_size(autorotate), size)
+    chosen, key, info, out_hw = _request(path, backend, size, autorotate)
     count = segment_count(info.duration, num_frames=num_frames, fps=fps)
     if not 0 <= start_segment < count:
         raise ValueError(f"start_segment = {start_segment}: {key[0]} has {count} segments")
