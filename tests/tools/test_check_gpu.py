@@ -24,6 +24,16 @@ ROOT = Path(__file__).resolve().parents[2]
 # The tiny network at 4 x 32 x 32 clips, as the GPU benchmark's own tests run it.
 TINY_CLIP = (4, 32, 32)
 AOT_EAGER = {"dynamic": False, "backend": "aot_eager"}
+# The decode-training check at the tiny network's size, decoding in the main process.
+DECODE_TRAINING_OVERRIDES = [
+    *TINY_X3D,
+    "MODEL.NUM_CLASSES",
+    "12",
+    "DATA_LOADER.NUM_WORKERS",
+    "0",
+    "DATA.TRAIN_JITTER_SCALES",
+    "[64, 72]",
+]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -89,6 +99,30 @@ def test_the_whole_set_over_five_minutes_says_so_without_failing(pretend_cuda, m
     assert last.startswith("1 of 1 checks passed in ") and last.endswith("s, over the 0 s aimed at")
 
 
+def test_a_check_past_its_budget_is_stopped_and_the_next_one_runs(tmp_path):
+    import io
+    import time
+
+    def hangs(context):
+        time.sleep(30)
+        return True, "never reached"
+
+    checks = {"hangs": hangs, "quick": lambda context: (True, f"budget {context.budget_s} s")}
+    begin = time.perf_counter()
+    results = gpu_check.run_checks(
+        device=CPU, workdir=tmp_path, log=io.StringIO(), checks=checks, budgets_s={"hangs": 0.3, "quick": 7.0},
+        report=lambda result: None,
+    )  # fmt: skip
+    assert time.perf_counter() - begin < 10
+    assert [(r.name, r.passed) for r in results] == [("hangs", False), ("quick", True)]
+    assert results[0].value == "CheckOverBudget: stopped at its 0.3 s budget" and results[1].value == "budget 7.0 s"
+
+
+def test_every_check_has_a_budget_and_they_fit_five_minutes():
+    assert set(gpu_check.CHECK_BUDGETS_S) == set(gpu_check.CHECKS)
+    assert sum(gpu_check.CHECK_BUDGETS_S.values()) <= gpu_check.TIME_BUDGET_S == 300
+
+
 def test_a_check_the_machine_cannot_run_is_skipped_with_its_reason(pretend_cuda, monkeypatch, tmp_path, capsys):
     def lacks_nvdec(context):
         raise gpu_check.CheckSkipped("torchcodec has no CUDA build here")
@@ -123,6 +157,10 @@ def test_triton_checks_skip_without_a_c_compiler(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(gpu_check.CheckSkipped, match="no C compiler"):
         gpu_check.check_triton_kernel(device=CPU)
+    # Compiled training on CUDA builds Triton kernels too (inductor's); eager training does not.
+    monkeypatch.setattr(gpu_check.gpu_benchmark, "measure_loss", lambda **kwargs: pytest.fail("should have skipped"))
+    with pytest.raises(gpu_check.CheckSkipped, match="no C compiler"):
+        gpu_check.check_bf16_training(device=torch.device("cuda"), compiled=True)
 
 
 def test_every_named_check_is_listed_in_the_docs():
@@ -139,13 +177,16 @@ def test_triton_checks_pass_under_the_interpreter():
         "print(g.check_triton_edge_shapes(device=cpu, batch=3)); "
         "print(g.check_triton_same_forward(device=cpu, shape=(1, 19, 9))); "
         "import json; from videotl_tools.harness import gpu_benchmark as gb; "
+        "print(json.dumps(gb.time_configs(device=cpu, shape=(1, 19, 9), dtype='float32', warmup=0, repeats=1, "
+        "only_pinned=True))); "
         "print(json.dumps(gb.time_configs(device=cpu, shape=(1, 19, 9), dtype='float32', warmup=0, repeats=1)))"
     )
     env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = _lines(result.stdout)
-    (kernel, edges, same), configs = [line for line in lines if line.startswith("(")], lines[-1]
+    (kernel, edges, same) = [line for line in lines if line.startswith("(")]
+    pinned, configs = [line for line in lines if line.startswith("{")]
     assert kernel.startswith("(True, 'largest errors against float64 eq. 3: float32 out ")
     assert "at 1x20x9 and 2x37x27" in kernel
     assert edges.startswith("(True, 'batch 3: largest error ") and "no keys: zeros and zero gradients" in edges
@@ -157,6 +198,9 @@ def test_triton_checks_pass_under_the_interpreter():
         "16x16x32, 8 warps",
     ]  # fmt: skip
     assert configs["pinned"] == "32x8x16, 4 warps" and 0 < configs["pinned_vs_fastest_speed"] <= 1
+    # The check's shortest benchmark times the pinned config alone: one compile, no ratio.
+    pinned = json.loads(pinned)
+    assert [row["config"] for row in pinned["results"]] == ["32x8x16, 4 warps"] and pinned["fastest"] is None
 
 
 def test_bf16_training_compares_against_eager_float32():
@@ -223,20 +267,29 @@ def test_decoding_check_on_the_cpu_and_with_a_gpu_decoder_that_fails(tmp_path, m
 
 @pytest.mark.skipif(TORCHCODEC_SKIP is not None, reason=str(TORCHCODEC_SKIP))
 def test_decode_training_trains_in_the_main_process(tmp_path):
-    overrides = [
-        *TINY_X3D,
-        "MODEL.NUM_CLASSES",
-        "12",
-        "DATA_LOADER.NUM_WORKERS",
-        "0",
-        "DATA.TRAIN_JITTER_SCALES",
-        "[64, 72]",
-    ]
     passed, value = gpu_check.check_cuda_decode_training(
-        device=CPU, workdir=tmp_path, steps=2, overrides=overrides, encoding_workers=0
+        device=CPU, workdir=tmp_path, steps=2, overrides=DECODE_TRAINING_OVERRIDES, encoding_workers=0
     )
     assert passed, value
     assert value.startswith("2 steps decoding on cpu in the main process, last loss ") and "0 samples skipped" in value
+
+
+@pytest.mark.skipif(TORCHCODEC_SKIP is not None, reason=str(TORCHCODEC_SKIP))
+def test_decode_training_fails_when_every_read_fell_back_to_pyav(tmp_path):
+    from tests.data.conftest import registered_backend
+    from videotl.data.decoding import TorchcodecBackend
+
+    class Untrusting(TorchcodecBackend):
+        def cannot_read_exactly(self, info):
+            return "its frame index disagrees with the container's"
+
+    with registered_backend("torchcodec", Untrusting()):
+        passed, value = gpu_check.check_cuda_decode_training(
+            device=CPU, workdir=tmp_path, steps=2, overrides=DECODE_TRAINING_OVERRIDES, encoding_workers=0
+        )
+    # Training went on (PyAV read every clip), but not on the decoder the check is about.
+    assert not passed and "0 samples skipped; decoded on the CPU instead: torchcodec cannot read " in value
+    assert value.endswith("exactly (its frame index disagrees with the container's); read with PyAV instead")
 
 
 def test_torchrun_check_forms_a_group_of_one():
@@ -253,6 +306,8 @@ def test_benchmark_check_runs_the_shortest_setting(tmp_path, monkeypatch):
     args = parser.parse_args(list(gpu_check.SHORTEST_BENCHMARK))
     gb._check_arguments(args)
     assert args.parts == list(gb.PARTS) and args.variants == ["eager"] and args.steps == 5
+    # One block config and four small videos, not six configs and sixteen at 640 x 480.
+    assert args.kernel_configs == "pinned" and args.decode_videos == 4 and args.decode_size == (240, 320)
     if not torch.cuda.is_available():
         # Here the benchmark itself refuses: the check reports its one line.
         passed, value = gpu_check.check_gpu_benchmark(workdir=tmp_path, timeout=300)
@@ -273,3 +328,15 @@ def test_benchmark_check_runs_the_shortest_setting(tmp_path, monkeypatch):
     assert passed and value.startswith(f"all parts in 95 s ({tmp_path / 'benchmark_gpu.json'}): ")
     assert "triton_vs_pytorch_attention_speed 10.000" in value and "kernel_matches_naive yes" in value
     assert value.endswith("; pinned block config 0.75x the fastest's speed")
+
+    # Timed alone, the pinned config has no ratio to report.
+    def pinned_only(command, **kwargs):
+        payload = {**_synthetic_payload(), "seconds": 60.0}
+        payload["kernel_configs"] = {**payload["kernel_configs"], "fastest": None, "pinned_vs_fastest_speed": None}
+        payload["targets"] = gb.target_rows(payload)
+        Path(command[command.index("--output") + 1]).write_text(json.dumps(payload))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(gpu_check.subprocess, "run", pinned_only)
+    passed, value = gpu_check.check_gpu_benchmark(workdir=tmp_path)
+    assert passed and "pinned block config" not in value

@@ -283,6 +283,7 @@ def test_command_runs_the_parts_and_writes_json_and_markdown(tmp_path, monkeypat
         monkeypatch.setattr(gb, name, part(name, payload[key]))
     docs, output = tmp_path / "benchmarks.md", tmp_path / "gpu.json"
     argv = ["gpu", "--input", "32x112x112", "--batch", "4", "--variants", "eager", "--steps", "7",
+            "--kernel-configs", "pinned", "--decode-videos", "3", "--decode-size", "96x128",
             "--markdown", str(docs), "--output", str(output)]  # fmt: skip
     assert benchmark.main(argv) == 0
     assert received["time_kernels"]["shape"] == received["time_configs"]["shape"] == (4, 512, 432)
@@ -290,7 +291,13 @@ def test_command_runs_the_parts_and_writes_json_and_markdown(tmp_path, monkeypat
     assert received["measure_models"]["variants"] == ["eager"]
     assert received["measure_models"]["amp_dtype"] == torch.bfloat16
     assert received["measure_loss"]["steps"] == 7 and received["measure_share"]["device"] == torch.device("cuda", 0)
-    assert received["measure_decoding"] == {"device": torch.device("cuda", 0), "batch": 4}
+    assert received["measure_decoding"] == {
+        "device": torch.device("cuda", 0),
+        "batch": 4,
+        "num_videos": 3,
+        "source": (96, 128),
+    }
+    assert received["time_configs"]["only_pinned"] is True
     written = json.loads(output.read_text())
     assert written["machine"]["device"] == "cuda:0" and written["command"].startswith("python tools/benchmark.py gpu")
     assert {row["target"] for row in written["targets"]} >= {"triton_share_of_step", "kernel_matches_naive"}

@@ -220,16 +220,19 @@ def time_configs(
     dtype: str = "bfloat16",
     warmup: int = 3,
     repeats: int = 10,
+    only_pinned: bool = False,
 ) -> Dict[str, Any]:
     """fw+bw seconds of the Triton kernels with each of their block configs at ``shape``, and the
     speed of the config pinned for that shape over the fastest one's: what pinning (rather than
-    timing, which could pick differently on each rank) costs."""
+    timing, which could pick differently on each rank) costs. ``only_pinned`` times the pinned one
+    alone (one Triton compile instead of one per config; no ratio)."""
     from videotl.models import vector_attention_triton
 
     generator = torch.Generator().manual_seed(0)
     q, k, v, grad = ((torch.randn(shape, generator=generator) * 0.5).to(device, AMP_DTYPES[dtype]) for _ in range(4))
+    pinned_config = vector_attention_triton.pinned_config(shape[1], shape[1], shape[2])
     rows = []
-    for config in vector_attention_triton.CONFIGS:
+    for config in [pinned_config] if only_pinned else vector_attention_triton.CONFIGS:
 
         def call(config=config):
             out, lse = vector_attention_triton.forward(q, k, v, config=config)
@@ -237,11 +240,11 @@ def time_configs(
 
         rows.append({"config": _config_name(config), **_timed(call, device=device, warmup=warmup, repeats=repeats)})
         print(f"  config {rows[-1]['config']:<18} fw+bw {rows[-1]['median_s'] * 1e3:9.3f} ms")
-    pinned = _config_name(vector_attention_triton.pinned_config(shape[1], shape[1], shape[2]))
+    pinned = _config_name(pinned_config)
     seconds = {row["config"]: row["median_s"] for row in rows}
-    fastest = min(seconds, key=seconds.get)
+    fastest = None if only_pinned else min(seconds, key=seconds.get)
     return {"shape": list(shape), "dtype": dtype, "results": rows, "pinned": pinned, "fastest": fastest,
-            "pinned_vs_fastest_speed": seconds[fastest] / seconds[pinned]}  # fmt: skip
+            "pinned_vs_fastest_speed": None if only_pinned else seconds[fastest] / seconds[pinned]}  # fmt: skip
 
 
 def _config_name(config) -> str:
@@ -776,7 +779,12 @@ def _captions(payload: Dict[str, Any]) -> Dict[str, str]:
     if kernels:
         captions["kernel_timing"] = f"Vector attention alone at {'x'.join(map(str, kernels['shape']))} (B x N x d):"
     configs, models = payload.get("kernel_configs"), payload.get("models")
-    if configs:
+    if configs and configs.get("pinned_vs_fastest_speed") is None:
+        captions["kernel_configs"] = (
+            f"The Triton kernels' block config pinned for {'x'.join(map(str, configs['shape']))} ({configs['dtype']}), "
+            f"{configs['pinned']}, timed alone (--kernel-configs pinned), fw+bw:"
+        )
+    elif configs:
         captions["kernel_configs"] = (
             f"The Triton kernels' block configs, fw+bw at {'x'.join(map(str, configs['shape']))} ({configs['dtype']}); "
             f"the one pinned for this shape, {configs['pinned']}, runs at {configs['pinned_vs_fastest_speed']:.2f}x "
@@ -865,16 +873,24 @@ def add_gpu_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--output", default="benchmark_gpu.json")
+    parser.add_argument(
+        "--kernel-configs", choices=("all", "pinned"), default="all",
+        help="time every Triton block config (default) or only the one pinned for the shape",
+    )  # fmt: skip
+    parser.add_argument("--decode-videos", type=int, default=16, help="generated videos of the decode part")
+    parser.add_argument("--decode-size", type=parse_shape, default=(480, 640), help="H x W of those videos")
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
-    for name in ("batch", "steps", "warmup", "repeats"):
+    for name in ("batch", "steps", "warmup", "repeats", "decode_videos"):
         if getattr(args, name) < (0 if name == "warmup" else 1):
             raise SystemExit(
-                f"error: --{name} must be {'>= 0' if name == 'warmup' else '>= 1'}, got {getattr(args, name)}"
+                f"error: --{name.replace('_', '-')} must be {'>= 0' if name == 'warmup' else '>= 1'}, got {getattr(args, name)}"
             )
     if len(args.input) != 3:
         raise SystemExit(f"error: --input takes T x H x W, got {'x'.join(map(str, args.input))}")
+    if len(args.decode_size) != 2:
+        raise SystemExit(f"error: --decode-size takes H x W, got {'x'.join(map(str, args.decode_size))}")
 
 
 def run_gpu(args: argparse.Namespace) -> Dict[str, Any]:
@@ -904,7 +920,9 @@ def run_gpu(args: argparse.Namespace) -> Dict[str, Any]:
         print("kernel: Triton against float64 eq. 3, then timings")
         payload["kernel_check"] = check_kernel(device=device)
         payload["kernel_timing"] = time_kernels(device=device, shape=(args.batch, 512, 432), **timing)
-        payload["kernel_configs"] = time_configs(device=device, shape=(args.batch, 512, 432), **timing)
+        payload["kernel_configs"] = time_configs(
+            device=device, shape=(args.batch, 512, 432), only_pinned=args.kernel_configs == "pinned", **timing
+        )
     if "models" in args.parts:
         print(f"models at {'x'.join(map(str, clip))}, batch {args.batch}, {args.amp_dtype}")
         payload["models"] = measure_models(
@@ -921,7 +939,9 @@ def run_gpu(args: argparse.Namespace) -> Dict[str, Any]:
         )
     if "decode" in args.parts:
         print("decode: CPU decoding in workers against GPU decoding in the main process")
-        payload["decoding"] = measure_decoding(device=device, batch=args.batch)
+        payload["decoding"] = measure_decoding(
+            device=device, batch=args.batch, num_videos=args.decode_videos, source=tuple(args.decode_size)
+        )
     payload["seconds"] = time.perf_counter() - started
     payload["targets"] = target_rows(payload)
     for row in payload["targets"]:
