@@ -79,6 +79,17 @@ def prepare_inputs(inputs: torch.Tensor, device: torch.device, channels_last: bo
     return inputs
 
 
+def _forward_at_least_two(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """The model's outputs for ``inputs``, a batch of one run as two copies: dynamo specialises a
+    dimension of size 1, so a compiled model would trace one more graph for an evaluation's last
+    batch of one clip (eval mode: each clip's output does not depend on the others)."""
+    if len(inputs) != 1:
+        return model(inputs)
+    pair = torch.cat([inputs, inputs])
+    torch._dynamo.maybe_mark_dynamic(pair, 0)
+    return model(pair)[:1]
+
+
 def score_batches(
     model: nn.Module,
     loader,
@@ -107,7 +118,7 @@ def score_batches(
         for batch in bar:
             # Grad mode is entered per batch, not around the yield, so it never leaks to the caller.
             with torch.no_grad(), autocast(device, amp_dtype):
-                logits = model(prepare_inputs(batch["inputs"], device, channels_last))
+                logits = _forward_at_least_two(model, prepare_inputs(batch["inputs"], device, channels_last))
             scores = head_activation(cfg.MODEL.HEAD_ACT, logits).cpu().numpy().astype(np.float64)
             valid = torch.as_tensor(batch.get("valid", torch.ones(len(scores), dtype=torch.bool))).numpy()
             yield (
