@@ -11,6 +11,7 @@ from videotl.data.decoding import torchcodec_unavailable_reason
 from videotl_tools.harness.data_benchmark import (
     add_data_arguments,
     bench_index,
+    data_rows,
     long_video_worker,
     make_benchmark_video,
     make_long_video,
@@ -38,6 +39,7 @@ def test_benchmark_report_and_markdown(tmp_path):
         long_lengths=(),
         transcode_clips=1,
         index_videos=0,
+        decord_profile_clips=1,
         log=lambda line: None,
     )
     peers = result["peers"]
@@ -62,7 +64,16 @@ def test_benchmark_report_and_markdown(tmp_path):
         max(r["median_vs_torchcodec_cpu"] for n, r in peers[kind].items() if n.startswith("videotl")) >= 1.2
         for kind in ("random_clips", "segments", "resized_clips")
     ]
+    # The profile's stages add up to the reader's total; its references are all measured.
+    profile = result["decord_profile"]["median_ms"]
+    stages = [r for r in data_rows(result) if r["table"] == "decord_profile"]
+    total = sum(profile[key] for key in ("open", "index", "get_batch", "to_torch", "close"))
+    assert stages[6]["cpu_ms"] == pytest.approx(total) and sum(r.get("share", 0) for r in stages) == pytest.approx(
+        1 + profile["resize"] / total
+    )
+    assert profile["wanted"] == 8 and all(profile[key] > 0 for key in ("ref_decode", "get_batch", "torchcodec_frames"))
     text = render_markdown(result)
+    assert "decord reader spends its time" in text
     assert (
         text.startswith("## Data pipeline\n")
         and "**Targets** (this run)" in text

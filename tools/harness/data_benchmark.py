@@ -42,6 +42,7 @@ import torch
 from videotl.data.encoding import write_video
 from videotl.data.resize import output_size, resize_frames
 from videotl_tools._cli import non_negative_int, positive_float, positive_int
+from videotl_tools.harness.decord_profile import profile_decord, profile_rows
 from videotl_tools.harness.reports import Column, machine_info, markdown_table, table, yes_no
 
 __all__ = ["make_benchmark_video", "make_long_video", "run_data_benchmark", "data_rows", "render_markdown"]
@@ -555,6 +556,7 @@ def run_data_benchmark(
     long_rounds: int = 3,
     transcode_clips: int = 20,
     index_videos: int = 10000,
+    decord_profile_clips: int = 10,
     seed: int = 0,
     log: Callable[[str], None] = print,
 ) -> Dict:
@@ -622,6 +624,11 @@ def run_data_benchmark(
         )
     if index_videos:
         result["index"] = bench_index(workdir, count=index_videos, log=log)
+    if decord_profile_clips and "decord" in backends:
+        log(f"decord profile: {decord_profile_clips} random clips")
+        result["decord_profile"] = profile_decord(
+            video, clips=decord_profile_clips, num_frames=num_frames, fps=fps, seed=seed
+        )
     result["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     result["targets"] = targets(result)
     return result
@@ -751,6 +758,8 @@ def data_rows(result: Dict) -> List[Dict]:
                 "gain_wall": gains["gain_wall"],
             }
         )
+    if result.get("decord_profile"):
+        rows += profile_rows(result["decord_profile"])
     rows += [{"table": "targets", **target} for target in result.get("targets") or []]
     return rows
 
@@ -828,6 +837,12 @@ TRANSCODED_COLUMNS = [
     Column("transcoded clips / CPU-s", "{transcoded_clips_per_cpu_s:.2f}"),
     Column("gain (CPU)", "{gain_cpu:.2f}"),
     Column("gain (wall)", "{gain_wall:.2f}"),
+]
+PROFILE_COLUMNS = [
+    Column("stage", "{stage}", "left"),
+    Column("CPU ms per clip (median)", "{cpu_ms:.1f}"),
+    Column("share of the reader", "{share:.0%}"),
+    Column("cores", "{cores:.2f}"),
 ]
 TARGET_COLUMNS = [
     Column("target", "{target}", "left"),
@@ -918,6 +933,15 @@ def render_markdown(result: Dict) -> str:
             f"{index['warm']['cpu_s']:.2f} s CPU: {index['speedup_wall']:.0f}x faster.",
             "",
         ]
+    profile = result.get("decord_profile")
+    if profile:
+        lines += [
+            f"**Where videotl's decord reader spends its time** (median CPU ms per random clip over "
+            f"{profile['clips']} clips, `tools/harness/decord_profile.py`)",
+            "",
+            markdown_table(table(rows, "decord_profile"), PROFILE_COLUMNS),
+            "",
+        ]
     if result.get("targets"):
         lines += ["**Targets** (this run)", "", markdown_table(table(rows, "targets"), TARGET_COLUMNS), ""]
     return "\n".join(lines) + "\n"
@@ -954,6 +978,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--index-videos", type=non_negative_int, default=10000, help="videos for the index timing (0: skip)"
     )
+    parser.add_argument(
+        "--decord-profile-clips",
+        type=non_negative_int,
+        default=10,
+        help="random clips for the stage-by-stage profile of the decord reader (0 or no decord backend: skip)",
+    )
     parser.add_argument("--output", default="docs/benchmarks/data_pipeline.json")
 
 
@@ -971,6 +1001,7 @@ def run_data(args: argparse.Namespace) -> Dict:
         long_rounds=args.long_rounds,
         transcode_clips=args.transcode_clips,
         index_videos=args.index_videos,
+        decord_profile_clips=args.decord_profile_clips,
     )
 
 
