@@ -1,6 +1,8 @@
 """Step hooks: what they see around each step, and gradient accumulation through them."""
 
 import math
+import os
+import sys
 
 import fakes
 import torch
@@ -101,3 +103,46 @@ def test_accumulating_two_half_batches_equals_training_on_whole_batches(tmp_path
     assert not torch.allclose(halves["1.weight"], whole["1.weight"], rtol=1e-3, atol=1e-4)
     # The schedule counts micro-batches: the accumulating run's checkpoint says 12 iterations.
     assert runs["accumulated"]["iteration"] == 12 and runs["whole"]["iteration"] == 6
+
+
+def test_the_loop_waits_for_the_device_only_at_the_log_period(tmp_path, monkeypatch):
+    # Every read of a device tensor on the host is a sync on a GPU. 12 steps (2 epochs of 6),
+    # LOG_PERIOD 3: the loop reads the loss at steps 3 and 6 of each epoch (the bar, the NaN check and
+    # stats.jsonl share the read) and once per epoch for its mean: 6 reads, where reading at every
+    # step made 12 or more.
+    items = []
+
+    def counted(read):
+        def wrapper(tensor):
+            # The loop's reads (the DataLoader draws its workers' seeds with .item() on CPU tensors too).
+            caller = sys._getframe(1).f_code.co_filename
+            if "videotl" + os.sep + "engine" in caller:
+                items.append(f"{caller}:{sys._getframe(1).f_lineno}")
+            return read(tensor)
+
+        return wrapper
+
+    cfg = _cfg(tmp_path, "LOG_PERIOD", "3")
+    for name in ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__"):
+        monkeypatch.setattr(torch.Tensor, name, counted(getattr(torch.Tensor, name)))
+    engine.train(cfg, build_model_fn=fakes.build_model, build_loader_fn=fakes.build_loader)
+    monkeypatch.undo()
+    assert len(items) == 6, items
+    # What was read is what a hook reading every step would have seen.
+    rows = [line for line in (tmp_path / "stats.jsonl").read_text().splitlines() if '"type": "train"' in line]
+    assert len(rows) == 4 and all('"loss": NaN' not in row for row in rows)
+
+
+def test_a_loss_that_is_not_finite_stops_the_run_at_the_next_log_step(tmp_path):
+    class Explode(engine.StepHook):
+        def before_step(self, state, step):
+            if step.iteration == 1:
+                step.loss_weight = math.nan  # the backward pass makes the weights NaN from here on
+
+    cfg = _cfg(tmp_path, "LOG_PERIOD", "3")
+    try:
+        engine.train(cfg, build_model_fn=fakes.build_model, build_loader_fn=fakes.build_loader, hooks=[Explode()])
+    except FloatingPointError as error:
+        message = str(error)
+    assert message.startswith("loss is nan at iteration 3 (epoch 1, step 3 of 6, lr ")
+    assert last_checkpoint(cfg.OUTPUT_DIR) is None

@@ -16,7 +16,8 @@ def add_run_defaults(cfg: CfgNode) -> None:
     cfg.RNG_SEED = 0
     # "auto" picks CUDA when present; AMP and channels-last apply on CUDA only.
     cfg.DEVICE = "auto"
-    # Iterations between log lines (the tqdm bar updates every step).
+    # Iterations between log lines, and between the step loop's reads of the loss from the device
+    # (host syncs; the tqdm bar's count updates every step).
     cfg.LOG_PERIOD = 10
     # Process-group backend under torchrun: "auto" is NCCL on CUDA and gloo on CPU.
     cfg.DIST_BACKEND = "auto"

@@ -10,13 +10,17 @@ records of ``stats.jsonl``). Both methods receive the run's
   ``k`` batches weighs each loss by ``1 / k`` and leaves ``update`` True on every ``k``-th step only.
 - ``after_step`` runs after the optimizer step (or the held-back update), with ``step.loss`` and
   ``step.iter_time`` set: the place for an exponential moving average of the weights or a logger.
+  The loss stays on the device until read: reading ``step.loss`` waits for the GPU (a host sync),
+  which the loop itself does only every ``LOG_PERIOD`` steps; a hook that reads it at every step
+  makes every step wait. ``step.loss_on_device`` is the same value without the wait.
 
 Checkpoints hold the train state only: a hook that keeps state of its own (EMA weights) saves it
 itself, and an accumulating hook updates at the last step of each epoch, where checkpoints fall.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 
@@ -40,10 +44,20 @@ class Step:
     # update False the optimizer does not step and the next step adds its gradients to these.
     loss_weight: float = 1.0
     update: bool = True
-    # Set for after_step: the loss (the mean over ranks, not weighted) and the seconds since the
-    # previous step ended, the wait for the batch included.
-    loss: float = math.nan
+    # Set for after_step: the loss (the mean over ranks, not weighted; a 0-d tensor on the device)
+    # and the seconds since the previous step ended, the wait for the batch included.
+    loss_on_device: Optional[torch.Tensor] = None
     iter_time: float = math.nan
+    _loss: Optional[float] = field(default=None, init=False, repr=False)
+
+    @property
+    def loss(self) -> float:
+        """The loss as a number: copied from the device at the first read (a host sync), then kept."""
+        if self.loss_on_device is None:
+            return math.nan
+        if self._loss is None:
+            self._loss = float(self.loss_on_device.item())
+        return self._loss
 
 
 class StepHook:

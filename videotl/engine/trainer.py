@@ -339,11 +339,12 @@ def _train_epoch(run: _Run, state: TrainState, epoch: int) -> Tuple[float, Optio
         mininterval=1.0,
         disable=not du.is_main_process(),
     )
-    loss_sum, count, skipped = 0.0, 0, 0
+    losses, count, skipped = _EpochLosses(run.device), 0, 0
     end = time.perf_counter()
     try:
         for index in range(steps):
-            if _agreed(run.stop.requested, run.device):
+            # Under DDP the ranks agree on a stop at the log period only: each agreement waits for the GPU.
+            if (index % run.cfg.LOG_PERIOD == 0 or not du.is_distributed()) and _agreed(run.stop.requested, run.device):
                 return math.nan, None
             try:
                 if index == 0:
@@ -364,11 +365,13 @@ def _train_epoch(run: _Run, state: TrainState, epoch: int) -> Tuple[float, Optio
             if "skipped" in batch:
                 skipped += int(torch.as_tensor(batch["skipped"]).sum())
             _step(run, state, step, batch)
-            loss_sum += step.loss
+            losses.add(step)
             count += 1
             step.iter_time = time.perf_counter() - end
             bar.update(1)
-            bar.set_postfix(loss=f"{step.loss:.4f}", lr=f"{lr:.3g}", refresh=False)
+            if (iteration + 1) % run.cfg.LOG_PERIOD == 0 or index + 1 == steps:
+                losses.read(step, iters_per_epoch=run.iters_per_epoch)
+                bar.set_postfix(loss=f"{step.loss:.4f}", lr=f"{lr:.3g}", refresh=False)
             for hook in run.hooks:
                 hook.after_step(state, step)
             end = time.perf_counter()
@@ -376,13 +379,49 @@ def _train_epoch(run: _Run, state: TrainState, epoch: int) -> Tuple[float, Optio
         bar.close()
     if count < steps:
         raise RuntimeError(f"epoch {epoch + 1}: the loader gave {count} batches, {steps} expected")
-    return loss_sum / max(count, 1), skipped
+    return losses.mean(count), skipped
+
+
+class _EpochLosses:
+    """An epoch's losses kept on the device, so that a step never waits for the GPU: their sum, and
+    the first step whose loss was not finite (iteration, loss). :meth:`read`, at the log period,
+    copies the step's loss and that record to the host in one transfer and stops the run (every
+    rank alike: the loss is the mean over ranks) naming the first bad step, which may lie up to
+    ``LOG_PERIOD`` steps back; no checkpoint is written in between (they come at epoch ends)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.total = torch.zeros((), device=device)
+        self.first_bad = torch.full((2,), math.nan, device=device)
+        self.rates: Dict[int, float] = {}
+
+    def add(self, step: Step) -> None:
+        loss = step.loss_on_device.float()
+        self.total += loss
+        here = torch.stack([torch.full_like(loss, step.iteration), loss])
+        self.first_bad = torch.where(torch.isnan(self.first_bad[0]) & ~torch.isfinite(loss), here, self.first_bad)
+        self.rates[step.iteration] = step.lr
+
+    def read(self, step: Step, *, iters_per_epoch: int) -> None:
+        loss, bad_iteration, bad_loss = torch.cat([step.loss_on_device.float().reshape(1), self.first_bad]).tolist()
+        step._loss = loss
+        if not math.isnan(bad_iteration):
+            iteration = int(bad_iteration)
+            raise FloatingPointError(
+                f"loss is {bad_loss} at iteration {iteration + 1} (epoch {step.epoch + 1}, step "
+                f"{iteration - step.iteration + step.index + 1} of {iters_per_epoch}, lr {self.rates[iteration]:g}): "
+                "stopping. Lower SOLVER.BASE_LR_PER_DEVICE or set SOLVER.CLIP_GRAD_L2NORM; the last checkpoint is intact."
+            )
+        self.rates.clear()
+
+    def mean(self, count: int) -> float:
+        return float(self.total.item()) / max(count, 1)
 
 
 def _step(run: _Run, state: TrainState, step: Step, batch: Dict[str, Any]) -> None:
     """One training step on ``batch``, between the hooks' ``before_step`` and the caller's
-    ``after_step``: sets ``step.loss`` (the mean over ranks, which also lets every rank stop
-    together on NaN) and steps the optimizer unless a hook held the update back."""
+    ``after_step``: sets ``step.loss_on_device`` (the mean over ranks, which also lets every rank
+    stop together on NaN) and steps the optimizer unless a hook held the update back. Nothing here
+    waits for the device."""
     for hook in run.hooks:
         hook.before_step(state, step)
     inputs = prepare_inputs(batch["inputs"], run.device, run.channels_last)
@@ -392,15 +431,10 @@ def _step(run: _Run, state: TrainState, step: Step, batch: Dict[str, Any]) -> No
     loss = run.loss_fn(logits.float(), labels)
     reduced = loss.detach().clone()
     if run.ctx.world_size > 1:
+        # Queued on the device like the gradients' all-reduce: no wait for the host.
         dist.all_reduce(reduced)
         reduced /= run.ctx.world_size
-    step.loss = reduced.item()
-    if not math.isfinite(step.loss):
-        raise FloatingPointError(
-            f"loss is {step.loss} at iteration {step.iteration + 1} (epoch {step.epoch + 1}, step {step.index + 1} "
-            f"of {run.iters_per_epoch}, lr {step.lr:g}): stopping. Lower SOLVER.BASE_LR_PER_DEVICE or set "
-            "SOLVER.CLIP_GRAD_L2NORM; the last checkpoint is intact."
-        )
+    step.loss_on_device = reduced
     state.scaler.scale(loss if step.loss_weight == 1 else loss * step.loss_weight).backward()
     if step.update:
         clip = run.cfg.SOLVER.CLIP_GRAD_L2NORM
