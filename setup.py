@@ -52,8 +52,10 @@ setup(
     },
     entry_points={"console_scripts": [f"{name} = videotl_tools.{module}:main" for name, module in TOOLS.items()]},
     install_requires=[
-        "torch>=2.1",
-        "torchvision>=0.16",
+        # The oldest releases a test run has passed with (CI's pins, requirements.txt); a test keeps
+        # the two in step.
+        "torch>=2.14",
+        "torchvision>=0.29",
         # pytorchvideo's models are used as the X3D reference; its transforms package is not.
         "pytorchvideo==0.1.5",
         # decord2 ships the `decord` module with a current FFmpeg (AV1, truncated files).

@@ -340,3 +340,26 @@ def test_benchmark_check_runs_the_shortest_setting(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_check.subprocess, "run", pinned_only)
     passed, value = gpu_check.check_gpu_benchmark(workdir=tmp_path)
     assert passed and "pinned block config" not in value
+
+
+# What docs/training.md tells an offline GPU machine to bring (beside its own torch, torchvision,
+# numpy and pillow) leaves these out: the checks must run without them.
+NOT_BROUGHT = ("sklearn", "matplotlib", "tensorboard", "decord", "pytorchvideo", "scipy")
+
+
+@pytest.mark.skipif(TORCHCODEC_SKIP is not None, reason=str(TORCHCODEC_SKIP))
+def test_the_checks_run_with_only_the_wheels_the_offline_docs_name(tmp_path):
+    code = (
+        f"import sys; sys.modules.update(dict.fromkeys({NOT_BROUGHT!r})); "
+        "import torch; from videotl_tools import check_gpu; from videotl_tools.harness import gpu_check as g; "
+        "from tests.models.conftest import TINY_X3D; cpu = torch.device('cpu'); "
+        f"print(g.check_cuda_decoding(device=cpu, workdir={str(tmp_path)!r}, frames=4, size=(48, 64))); "
+        "print(g.check_bf16_training(device=cpu, compiled=False, steps=2, clip=(4, 32, 32), batch=2, overrides=TINY_X3D))"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    decoding, training = [line for line in _lines(result.stdout) if line.startswith("(")]
+    assert decoding.startswith("(True, '4 frames 64x48") and training.startswith("(True, '2 steps: bf16 loss ")

@@ -43,3 +43,21 @@ def test_a_changed_readme_command_is_drift():
     ]
     # A CI line that only starts like the command (an extra word glued on) is drift too.
     assert ci_drift(readme, ci_script.replace("-e . && python tools/run_demo.py", "-e .x && python tools/run_demo.py"))
+
+
+def test_setup_claims_no_torch_older_than_the_one_ci_tests():
+    # CI installs requirements.txt's pins; setup.py's lower bounds must not promise an older release
+    # that no test run has passed with (torch 2.13 lacks the CUDA libraries the PyPI builds of
+    # torchcodec and decord2 load; see docs/training.md).
+    import ast
+
+    pins = dict(line.split("==") for line in (REPO / "requirements.txt").read_text().splitlines() if "==" in line)
+    call = next(
+        node for node in ast.walk(ast.parse((REPO / "setup.py").read_text())) if isinstance(node, ast.keyword)
+        and node.arg == "install_requires"
+    )  # fmt: skip
+    bounds = dict(ast.literal_eval(item).split(">=") for item in call.value.elts if ">=" in ast.literal_eval(item))
+    for package in ("torch", "torchvision"):
+        tested = tuple(int(part) for part in pins[package].split(".")[:2])
+        claimed = tuple(int(part) for part in bounds[package].split(".")[:2])
+        assert claimed == tested, f"setup.py says {package}>={bounds[package]}, CI tests {pins[package]}"

@@ -4,7 +4,6 @@ Only the main process writes; the other ranks get objects that do nothing.
 """
 
 import contextlib
-import importlib.metadata
 import json
 import logging
 import math
@@ -18,6 +17,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from ..utils.fileio import WriteError, atomic_write_text, json_safe, os_error_reason
+from ..utils.packages import package_version
 
 __all__ = ["setup_logging", "StatsWriter", "write_environment", "memory_mb"]
 
@@ -158,20 +158,6 @@ class StatsWriter:
                 tb.close()
 
 
-def _package_version(module: str) -> Optional[str]:
-    """The version of the package that provides ``module``, without importing it when it is not
-    loaded yet (importing torchvision or scikit-learn only to read a version costs seconds)."""
-    loaded = sys.modules.get(module)
-    if loaded is not None:
-        return getattr(loaded, "__version__", None)
-    for distribution in importlib.metadata.packages_distributions().get(module, ()):
-        try:
-            return importlib.metadata.version(distribution)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
-
-
 def write_environment(output_dir: str, *, device: torch.device, world_size: int) -> Path:
     """Versions, devices and the launch command, to ``OUTPUT_DIR/environment.json``."""
     import numpy
@@ -196,7 +182,7 @@ def write_environment(output_dir: str, *, device: torch.device, world_size: int)
         "argv": sys.argv,
     }
     for module in ("torchvision", "fvcore", "decord", "av", "sklearn"):
-        info[module] = _package_version(module)
+        info[module] = package_version(module)
     path = Path(output_dir) / "environment.json"
     atomic_write_text(path, json.dumps(info, indent=2) + "\n")
     return path

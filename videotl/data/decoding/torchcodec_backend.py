@@ -14,6 +14,7 @@ from typing import Callable, Optional, Set
 import numpy as np
 import torch
 
+from ...utils.packages import package_version
 from ..resize import resize_frames
 from .backends import BACKENDS, BackendReader, DecodingBackend, first_line, oriented
 from .errors import CannotReadExactly, VideoDecodeError
@@ -41,6 +42,12 @@ def torchcodec_unavailable_reason() -> Optional[str]:
         import torchcodec  # noqa: F401
     except ImportError as error:
         return f"torchcodec is not installed ({error}); pip install torchcodec"
+    except (OSError, RuntimeError) as error:
+        # Installed, but built for another torch (or for CUDA libraries this torch lacks).
+        return (
+            f"torchcodec {package_version('torchcodec') or ''} cannot load its libraries with torch {torch.__version__} "
+            f"({first_line(error)}): install the torchcodec release made for this torch"
+        )
     try:
         from torchcodec._internally_replaced_utils import load_core_libraries
     except ImportError:
