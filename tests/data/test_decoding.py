@@ -488,3 +488,52 @@ def test_frames_stored_far_from_their_presentation_order_fail_loudly(tmp_path):
     )
     with pytest.raises(VideoDecodeError, match="stored more than 33 packets away from their presentation order"):
         read_clip(path, 0.0, num_frames=12, fps=12.0, backend="pyav")
+
+
+def test_decord_frames_are_not_copied_out_of_decords_batch(videos, monkeypatch):
+    # decord's batch reaches torch through DLPack; asnumpy would copy every frame once more.
+    copy = decord.nd.NDArray.asnumpy
+
+    def refuse_frames(self):
+        if len(self.shape) == 4:  # a batch of frames (decord reads its timestamps with asnumpy too)
+            raise AssertionError("asnumpy copied the batch")
+        return copy(self)
+
+    monkeypatch.setattr(decord.nd.NDArray, "asnumpy", refuse_frames)
+    times = [0.0, 0.5, 0.51, 1.2]
+    clip = read_frames_at(videos["30"], times, backend="decord")
+    assert frame_indices(clip) == [0, 15, 15, 36]  # floor(30 * t): the frame on screen
+
+
+class _ThreadsAsked(torch.utils.data.Dataset):
+    """Reads one frame with num_threads=0 and returns the thread count decord's reader got."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        from videotl.data.decoding import decord_backend
+
+        asked = []
+        original = decord_backend.DecordBackend.open
+
+        def spy(backend, path, info, **options):
+            asked.append(options["num_threads"])
+            return original(backend, path, info, **options)
+
+        decord_backend.DecordBackend.open = spy
+        try:
+            read_frames_at(self.path, [0.2], backend="decord", num_threads=0)
+        finally:
+            decord_backend.DecordBackend.open = original
+        return torch.tensor(asked)
+
+
+def test_a_dataloader_worker_decodes_on_one_thread(videos):
+    dataset = _ThreadsAsked(videos["30"])
+    assert dataset[0].tolist() == [0]  # the main process leaves the choice to the decoder
+    (in_worker,) = torch.utils.data.DataLoader(dataset, num_workers=1)
+    assert in_worker.tolist() == [[1]]

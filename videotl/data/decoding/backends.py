@@ -30,7 +30,15 @@ from ..sampling import frame_indices_at
 from .errors import CannotReadExactly
 from .video_info import TIME_EPS, VideoInfo
 
-__all__ = ["BACKENDS", "BackendReader", "DecodingBackend", "backend_named", "frames_on_screen", "oriented"]
+__all__ = [
+    "BACKENDS",
+    "BackendReader",
+    "DecodingBackend",
+    "backend_named",
+    "decoder_threads",
+    "frames_on_screen",
+    "oriented",
+]
 
 Device = Union[str, torch.device]
 OutputSize = Optional[Tuple[int, int]]
@@ -89,6 +97,15 @@ def backend_named(name: str) -> DecodingBackend:
     if name not in BACKENDS:
         raise ValueError(f"backend = {name!r}: must be one of {tuple(BACKENDS.names())}")
     return BACKENDS.get(name)
+
+
+def decoder_threads(num_threads: int) -> int:
+    """The decoder threads of a read asking for ``num_threads``: 0 ("the decoder chooses") is one
+    thread inside a DataLoader worker, where the workers already share the cores and FFmpeg's own
+    choice (a thread per core, plus decord's worker) doubles the CPU time of a clip."""
+    if num_threads > 0:
+        return int(num_threads)
+    return 1 if torch.utils.data.get_worker_info() is not None else 0
 
 
 def frames_on_screen(sorted_stamps: np.ndarray, times: np.ndarray) -> np.ndarray:

@@ -123,7 +123,7 @@ class DecordReader(BackendReader):
                     self.usable = last
                     continue
                 raise VideoDecodeError(self.path, f"decord cannot decode frames: {first_line(error)}") from None
-            frames = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch.asnumpy())
+            frames = batch if isinstance(batch, torch.Tensor) else _as_tensor(batch, decord)
             frames = oriented(frames, self.info, self.autorotate)
             if out_hw is not None:
                 frames = resize_frames(frames, out_hw)
@@ -132,6 +132,14 @@ class DecordReader(BackendReader):
 
     def close(self) -> None:
         self.reader = None
+
+
+def _as_tensor(batch, decord) -> torch.Tensor:
+    """decord's batch as a tensor over its own buffer (DLPack): ``asnumpy`` would copy every frame
+    once more (a tenth of the reader's CPU time on 480x360 clips)."""
+    if isinstance(batch, decord.nd.NDArray):
+        return torch.utils.dlpack.from_dlpack(batch.to_dlpack())
+    return torch.from_numpy(batch.asnumpy())  # another bridge's array (MXNet's, say)
 
 
 def _expand(frames: torch.Tensor, positions: np.ndarray) -> torch.Tensor:

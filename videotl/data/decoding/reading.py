@@ -11,7 +11,7 @@ import torch
 from .. import ffmpeg_log
 from ..resize import Size, output_size
 from ..sampling import clip_times, segment_count
-from .backends import BACKENDS, backend_named
+from .backends import BACKENDS, backend_named, decoder_threads
 from .errors import PathLike
 from .fallback import FALLBACK_BACKEND, exact_read_refusal, read_segments_of, read_sorted
 from .probing import probe
@@ -43,8 +43,8 @@ def read_frames_at(
             decoded YUV picture (swscale, bilinear) before its one conversion to RGB, decord's and
             torchcodec's frames go through torchvision's antialiased bilinear resize; either way
             each frame is resized once, and only frames returned.
-        num_threads: decoder threads; 0 lets the decoder choose. Inside DataLoader workers 1 is
-            best (the workers already use the cores).
+        num_threads: decoder threads; 0 lets the decoder choose, except inside a DataLoader
+            worker, where it means 1 (the workers already use the cores).
         device: torchcodec only: ``"cuda"`` decodes on the GPU (NVDEC) and returns CUDA tensors;
             it belongs in the main process, never in DataLoader workers. Without CUDA (or with a
             torchcodec built without it) the CPU decodes, logged once; so does every read from
@@ -68,7 +68,7 @@ def read_frames_at(
     sorted_times = times[order]
     chosen.prepare()
     with ffmpeg_log.reporting(key[0], backend):
-        options = dict(num_threads=num_threads, device=device, autorotate=autorotate)
+        options = dict(num_threads=decoder_threads(num_threads), device=device, autorotate=autorotate)
         frames = read_sorted(backend, key[0], info, sorted_times, out_hw, **options)
     if np.array_equal(order, np.arange(len(order))):
         return frames
@@ -150,7 +150,7 @@ def iter_segments(
         raise ValueError(f"start_segment = {start_segment}: {key[0]} has {count} segments")
     times = np.arange(start_segment * num_frames, count * num_frames, dtype=np.float64) / fps
     span = num_frames / fps
-    options = dict(num_threads=num_threads, device=device, autorotate=autorotate)
+    options = dict(num_threads=decoder_threads(num_threads), device=device, autorotate=autorotate)
     chunks = read_segments_of(backend, key[0], info, times, out_hw, num_frames, **options)
     segments = enumerate(chunks, start=start_segment)
     chosen.prepare()
