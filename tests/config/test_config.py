@@ -38,6 +38,29 @@ def test_inconsistent_values_are_all_reported():
     assert "MODEL.ARCH = 'resnet'" in message
 
 
+def test_v10_tokenlearner_keys_with_another_tokenizer_are_refused():
+    # The v1.1 tokenizer has no alpha convs, LayerNorm or pooling choice: these keys would be ignored.
+    overrides = [
+        "TOKENLEARNER.TOKENIZER",
+        "tokenlearner_v11",
+        "TOKENLEARNER.ALPHA_LAYERS",
+        "4",
+        "TOKENLEARNER.POOLING",
+        "sum",
+    ]
+    with pytest.raises(ConfigError) as info:
+        load_config("", overrides)
+    assert str(info.value) == (
+        "invalid config: TOKENLEARNER.ALPHA_LAYERS = 4 is read by the 'tokenlearner' tokenizer only, and "
+        "TOKENLEARNER.TOKENIZER is 'tokenlearner_v11': remove it or use the v1.0 tokenizer; "
+        "TOKENLEARNER.POOLING = 'sum' is read by the 'tokenlearner' tokenizer only, and "
+        "TOKENLEARNER.TOKENIZER is 'tokenlearner_v11': remove it or use the v1.0 tokenizer"
+    )
+    # With the v1.0 tokenizer they are its settings; at their defaults they say nothing.
+    assert load_config("", overrides[2:]).TOKENLEARNER.ALPHA_LAYERS == 4
+    assert load_config("", overrides[:2]).TOKENLEARNER.TOKENIZER == "tokenlearner_v11"
+
+
 def test_base_inheritance_and_dump(tmp_path):
     (tmp_path / "base.yaml").write_text("MODEL:\n  NUM_CLASSES: 7\nDATA:\n  NUM_FRAMES: 16\n")
     (tmp_path / "child.yaml").write_text("_BASE_: base.yaml\nDATA:\n  NUM_FRAMES: 8\n")

@@ -102,6 +102,8 @@ def _check_tokenlearner(cfg: CfgNode, errors: list) -> None:
             f"TOKENLEARNER.TOKENIZER = {tl.TOKENIZER!r} has none"
         )
     family = model_family(cfg.MODEL.ARCH)
+    if family == "x3d" and tl.TOKENIZER != "tokenlearner":
+        _check_v10_only_keys(tl, errors)
     if family == "x3d" and tl.FUSER == NO_FUSER and cfg.RES5.TEMPORAL == "tokenlearner":
         errors.append(
             "TOKENLEARNER.FUSER = 'none' leaves a res5 TokenLearner module without a way back to the feature "
@@ -109,6 +111,21 @@ def _check_tokenlearner(cfg: CfgNode, errors: list) -> None:
         )
     if family in ("vit", "vivit") and tl.FUSER not in ("tokenfuser", NO_FUSER):
         errors.append(f"TOKENLEARNER.FUSER = {tl.FUSER!r}: a ViT fuses with 'tokenfuser' or not at all ('none')")
+
+
+# Keys of the X3D family's res5 that only its v1.0 TokenLearner reads: set with another tokenizer
+# they would change nothing, silently.
+_V10_ONLY_KEYS = ("ALPHA_LAYERS", "ALPHA_KERNEL", "LAYERNORM", "POOLING")
+
+
+def _check_v10_only_keys(tl: CfgNode, errors: list) -> None:
+    defaults = TokenLearnerSpec()
+    for key in _V10_ONLY_KEYS:
+        if tl[key] != getattr(defaults, key.lower()):
+            errors.append(
+                f"TOKENLEARNER.{key} = {tl[key]!r} is read by the 'tokenlearner' tokenizer only, and "
+                f"TOKENLEARNER.TOKENIZER is {tl.TOKENIZER!r}: remove it or use the v1.0 tokenizer"
+            )
 
 
 def validate_model(cfg: CfgNode, errors: list) -> None:
