@@ -7,6 +7,10 @@ def test_data_keys_have_defaults_and_rules():
     cfg = load_config("")
     assert (cfg.DATA.TRAIN_LABELS, cfg.DATA.AVID_NONE_LABEL, cfg.DATA.AVID_UNKNOWN_LABEL) == ("clip", "drop", "drop")
     assert cfg.DATA.PATH_LABEL_SEPARATOR == " " and cfg.DATA_LOADER.DECODER_THREADS == 0
+    # The config's default reader is the decoding functions' (the config imports no decoder).
+    from videotl.data.decoding import DEFAULT_BACKEND
+
+    assert cfg.DATA.DECODING_BACKEND == DEFAULT_BACKEND
     with pytest.raises(ConfigError) as info:
         load_config(
             "",

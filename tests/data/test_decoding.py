@@ -537,3 +537,39 @@ def test_a_dataloader_worker_decodes_on_one_thread(videos):
     assert dataset[0].tolist() == [0]  # the main process leaves the choice to the decoder
     (in_worker,) = torch.utils.data.DataLoader(dataset, num_workers=1)
     assert in_worker.tolist() == [[1]]
+
+
+def test_a_read_that_names_no_backend_decodes_with_pyav(videos, monkeypatch):
+    # PyAV is the default: the fastest exact reader (docs/benchmarks.md); decord is not opened.
+    from videotl.data.decoding import decord_backend, pyav_backend
+
+    opened = []
+    for module, cls in ((decord_backend, "DecordBackend"), (pyav_backend, "PyAVBackend")):
+        original = getattr(module, cls).open
+
+        def spy(backend, *args, _original=original, _name=cls, **kwargs):
+            opened.append(_name)
+            return _original(backend, *args, **kwargs)
+
+        monkeypatch.setattr(getattr(module, cls), "open", spy)
+    clip = read_clip(videos["30"], 0.5, num_frames=3, fps=30.0)
+    assert frame_indices(clip) == [15, 16, 17] and opened == ["PyAVBackend"]
+    frames = [clip for _, clip in iter_segments(videos["30"], num_frames=30, fps=30.0)]
+    assert len(frames) == 2 and opened == ["PyAVBackend"] * 2
+
+
+def test_torchcodec_prepare_loads_its_libraries(monkeypatch):
+    # prepare() loads them before a read (or a benchmark's clock) starts, never during it.
+    import torchcodec._internally_replaced_utils as loader
+
+    import videotl.data.decoding as decoding
+
+    loaded = []
+    monkeypatch.setattr(loader, "load_core_libraries", lambda: loaded.append(True))
+    decoding.torchcodec_unavailable_reason.cache_clear()
+    try:
+        decoding.BACKENDS.get("torchcodec").prepare()
+        decoding.BACKENDS.get("torchcodec").prepare()
+    finally:
+        decoding.torchcodec_unavailable_reason.cache_clear()
+    assert loaded == [True]  # once, and remembered

@@ -302,9 +302,12 @@ def long_video_worker(mode: str, path: str, backend: str) -> Dict:
     # Imports come before the clock: they are the same for every mode and no part of decoding.
     from videotl.data import VideoDataset, VideoRecord, read_segments
     from videotl.data.decoding import iter_segments
+    from videotl.data.decoding.backends import backend_named
     from videotl.data.loader import SegmentBatches
     from videotl.data.transforms import EvalTransform
 
+    # So are the backend's libraries (torchcodec's FFmpeg and operators: 1.3 s of CPU to load).
+    backend_named(backend).prepare()
     torch.set_num_threads(1)
     wall, cpu = time.perf_counter(), _cpu_with_children()
     produced = 0
@@ -658,8 +661,14 @@ def _torchcodec_ffmpeg() -> str:
         return "?"
 
 
-def _best_videotl(rates: Dict[str, Dict]) -> Tuple[str, Dict]:
-    name = max((n for n in rates if n.startswith("videotl ")), key=lambda n: rates[n]["median_vs_torchcodec_cpu"])
+def _default_videotl(rates: Dict[str, Dict]) -> Tuple[str, Dict]:
+    """videotl's default reader (the configuration a user who changes nothing gets), or where a
+    run left it out, its fastest reader."""
+    from videotl.data.decoding import DEFAULT_BACKEND
+
+    name = f"videotl {DEFAULT_BACKEND}"
+    if name not in rates:
+        name = max((n for n in rates if n.startswith("videotl ")), key=lambda n: rates[n]["median_vs_torchcodec_cpu"])
     return name, rates[name]
 
 
@@ -674,7 +683,7 @@ def targets(result: Dict) -> List[Dict]:
     ):
         if kind not in peers:
             continue
-        name, best = _best_videotl(peers[kind])
+        name, best = _default_videotl(peers[kind])
         rows.append(
             {
                 "target": f"{label}: >= {TARGET}x torchcodec exact (CPU time, median over clips)",
@@ -684,6 +693,7 @@ def targets(result: Dict) -> List[Dict]:
             }
         )
     long_rows = result.get("long_videos") or []
+    rows += _long_video_peer_targets(long_rows)
     if len(long_rows) >= 2:
         short, longest = long_rows[0], long_rows[-1]
         for key in [k for k in longest if k.startswith("score ")]:
@@ -708,6 +718,29 @@ def targets(result: Dict) -> List[Dict]:
                     "met": speed >= 0.9,
                 }
             )
+    return rows
+
+
+def _long_video_peer_targets(long_rows: List[Dict]) -> List[Dict]:
+    """Per long video measured with torchcodec too: videotl's default ``segments`` against
+    torchcodec's, each as its ratio to the sequential decode run beside it (so the load of the
+    moment cancels)."""
+    from videotl.data.decoding import DEFAULT_BACKEND
+
+    rows = []
+    for video in long_rows:
+        ours, peer = video.get(f"segments {DEFAULT_BACKEND}"), video.get("segments torchcodec")
+        if ours is None or peer is None or DEFAULT_BACKEND == "torchcodec":
+            continue
+        ratio = ours["vs_sequential_cpu"] / peer["vs_sequential_cpu"]
+        length = f"{video['seconds'] / 60:g} min" if video["seconds"] >= 60 else f"{video['seconds']:g} s"
+        rows.append(
+            {
+                "target": f"long video {length}: segments {DEFAULT_BACKEND} (default) >= 1.0x segments torchcodec (CPU)",
+                "measured": f"{ratio:.2f}x CPU",
+                "met": ratio >= 1.0,
+            }
+        )
     return rows
 
 
@@ -851,6 +884,10 @@ TARGET_COLUMNS = [
 ]
 
 BARE_READERS = (
+    "The default reader (`DATA.DECODING_BACKEND`, `backend=`) is `pyav`; the targets read its row. "
+    "Every reader, videotl's and the bare ones, opens the file afresh for each clip (none keeps an "
+    "open reader between clips) and decodes on one thread (decord `num_threads=1`, torchcodec "
+    "`num_ffmpeg_threads=1`, PyAV `thread_count=1`). "
     'Bare readers: `torchcodec` = `VideoDecoder(seek_mode="exact")` per clip, '
     "`get_frames_played_at` (+ torchvision v2 antialiased resize); `decord` = `VideoReader` + "
     "`get_batch` of the indices a constant frame rate gives (not exact on variable-rate or odd "

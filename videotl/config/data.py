@@ -13,12 +13,12 @@ def add_data_defaults(cfg: CfgNode) -> None:
     # Clips are sampled by time at this rate, whatever the source frame rate.
     cfg.DATA.TARGET_FPS = 12.0
     cfg.DATA.MULTI_LABEL = True
-    # "decord", "pyav", "torchcodec" or a backend registered in videotl.data.decoding.BACKENDS
+    # "pyav", "decord", "torchcodec" or a backend registered in videotl.data.decoding.BACKENDS
     # (datasets/DATASETS.md, "Your own reader"): the same frames from each (decord and torchcodec fall
-    # back to PyAV per file where their frame index disagrees with the container's). On the data
-    # benchmark (docs/benchmarks.md, "Data pipeline") "pyav" is the fastest exact reader, by far
-    # for whole-video segments; torchcodec needs FFmpeg's shared libraries (datasets/DATASETS.md).
-    cfg.DATA.DECODING_BACKEND = "decord"
+    # back to PyAV per file where their frame index disagrees with the container's). "pyav", the
+    # default (videotl.data.decoding.DEFAULT_BACKEND), is the fastest exact reader on the data
+    # benchmark (docs/benchmarks.md, "Data pipeline"); torchcodec needs FFmpeg's shared libraries.
+    cfg.DATA.DECODING_BACKEND = "pyav"
     # Where videos are decoded: "cpu" (DataLoader workers) or "cuda" (needs DECODING_BACKEND
     # torchcodec): the workers only plan each clip (video, start, crop / scale / flip draws) and
     # the main process decodes and transforms the batch on its GPU, the next batch on a side

@@ -2,8 +2,8 @@
 
 Public API::
 
-    read_clip(path, start_sec, num_frames=64, fps=12.0, backend="decord", size=None) -> uint8 T x H x W x 3
-    iter_segments(path, num_frames=64, fps=12.0, backend="decord", size=None) -> yields (start_sec, uint8 T x H x W x 3)
+    read_clip(path, start_sec, num_frames=64, fps=12.0, backend="pyav", size=None) -> uint8 T x H x W x 3
+    iter_segments(path, num_frames=64, fps=12.0, backend="pyav", size=None) -> yields (start_sec, uint8 T x H x W x 3)
     read_segments(...) -> the same, as a list
     read_frames_at(path, times, backend=..., size=...) -> uint8 N x H x W x 3
     probe(path) -> VideoInfo(duration, fps, num_frames, width, height)

@@ -9,7 +9,7 @@ from typing import Iterable, List, Optional, Sequence, Union
 import av
 from tqdm import tqdm
 
-from .decoding import VideoDecodeError, decoder_notes, probe, read_frames_at
+from .decoding import DEFAULT_BACKEND, VideoDecodeError, decoder_notes, probe, read_frames_at
 
 __all__ = ["VideoProblem", "check_video", "check_videos"]
 
@@ -42,7 +42,7 @@ def _decode_everything(path: PathLike, expected_frames: int) -> None:
         raise VideoDecodeError(path, f"only {decoded} of {expected_frames} frames decode (truncated or corrupt)")
 
 
-def check_video(path: PathLike, *, backend: str = "decord", full: bool = False) -> Optional[VideoProblem]:
+def check_video(path: PathLike, *, backend: str = DEFAULT_BACKEND, full: bool = False) -> Optional[VideoProblem]:
     """None if the video reads, else what is wrong with it.
 
     Probes the packets (a file holding fewer frames than its header lists is reported as
@@ -76,7 +76,7 @@ def video_notes(path: PathLike) -> List[VideoProblem]:
 def check_videos(
     paths: Sequence[PathLike],
     *,
-    backend: str = "decord",
+    backend: str = DEFAULT_BACKEND,
     full: bool = False,
     progress: bool = True,
     notes: bool = False,

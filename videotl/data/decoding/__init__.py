@@ -49,7 +49,7 @@ accepts what ``get_batch`` returns.
 """
 
 from ..resize import output_size
-from .backends import BACKENDS, BackendReader, DecodingBackend, frames_on_screen, oriented
+from .backends import BACKENDS, DEFAULT_BACKEND, BackendReader, DecodingBackend, frames_on_screen, oriented
 from .decord_backend import DecordBackend
 from .errors import CannotReadExactly, DecodeTimeout, VideoDecodeError
 from .probing import probe, remember_probe
@@ -61,6 +61,7 @@ from .video_info import TIME_EPS, VideoInfo, file_key
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_BACKEND",
     "TIME_EPS",
     "BackendReader",
     "CannotReadExactly",

@@ -32,6 +32,7 @@ from .video_info import TIME_EPS, VideoInfo
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_BACKEND",
     "BackendReader",
     "DecodingBackend",
     "backend_named",
@@ -90,6 +91,11 @@ class DecodingBackend(ABC):
 
 
 BACKENDS: Registry[DecodingBackend] = Registry("decoding backend")
+
+# The default reader (``DATA.DECODING_BACKEND``, ``backend=``): PyAV is the fastest exact reader on
+# every kind of file measured (docs/benchmarks.md): it skips the non-reference frames no asked time
+# shows and scales in YUV, where decord and torchcodec decode every frame and resize RGB.
+DEFAULT_BACKEND = "pyav"
 
 
 def backend_named(name: str) -> DecodingBackend:

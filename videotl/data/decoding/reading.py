@@ -11,7 +11,7 @@ import torch
 from .. import ffmpeg_log
 from ..resize import Size, output_size
 from ..sampling import clip_times, segment_count
-from .backends import BACKENDS, backend_named, decoder_threads
+from .backends import BACKENDS, DEFAULT_BACKEND, backend_named, decoder_threads
 from .errors import PathLike
 from .fallback import FALLBACK_BACKEND, exact_read_refusal, read_segments_of, read_sorted
 from .probing import probe
@@ -26,7 +26,7 @@ def read_frames_at(
     path: PathLike,
     times: Sequence[float],
     *,
-    backend: str = "decord",
+    backend: str = DEFAULT_BACKEND,
     size: Size = None,
     num_threads: int = 0,
     device: Device = "cpu",
@@ -37,8 +37,9 @@ def read_frames_at(
     Args:
         path: video file.
         times: times in any order (negative ones give the first frame); repeats are decoded once.
-        backend: ``"decord"``, ``"pyav"``, ``"torchcodec"`` or a name registered in
-            :data:`~videotl.data.decoding.BACKENDS`; all return the same frames.
+        backend: ``"pyav"`` (the default: the fastest exact reader), ``"decord"``,
+            ``"torchcodec"`` or a name registered in :data:`~videotl.data.decoding.BACKENDS`;
+            all return the same frames.
         size: ``None`` (source size), short side (int) or ``(height, width)``. PyAV scales the
             decoded YUV picture (swscale, bilinear) before its one conversion to RGB, decord's and
             torchcodec's frames go through torchvision's antialiased bilinear resize; either way
@@ -90,7 +91,7 @@ def read_clip(
     start_sec: float,
     num_frames: int = 64,
     fps: float = 12.0,
-    backend: str = "decord",
+    backend: str = DEFAULT_BACKEND,
     size: Size = None,
     *,
     num_threads: int = 0,
@@ -122,7 +123,7 @@ def iter_segments(
     path: PathLike,
     num_frames: int = 64,
     fps: float = 12.0,
-    backend: str = "decord",
+    backend: str = DEFAULT_BACKEND,
     size: Size = None,
     *,
     num_threads: int = 0,
@@ -168,7 +169,7 @@ def read_segments(
     path: PathLike,
     num_frames: int = 64,
     fps: float = 12.0,
-    backend: str = "decord",
+    backend: str = DEFAULT_BACKEND,
     size: Size = None,
     *,
     num_threads: int = 0,

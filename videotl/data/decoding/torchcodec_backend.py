@@ -72,6 +72,9 @@ class TorchcodecBackend(DecodingBackend):
     def unavailable_reason(self) -> Optional[str]:
         return torchcodec_unavailable_reason()
 
+    def prepare(self) -> None:
+        torchcodec_unavailable_reason()  # loads FFmpeg's libraries and torchcodec's operators
+
     def cannot_read_exactly(self, info: VideoInfo) -> Optional[str]:
         if not info.has_timestamps:
             return "the stream has no timestamps"
