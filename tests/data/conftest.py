@@ -331,3 +331,50 @@ def charades_cfg(charades_root):
         )
 
     return make
+
+
+# The default config's DATA.MEAN and DATA.STD.
+MEAN, STD = 0.45, 0.225
+
+
+def _frames(inputs):
+    """The uint8 frames a normalised batch was made from (normalisation is exact to invert here)."""
+    return ((inputs * STD + MEAN) * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def decoded_epochs(loader, seed, epochs=2):
+    """Each epoch's batches of a train loader, torch's random state seeded with ``seed`` first."""
+    torch.manual_seed(seed)
+    out = []
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch)
+        out.append(list(loader))
+    return out
+
+
+def assert_same_batches(expected, actual):
+    """Equal batch lists: the same keys in the same order, equal tensors (dtype too) and values."""
+    assert len(expected) == len(actual) and len(expected) > 0
+    for want, got in zip(expected, actual):
+        assert list(want) == list(got)  # same keys, in the same order
+        assert torch.equal(_frames(want["inputs"]), _frames(got["inputs"]))
+        for key in want:
+            if isinstance(want[key], torch.Tensor):
+                assert want[key].dtype == got[key].dtype and torch.equal(want[key], got[key]), key
+            else:
+                assert want[key] == got[key], key
+
+
+def fail_to_decode(monkeypatch, name):
+    """Reading the clips of the video file ``name`` raises, as a file that probes but cannot be decoded."""
+    from videotl.data.datasets.base import VideoDataset
+    from videotl.data.decoding import VideoDecodeError
+
+    original = VideoDataset._read
+
+    def read(self, path, start, short_side, device="cpu"):
+        if path.name == name:
+            raise VideoDecodeError(path, "planted decode failure")
+        return original(self, path, start, short_side, device=device)
+
+    monkeypatch.setattr(VideoDataset, "_read", read)

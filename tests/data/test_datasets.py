@@ -8,6 +8,7 @@ import torch
 from videotl.config import load_config
 from videotl.data import DatasetError, ShardSampler, build_dataset, build_loader
 from videotl.data.loader import SegmentBatches, rank_videos
+from videotl.data.strategies import clip_classes
 
 from .conftest import BACKENDS, SMALL, frame_indices
 
@@ -75,10 +76,10 @@ def test_clip_labels_with_a_minimum_coverage_count_the_frames_that_show_the_acti
     assert len(seen) >= 2
     # A clip from 0.92 s: c001 shows on its first frame only, c003 on its last only.
     start = 1.5 - 7 / 12 + 0.001
-    assert dataset._clip_classes(dataset.records[0], start, start + 8 / 12) == []
+    intervals = dataset.records[0].intervals
+    assert clip_classes(intervals, start, num_frames=8, fps=12, min_coverage=0.5) == []
     # Any overlap (the default rule) keeps both.
-    dataset.clip_label_min_coverage = 0.0
-    assert dataset._clip_classes(dataset.records[0], start, start + 8 / 12) == [1, 3]
+    assert clip_classes(intervals, start, num_frames=8, fps=12, min_coverage=0.0) == [1, 3]
 
 
 def test_charades_video_level_training_labels(charades_cfg):

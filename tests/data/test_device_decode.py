@@ -8,15 +8,12 @@ import torch
 
 from videotl.config import ConfigError
 from videotl.data import build_dataset, build_loader
-from videotl.data.datasets.base import VideoDataset
 from videotl.data.decoding import VideoDecodeError
 from videotl.data.device_decode import MainProcessDecoder, build_main_process_loader
 
-from .conftest import TORCHCODEC_SKIP
+from .conftest import TORCHCODEC_SKIP, assert_same_batches, decoded_epochs, fail_to_decode
 
 pytestmark = pytest.mark.skipif(TORCHCODEC_SKIP is not None, reason=str(TORCHCODEC_SKIP))
-
-MEAN, STD = 0.45, 0.225
 
 
 def _cfg(charades_cfg, *overrides):
@@ -24,41 +21,15 @@ def _cfg(charades_cfg, *overrides):
     return charades_cfg("DATA.DECODING_BACKEND", "torchcodec", *overrides)
 
 
-def _frames(inputs):
-    """The uint8 frames a normalised batch was made from (normalisation is exact to invert here)."""
-    return ((inputs * STD + MEAN) * 255).round().clamp(0, 255).to(torch.uint8)
-
-
-def _epochs(loader, seed, epochs=2):
-    torch.manual_seed(seed)
-    out = []
-    for epoch in range(epochs):
-        loader.sampler.set_epoch(epoch)
-        out.append(list(loader))
-    return out
-
-
-def _assert_same_batches(expected, actual):
-    assert len(expected) == len(actual) and len(expected) > 0
-    for want, got in zip(expected, actual):
-        assert list(want) == list(got)  # same keys, in the same order
-        assert torch.equal(_frames(want["inputs"]), _frames(got["inputs"]))
-        for key in want:
-            if isinstance(want[key], torch.Tensor):
-                assert want[key].dtype == got[key].dtype and torch.equal(want[key], got[key]), key
-            else:
-                assert want[key] == got[key], key
-
-
 @pytest.mark.parametrize("workers", [0, 2])
 def test_train_batches_equal_the_worker_path(charades_cfg, workers):
     cfg = _cfg(charades_cfg, "DATA_LOADER.NUM_WORKERS", str(workers))
-    ordinary = _epochs(build_loader(cfg, "train", "train"), seed=7)
+    ordinary = decoded_epochs(build_loader(cfg, "train", "train"), seed=7)
     main = build_main_process_loader(cfg, "train", "train", device="cpu")
     assert isinstance(main, MainProcessDecoder) and len(main) == len(ordinary[0])
-    decoded = _epochs(main, seed=7)
+    decoded = decoded_epochs(main, seed=7)
     for want, got in zip(ordinary, decoded):
-        _assert_same_batches(want, got)
+        assert_same_batches(want, got)
     # The draws differ between epochs and seeds (the comparison is not between constant batches).
     assert not torch.equal(decoded[0][0]["inputs"], decoded[1][0]["inputs"]) or not torch.equal(
         decoded[0][0]["start_sec"], decoded[1][0]["start_sec"]
@@ -72,7 +43,7 @@ def test_views_batches_equal_the_worker_path(charades_cfg):
     cfg = _cfg(charades_cfg, "TEST.MODE", "views", "TEST.NUM_ENSEMBLE_VIEWS", "2", "TEST.NUM_SPATIAL_CROPS", "3")
     ordinary = list(build_loader(cfg, "test", "views"))
     decoded = list(build_main_process_loader(cfg, "test", "views", device="cpu"))
-    _assert_same_batches(ordinary, decoded)
+    assert_same_batches(ordinary, decoded)
     valid = torch.cat([b["valid"] for b in decoded])
     assert valid.tolist() == [True] * 12 + [False] * 6  # BROKE's 6 views are invalid, by name below
 
@@ -83,22 +54,11 @@ def test_segment_batches_equal_the_worker_path(charades_cfg, workers):
     ordinary = list(build_loader(cfg, "test", "segments"))
     main = build_main_process_loader(cfg, "test", "segments", device="cpu")
     assert len(main) == len(ordinary)
-    _assert_same_batches(ordinary, list(main))
-
-
-def _fail_to_decode(monkeypatch, name):
-    original = VideoDataset._read
-
-    def read(self, path, start, short_side, device="cpu"):
-        if path.name == name:
-            raise VideoDecodeError(path, "planted decode failure")
-        return original(self, path, start, short_side, device=device)
-
-    monkeypatch.setattr(VideoDataset, "_read", read)
+    assert_same_batches(ordinary, list(main))
 
 
 def test_a_clip_that_fails_to_decode_in_training_is_replaced_and_counted(charades_cfg, monkeypatch):
-    _fail_to_decode(monkeypatch, "AAA01.mp4")
+    fail_to_decode(monkeypatch, "AAA01.mp4")
     loader = build_main_process_loader(_cfg(charades_cfg), "train", "train", device="cpu")
     torch.manual_seed(0)
     skipped, videos = 0, []
@@ -116,7 +76,7 @@ def test_a_clip_that_fails_to_decode_in_training_is_replaced_and_counted(charade
 
 
 def test_a_clip_that_fails_to_decode_in_evaluation_is_invalid_and_named(charades_cfg, monkeypatch):
-    _fail_to_decode(monkeypatch, "CCC03.mp4")
+    fail_to_decode(monkeypatch, "CCC03.mp4")
     cfg = _cfg(charades_cfg, "TEST.MODE", "views")
     loader = build_main_process_loader(cfg, "test", "views", device="cpu")
     batches = list(loader)
@@ -128,8 +88,8 @@ def test_a_clip_that_fails_to_decode_in_evaluation_is_invalid_and_named(charades
 
 
 def test_a_training_sample_that_exhausts_its_attempts_says_so(charades_cfg, monkeypatch):
-    _fail_to_decode(monkeypatch, "AAA01.mp4")
-    _fail_to_decode(monkeypatch, "BBB02.mp4")
+    fail_to_decode(monkeypatch, "AAA01.mp4")
+    fail_to_decode(monkeypatch, "BBB02.mp4")
     loader = build_main_process_loader(
         _cfg(charades_cfg, "DATA.MAX_SKIP_ATTEMPTS", "3"), "train", "train", device="cpu"
     )

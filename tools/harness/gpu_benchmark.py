@@ -559,7 +559,7 @@ def measure_decoding(
     from videotl.data.decoding import torchcodec_unavailable_reason
     from videotl.data.device_decode import build_main_process_loader
     from videotl.data.encoding import write_video
-    from videotl.data.loader import build_loader
+    from videotl.data.pipeline import build_loader
 
     if require_cuda and device.type != "cuda":
         return {"skipped": "no CUDA"}

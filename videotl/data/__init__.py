@@ -27,7 +27,8 @@ from .decoding import (
     read_frames_at,
     read_segments,
 )
-from .loader import SegmentBatches, ShardSampler, TrainSampler, build_loader
+from .loader import SegmentBatches, ShardSampler, TrainSampler
+from .pipeline import build_loader
 
 __all__ = [
     "BACKENDS",

@@ -5,23 +5,23 @@ the GPU's memory and its few hardware decoders, so GPU decoding happens in the p
 trains. The work splits in two:
 
 - DataLoader workers (or the main process with 0 workers) make only the *plan* of each sample
-  (:meth:`VideoDataset.clip_plan`): the video, the clip's start, the random crop / scale / flip
-  draws and the label. They probe the videos but read no frame. The draws are made in the order
-  the ordinary path makes them, from the same per-worker random state, so a plan decoded here is
-  the sample the ordinary DataLoader would have produced.
-- :class:`MainProcessDecoder` decodes each batch of plans with torchcodec on the device, applies
-  the same transforms to the GPU tensors, and decodes the next batch on a background thread
-  while the caller trains on the current one. On CUDA that thread issues its work on a side
-  stream; the caller's stream waits for it before the batch is handed over, and the batch's
-  memory is recorded as used by the caller's stream.
+  (:meth:`VideoDataset.clip_plan`, a :class:`~videotl.data.strategies.ClipPlan`): the video,
+  the clip's start, the random crop / scale / flip draws and the labels. They probe the videos
+  but read no frame.
+- :class:`MainProcessDecoder` turns each batch of plans into samples with
+  :meth:`VideoDataset.decode_sample`, the call a CPU worker makes after planning, here with
+  torchcodec on the device (the transforms run on the GPU tensors), and decodes the next batch on
+  a background thread while the caller trains on the current one. On CUDA that thread issues its
+  work on a side stream; the caller's stream waits for it before the batch is handed over, and
+  the batch's memory is recorded as used by the caller's stream.
 
 Segments mode has nothing to plan (the videos were probed when the dataset was indexed): the
 background thread streams the segments itself, in the order the ordinary loader's workers give.
 
-A clip that fails to decode here is handled like a broken video in a worker: in train mode it is
-replaced (by a video and draws that depend only on the seed and the failed video, so the main
-process's random state is untouched) and counted in the batch's ``"skipped"``; in evaluation the
-sample is marked invalid and the evaluator names the video.
+A clip that fails to decode is replaced in train mode (by a video and draws that depend only on
+the seed and the failed video, so the main process's random state is untouched) and counted in
+the batch's ``"skipped"``; in evaluation the sample is marked invalid and the evaluator names the
+video: the same as in a worker.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from torch.utils.data._utils.collate import default_collate
 
 from .build import build_dataset
 from .datasets.base import VideoDataset
-from .decoding import VideoDecodeError
-from .loader import _rank_and_world, sample_loader, segment_batches
+from .loader import rank_and_world, sample_loader, segment_batches
+from .strategies import ClipPlan
 
 __all__ = ["ClipPlans", "MainProcessDecoder", "build_main_process_loader", "resolve_decode_device"]
 
@@ -74,12 +74,12 @@ class ClipPlans(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int) -> ClipPlan:
         return self.dataset.clip_plan(index)
 
 
-def _keep_plans(plans: List[dict]) -> List[dict]:
-    # Plans stay a list of dicts: the decoder needs each one as the dataset made it.
+def _keep_plans(plans: List[ClipPlan]) -> List[ClipPlan]:
+    # Plans stay a list: the decoder needs each one as the dataset made it.
     return plans
 
 
@@ -126,42 +126,12 @@ class MainProcessDecoder:
 
     # ----------------------------------------------------------------- decoding
 
-    def _decode(self, plans: List[dict]) -> dict:
+    def _decode(self, plans: List[ClipPlan]) -> dict:
         dataset = self.video_dataset
-        samples = []
-        for plan in plans:
-            if dataset.mode == "train":
-                samples.append(self._train_sample(plan))
-            elif not plan["valid"]:
-                samples.append(dataset.planned_sample(plan, dataset.invalid_inputs(self.device)))
-            else:
-                try:
-                    inputs = dataset.decode_plan(plan, device=self.device)
-                    samples.append(dataset.planned_sample(plan, inputs))
-                except VideoDecodeError:
-                    samples.append(dataset.planned_sample(plan, dataset.invalid_inputs(self.device), valid=False))
+        samples = [dataset.decode_sample(plan, device=self.device) for plan in plans]
         # The C crops of the last view share its decode; nothing of it is needed after the batch.
         dataset.release_cache()
         return default_collate(samples)
-
-    def _train_sample(self, plan: dict) -> dict:
-        dataset = self.video_dataset
-        failed = plan
-        # Skips so far: videos the worker could not probe, then clips that failed to decode here.
-        skipped = int(plan["skipped"])
-        for attempt in range(dataset.max_skip_attempts):
-            try:
-                inputs = dataset.decode_plan(plan, device=self.device)
-            except VideoDecodeError:
-                plan = dataset.replacement_plan(failed, attempt)
-                skipped += 1 + int(plan["skipped"])
-                continue
-            return dataset.planned_sample(plan, inputs, skipped=skipped)
-        raise VideoDecodeError(
-            failed["path"],
-            f"this and {dataset.max_skip_attempts - 1} replacement videos could not be decoded "
-            f"(unreadable so far: {len(dataset.broken)}); run tools/check_videos.py",
-        )
 
     def _on_side_stream(self, stream: Optional[torch.cuda.Stream], fn, *args):
         if stream is None:
@@ -229,10 +199,10 @@ def build_main_process_loader(
     distributed: bool = False,
     dataset: Optional[VideoDataset] = None,
 ) -> MainProcessDecoder:
-    """:func:`~videotl.data.loader.build_loader`'s loader with decoding in this process on
+    """:func:`~videotl.data.pipeline.build_loader`'s loader with decoding in this process on
     ``device`` ("cpu" too: the same path without streams). Sampler, batching, seeds and worker
     count are ``build_loader``'s; the workers only plan."""
-    rank, world_size = _rank_and_world(distributed)
+    rank, world_size = rank_and_world(distributed)
     if dataset is None:
         dataset = build_dataset(cfg, split, mode)
     device = torch.device(device)

@@ -1,4 +1,6 @@
-"""Config -> DataLoader for the three modes, single process or DDP.
+"""The loaders' shared pieces for the three modes, single process or DDP (assembled by
+:func:`videotl.data.pipeline.build_loader`, and by the main-process decoder of
+:mod:`videotl.data.device_decode`).
 
 - train: shuffled each epoch (``loader.sampler.set_epoch(epoch)`` works with and without DDP;
   under DDP it is a ``DistributedSampler``).
@@ -21,11 +23,10 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, Sampler, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
-from .build import build_dataset
 from .datasets.base import VideoDataset
 
 __all__ = [
-    "build_loader",
+    "rank_and_world",
     "sample_loader",
     "segment_batches",
     "TrainSampler",
@@ -221,7 +222,8 @@ def _collate(samples: List[dict], inputs: torch.Tensor) -> dict:
     return {k: inputs if k == "inputs" else rest[k] for k in samples[0]}
 
 
-def _rank_and_world(distributed: bool):
+def rank_and_world(distributed: bool) -> Tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) unless ``distributed``."""
     if not distributed:
         return 0, 1
     if not (dist.is_available() and dist.is_initialized()):
@@ -231,45 +233,8 @@ def _rank_and_world(distributed: bool):
     return dist.get_rank(), dist.get_world_size()
 
 
-def build_loader(cfg, split: str, mode: str, *, distributed: bool = False, dataset: Optional[VideoDataset] = None):
-    """A DataLoader over ``build_dataset(cfg, split, mode)``.
-
-    Batch size: ``TRAIN.BATCH_SIZE_PER_DEVICE`` (train) or ``TEST.BATCH_SIZE_PER_DEVICE``;
-    workers: ``DATA_LOADER.NUM_WORKERS``; pinned memory when ``DATA_LOADER.PIN_MEMORY`` and CUDA
-    is available. ``loader.dataset`` is the dataset in train and views mode; in segments mode it
-    is a :class:`SegmentBatches` whose ``.dataset`` is the :class:`VideoDataset`.
-
-    With ``DATA.DECODE_DEVICE cuda`` the loader is a
-    :class:`~videotl.data.device_decode.MainProcessDecoder`: workers only plan the clips, the main
-    process decodes them on its GPU (on the CPU, logged, where CUDA is absent). Its batches are
-    the ones this function gives with ``cpu``, with ``"inputs"`` on the device.
-
-    Args:
-        distributed: torch.distributed is initialised and each rank loads its share (train:
-            ``DistributedSampler``, padded as usual; evaluation: each sample exactly once).
-        dataset: an already built dataset to wrap instead of building one.
-    """
-    if cfg.DATA.DECODE_DEVICE != "cpu":
-        from .device_decode import build_main_process_loader, resolve_decode_device
-
-        device = resolve_decode_device(cfg.DATA.DECODE_DEVICE)
-        return build_main_process_loader(cfg, split, mode, device=device, distributed=distributed, dataset=dataset)
-    rank, world_size = _rank_and_world(distributed)
-    if dataset is None:
-        dataset = build_dataset(cfg, split, mode)
-    workers = cfg.DATA_LOADER.NUM_WORKERS
-    pin = bool(cfg.DATA_LOADER.PIN_MEMORY) and torch.cuda.is_available()
-    if mode == "segments":
-        batches = segment_batches(cfg, dataset, rank=rank, world_size=world_size)
-        generator = torch.Generator().manual_seed(cfg.RNG_SEED)
-        return DataLoader(batches, batch_size=None, num_workers=workers, pin_memory=pin, generator=generator)
-    return sample_loader(
-        cfg, dataset, mode, dataset=dataset, rank=rank, world_size=world_size, distributed=distributed, pin_memory=pin
-    )
-
-
 def segment_batches(cfg, dataset: VideoDataset, *, rank: int, world_size: int, device="cpu") -> SegmentBatches:
-    """The :class:`SegmentBatches` of this rank's videos, as :func:`build_loader` makes them."""
+    """The :class:`SegmentBatches` of this rank's videos, as :func:`~videotl.data.pipeline.build_loader` makes them."""
     return SegmentBatches(
         dataset,
         videos=rank_videos(dataset.num_videos, rank=rank, world_size=world_size),
@@ -291,7 +256,7 @@ def sample_loader(
     pin_memory: bool,
     collate_fn=None,
 ) -> DataLoader:
-    """The train / views DataLoader of :func:`build_loader` over ``items`` (the samples of
+    """The train / views DataLoader of :func:`~videotl.data.pipeline.build_loader` over ``items`` (the samples of
     ``dataset``, or anything indexed like them: the clip plans of GPU decoding), with the same
     sampler, batching and seeds either way."""
     workers = cfg.DATA_LOADER.NUM_WORKERS

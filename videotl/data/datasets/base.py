@@ -26,18 +26,18 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from .. import ffmpeg_log
-from ..decoding import VideoDecodeError, call_with_timeout, iter_segments, output_size, probe, read_clip
+from ..decoding import VideoDecodeError, call_with_timeout, iter_segments, probe, read_clip
 from ..manifest import probe_videos
-from ..sampling import clip_span, clip_times, last_clip_start, on_grid, segment_count, uniform_clip_starts
+from ..sampling import clip_span
+from ..strategies import ClipPlan, MultiViewClips, RandomClip, WholeVideoSegments
 from ..transforms import EvalTransform, TrainTransform
 from ._registry import BrokenVideoRegistry
 
@@ -141,14 +141,21 @@ class VideoDataset(Dataset):
         self.num_frames = int(num_frames)
         self.fps = float(fps)
         self.multi_label = bool(multi_label)
-        self.clip_labels = bool(clip_labels)
-        if not 0.0 <= clip_label_min_coverage <= 1.0:
-            raise ValueError(f"clip_label_min_coverage = {clip_label_min_coverage}: must lie in [0, 1]")
-        self.clip_label_min_coverage = float(clip_label_min_coverage)
         self.train_transform = train_transform
         self.test_transform = test_transform
         self.num_ensemble_views = int(num_ensemble_views)
         self.num_spatial_crops = int(num_spatial_crops) if mode == "views" else 1
+        self.strategy = _strategy(
+            mode,
+            num_frames=self.num_frames,
+            fps=self.fps,
+            train_transform=train_transform,
+            test_transform=test_transform,
+            clip_labels=bool(clip_labels),
+            min_coverage=float(clip_label_min_coverage),
+            num_views=self.num_ensemble_views,
+            num_crops=self.num_spatial_crops,
+        )
         self.backend = backend
         self.autorotate = bool(autorotate)
         self.decoder_threads = int(decoder_threads)
@@ -210,7 +217,7 @@ class VideoDataset(Dataset):
         )
         for video_index, info in enumerate(infos):
             # An unreadable video keeps one invalid sample, so the evaluation reports it by name.
-            count = 1 if info is None else segment_count(info.duration, num_frames=self.num_frames, fps=self.fps)
+            count = self.strategy.count(None if info is None else info.duration)
             self._video_first_segment.append(len(self._segments))
             self._segment_counts.append(count)
             self._segments.extend((video_index, s) for s in range(count))
@@ -219,7 +226,7 @@ class VideoDataset(Dataset):
         """Samples the evaluator receives for a video: ``V * C`` in views mode, its number of
         segments (from :func:`probe`; 1 for an unreadable video) in segments mode, 1 in train mode."""
         if self.mode == "views":
-            return self.num_ensemble_views * self.num_spatial_crops
+            return self.strategy.views_per_video
         if self.mode == "segments":
             return self._segment_counts[video_index]
         return 1
@@ -234,8 +241,7 @@ class VideoDataset(Dataset):
 
     def segment_ranges(self, video_index: int) -> List[Tuple[float, float]]:
         """(start_sec, end_sec) of each segment of a video (segments mode)."""
-        span = clip_span(num_frames=self.num_frames, fps=self.fps)
-        return [(s * span, (s + 1) * span) for s in range(self.num_views(video_index))]
+        return self.strategy.ranges(self.num_views(video_index))
 
     def video_labels(self) -> torch.Tensor:
         """Video-level labels: float ``[num_videos, num_classes]`` (multi-label) or int64 ``[num_videos]``."""
@@ -250,7 +256,7 @@ class VideoDataset(Dataset):
         if self.mode == "train":
             return len(self.records)
         if self.mode == "views":
-            return len(self.records) * self.num_ensemble_views * self.num_spatial_crops
+            return len(self.records) * self.strategy.views_per_video
         return len(self._segments)
 
     # ------------------------------------------------------------------ labels
@@ -261,18 +267,6 @@ class VideoDataset(Dataset):
             label[list(classes)] = 1.0
             return label
         return torch.tensor(classes[0], dtype=torch.int64)
-
-    def _clip_classes(self, record: VideoRecord, start: float, end: float) -> List[int]:
-        overlapping = {(c, s, e) for c, s, e in record.intervals if s < end and e > start}
-        if self.clip_label_min_coverage <= 0.0:
-            return sorted({c for c, _, _ in overlapping})
-        times = clip_times(start, num_frames=self.num_frames, fps=self.fps)
-        needed = self.clip_label_min_coverage * self.num_frames
-        # Intervals of one class may abut or overlap: a frame counts once per class.
-        shown: Dict[int, np.ndarray] = {}
-        for c, s, e in overlapping:
-            shown[c] = shown.get(c, np.zeros(len(times), dtype=bool)) | ((times >= s) & (times < e))
-        return sorted(c for c, frames in shown.items() if frames.sum() >= needed - 1e-9)
 
     # ------------------------------------------------------------------ decoding
 
@@ -354,74 +348,21 @@ class VideoDataset(Dataset):
             sample["segment_start_sec"] = float(start)
         return sample
 
-    # ------------------------------------------------------------------ samples
+    # ------------------------------------------------------------------ samples: plan, decode, transform
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
-        if self.mode == "train":
-            return self._train_sample(index)
-        if self.mode == "views":
-            return self._view_sample(index)
-        video_index, segment = self._segments[index]
-        return self._next_segment_sample(video_index, segment)
+        if self.mode == "segments":
+            video_index, segment = self._segments[index]
+            return self._next_segment_sample(video_index, segment)
+        return self.decode_sample(self.clip_plan(index))
 
-    def _replacement(self, index: int, attempt: int) -> int:
-        # Deterministic in (seed, index, attempt): reruns skip to the same replacements.
-        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + index) * 101 + attempt)
-        return int(torch.randint(len(self.records), (), generator=generator))
-
-    def _train_sample(self, index: int) -> dict:
-        candidate = index
-        for attempt in range(self.max_skip_attempts):
-            record = self.records[candidate]
-            short_side = self.train_transform.short_side()
-            # Drawn here, outside the time-limited call, so that reruns draw the same starts.
-            draw = float(torch.rand((), dtype=torch.float64))
-            try:
-                start, clip = self._limited(
-                    record.path, functools.partial(self._train_clip, record.path, draw, short_side)
-                )
-            except VideoDecodeError as error:
-                self._note_broken(error)
-                candidate = self._replacement(index, attempt)
-                continue
-            inputs = self.train_transform(clip, short_side=short_side)
-            end = start + clip_span(num_frames=self.num_frames, fps=self.fps)
-            classes = self._clip_classes(record, start, end) if self.clip_labels and record.intervals else record.labels
-            if not self.multi_label and len(classes) != 1:
-                classes = record.labels
-            return self._sample(inputs, self._encode(classes), candidate, 0, start, skipped=attempt)
-        raise VideoDecodeError(
-            self.records[index].path,
-            f"this and {self.max_skip_attempts - 1} replacement videos could not be decoded "
-            f"(unreadable so far: {len(self.broken)}); run tools/check_videos.py",
-        )
-
-    def _train_clip(self, path: Path, draw: float, short_side: int) -> Tuple[float, torch.Tensor]:
-        duration = probe(path).duration
-        start = on_grid(draw * last_clip_start(duration, num_frames=self.num_frames, fps=self.fps), fps=self.fps)
-        clip = read_clip(
-            path,
-            start,
-            self.num_frames,
-            self.fps,
-            backend=self.backend,
-            size=short_side,
-            num_threads=self._threads(),
-            autorotate=self.autorotate,
-        )
-        return start, clip
-
-    # ------------------------------------------------------------------ plans (decoding elsewhere)
-
-    def clip_plan(self, index: int, *, generator: Optional[torch.Generator] = None) -> dict:
-        """Everything sample ``index`` needs except its frames (train and views mode): the video,
-        the clip's start, the random draws of the training transform (made in the order
-        ``__getitem__`` makes them, so a plan realised by :meth:`decode_plan` gives the sample
-        ``__getitem__`` would), the label and the indices. Probes the video (reads no frame);
-        an unreadable one is skipped in train mode as ``__getitem__`` skips it, and gives an
-        invalid plan in views mode. ``generator``: the draws' random source (default: torch's)."""
+    def clip_plan(self, index: int, *, generator: Optional[torch.Generator] = None) -> ClipPlan:
+        """Everything sample ``index`` needs except its frames (train and views mode), from the
+        strategy. Probes the video (reads no frame); an unreadable one is skipped in train mode
+        (replaced by a video that depends only on seed, index and attempt) and gives an invalid
+        plan in views mode. ``generator``: the draws' random source (default: torch's)."""
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         if self.mode == "train":
@@ -430,123 +371,117 @@ class VideoDataset(Dataset):
             return self._view_plan(index)
         raise RuntimeError("segments mode decodes whole videos: use iter_segment_samples")
 
-    def _train_plan(self, index: int, generator: Optional[torch.Generator]) -> dict:
+    def _replacement(self, index: int, attempt: int) -> int:
+        # Deterministic in (seed, index, attempt): reruns skip to the same replacements.
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + index) * 101 + attempt)
+        return int(torch.randint(len(self.records), (), generator=generator))
+
+    def _probe(self, path: Path):
+        return self._limited(path, functools.partial(probe, path))
+
+    def _train_plan(self, index: int, generator: Optional[torch.Generator]) -> ClipPlan:
         candidate = index
         for attempt in range(self.max_skip_attempts):
             record = self.records[candidate]
-            short_side = self.train_transform.short_side(generator)
-            draw = float(torch.rand((), dtype=torch.float64, generator=generator))
             try:
-                info = self._limited(record.path, functools.partial(probe, record.path))
+                info = self._probe(record.path)
             except VideoDecodeError as error:
                 self._note_broken(error)
                 candidate = self._replacement(index, attempt)
                 continue
-            last = last_clip_start(info.duration, num_frames=self.num_frames, fps=self.fps)
-            start = on_grid(draw * last, fps=self.fps)
-            height, width = output_size(*info.frame_size(self.autorotate), short_side)
-            top, left, flip = self.train_transform.draw(height, width, generator=generator)
-            end = start + clip_span(num_frames=self.num_frames, fps=self.fps)
-            classes = self._clip_classes(record, start, end) if self.clip_labels and record.intervals else record.labels
-            if not self.multi_label and len(classes) != 1:
-                classes = record.labels
-            plan = self._sample(None, self._encode(classes), candidate, 0, start, skipped=attempt)
-            del plan["inputs"]
-            plan.update(path=str(record.path), short_side=short_side, crop_top=top, crop_left=left, flip=flip)
-            return plan
-        raise VideoDecodeError(
-            self.records[index].path,
+            plan = self.strategy.plan(
+                candidate,
+                duration=info.duration,
+                frame_size=info.frame_size(self.autorotate),
+                labels=record.labels,
+                intervals=record.intervals,
+                generator=generator,
+            )
+            return replace(plan, skipped=attempt)
+        raise self._exhausted(self.records[index].path)
+
+    def _exhausted(self, path: Path) -> VideoDecodeError:
+        return VideoDecodeError(
+            path,
             f"this and {self.max_skip_attempts - 1} replacement videos could not be decoded "
             f"(unreadable so far: {len(self.broken)}); run tools/check_videos.py",
         )
 
-    def _view_plan(self, index: int) -> dict:
-        per_video = self.num_ensemble_views * self.num_spatial_crops
-        video_index, view_index = divmod(index, per_video)
-        temporal, spatial = divmod(view_index, self.num_spatial_crops)
+    def _view_plan(self, index: int) -> ClipPlan:
+        video_index, view_index = divmod(index, self.strategy.views_per_video)
         record = self.records[video_index]
-        start, valid = 0.0, True
+        duration = None
         try:
-            duration = self._limited(record.path, lambda: probe(record.path)).duration
-            start = uniform_clip_starts(
-                duration, num_frames=self.num_frames, fps=self.fps, num_clips=self.num_ensemble_views
-            )[temporal]
+            duration = self._probe(record.path).duration
         except VideoDecodeError as error:
             self._note_broken(error)
-            valid = False
-        plan = self._sample(None, self._encode(record.labels), video_index, view_index, start, valid=valid)
-        del plan["inputs"]
-        plan.update(path=str(record.path), crop_index=spatial)
-        return plan
+        return self.strategy.plan(video_index, view_index, duration=duration, labels=record.labels)
 
-    def replacement_plan(self, plan: dict, attempt: int) -> dict:
+    def replacement_plan(self, plan: ClipPlan, attempt: int) -> ClipPlan:
         """A training plan for another video, for a planned clip that failed to decode: the video
         and its draws follow from (seed, the failed video, attempt), never from torch's global
-        random state, so the process that decodes may call it at any time."""
-        seed = ((self.seed * 1_000_003 + int(plan["video_index"])) * 101 + attempt) * 7 + 3
+        random state, so whichever process decodes may call it at any time."""
+        seed = ((self.seed * 1_000_003 + plan.video_index) * 101 + attempt) * 7 + 3
         generator = torch.Generator().manual_seed(seed)
         return self._train_plan(int(torch.randint(len(self.records), (), generator=generator)), generator)
 
-    def planned_sample(
-        self, plan: dict, inputs: torch.Tensor, *, valid: bool = True, skipped: Optional[int] = None
-    ) -> dict:
-        """The sample dict of a plan with its ``inputs`` (keys as ``__getitem__`` gives them);
-        ``skipped`` (train mode) replaces the plan's count of skipped videos, ``valid`` False
-        marks the sample unreadable."""
+    def decode_plan(self, plan: ClipPlan, *, device="cpu") -> torch.Tensor:
+        """The normalised ``C x T x H x W`` inputs of a plan, decoded and transformed on ``device``
+        (torchcodec decodes on a CUDA device; the transform runs where the frames are). Raises
+        :class:`VideoDecodeError` (noted as broken) if the video fails."""
+        try:
+            clip = self._read(self.records[plan.video_index].path, plan.start_sec, plan.short_side, device=device)
+        except VideoDecodeError as error:
+            self._note_broken(error)
+            raise
+        return self.strategy.apply(clip, plan)
+
+    def decode_sample(self, plan: ClipPlan, *, device="cpu") -> dict:
+        """The sample of a plan from :meth:`clip_plan`, decoded on ``device``: the one path of
+        train and views samples, run in a DataLoader worker (CPU) or in the main process (GPU).
+        Train: a clip that fails to decode is replaced (:meth:`replacement_plan`) and counted in
+        ``"skipped"``. Views: an unreadable video gives an invalid sample of zeros."""
+        if self.mode == "train":
+            return self._decode_training(plan, device)
+        if plan.valid:
+            try:
+                return self._planned_sample(plan, self.decode_plan(plan, device=device))
+            except VideoDecodeError:
+                pass
+        return self._planned_sample(plan, self.invalid_inputs(device), valid=False)
+
+    def _decode_training(self, plan: ClipPlan, device) -> dict:
+        failed = plan
+        # Skips so far: videos the planner could not probe, then clips that failed to decode.
+        skipped = plan.skipped
+        for attempt in range(self.max_skip_attempts):
+            try:
+                inputs = self.decode_plan(plan, device=device)
+            except VideoDecodeError:
+                plan = self.replacement_plan(failed, attempt)
+                skipped += 1 + plan.skipped
+                continue
+            return self._planned_sample(plan, inputs, skipped=skipped)
+        raise self._exhausted(self.records[failed.video_index].path)
+
+    def _planned_sample(self, plan: ClipPlan, inputs: torch.Tensor, *, valid: bool = True, skipped: int = 0) -> dict:
+        classes = plan.classes
+        if not self.multi_label and len(classes) != 1:
+            classes = self.records[plan.video_index].labels
         return self._sample(
             inputs,
-            plan["label"],
-            int(plan["video_index"]),
-            int(plan["view_index"]),
-            float(plan["start_sec"]),
-            valid=bool(plan["valid"]) and valid,
-            skipped=int(plan.get("skipped", 0)) if skipped is None else int(skipped),
+            self._encode(classes),
+            plan.video_index,
+            plan.view_index,
+            plan.start_sec,
+            valid=plan.valid and valid,
+            skipped=skipped,
         )
 
     def invalid_inputs(self, device="cpu") -> torch.Tensor:
         """The zeros an unreadable evaluation sample carries."""
         size = self.test_transform.crop_size
         return torch.zeros(3, self.num_frames, size, size, device=device)
-
-    def decode_plan(self, plan: dict, *, device="cpu") -> torch.Tensor:
-        """The normalised ``C x T x H x W`` inputs of a plan from :meth:`clip_plan`, decoded and
-        transformed on ``device`` (torchcodec decodes on a CUDA device; the transform runs where
-        the frames are). Raises :class:`VideoDecodeError` (noted as broken) if the video fails."""
-        path = Path(plan["path"])
-        start = float(plan["start_sec"])
-        short_side = int(plan["short_side"]) if self.mode == "train" else self.test_transform.short_side
-        try:
-            clip = self._read(path, start, short_side, device=device)
-        except VideoDecodeError as error:
-            self._note_broken(error)
-            raise
-        if self.mode == "train":
-            return self.train_transform.apply(
-                clip,
-                short_side=short_side,
-                top=int(plan["crop_top"]),
-                left=int(plan["crop_left"]),
-                flip=bool(plan["flip"]),
-            )
-        return self.test_transform(clip, crop_index=int(plan["crop_index"]))
-
-    def _view_sample(self, index: int) -> dict:
-        per_video = self.num_ensemble_views * self.num_spatial_crops
-        video_index, view_index = divmod(index, per_video)
-        temporal, spatial = divmod(view_index, self.num_spatial_crops)
-        record = self.records[video_index]
-        start = 0.0
-        try:
-            duration = self._limited(record.path, lambda: probe(record.path)).duration
-            start = uniform_clip_starts(
-                duration, num_frames=self.num_frames, fps=self.fps, num_clips=self.num_ensemble_views
-            )[temporal]
-            clip = self._read(record.path, start, self.test_transform.short_side)
-        except VideoDecodeError as error:
-            self._note_broken(error)
-            return self._invalid(video_index, view_index, start)
-        inputs = self.test_transform(clip, crop_index=spatial)
-        return self._sample(inputs, self._encode(record.labels), video_index, view_index, start)
 
     def release_cache(self) -> None:
         """Drop the decoded frames kept for the latest clip and the open segment stream."""
@@ -607,8 +542,7 @@ class VideoDataset(Dataset):
 
     def _check_unchanged(self, video_index: int) -> None:
         record = self.records[video_index]
-        duration = self._limited(record.path, lambda: probe(record.path)).duration
-        if segment_count(duration, num_frames=self.num_frames, fps=self.fps) != self._segment_counts[video_index]:
+        if self.strategy.count(self._probe(record.path).duration) != self._segment_counts[video_index]:
             # The probe at construction and now disagree only if the file changed since.
             raise VideoDecodeError(record.path, "the file changed while the dataset was in use")
 
@@ -623,3 +557,13 @@ class VideoDataset(Dataset):
         sample = next(self._cursor[2])
         self._cursor = (video_index, segment + 1, self._cursor[2])
         return sample
+
+
+def _strategy(
+    mode: str, *, num_frames, fps, train_transform, test_transform, clip_labels, min_coverage, num_views, num_crops
+):
+    if mode == "train":
+        return RandomClip(num_frames, fps, train_transform, clip_labels=clip_labels, min_coverage=min_coverage)
+    if mode == "views":
+        return MultiViewClips(num_frames, fps, test_transform, num_views=num_views, num_crops=num_crops)
+    return WholeVideoSegments(num_frames, fps, test_transform)
