@@ -68,7 +68,7 @@ def test_a_registered_backend_is_chosen_by_the_config_and_trains_a_step(
         "OUTPUT_DIR", str(tmp_path / "run"), "SOLVER.MAX_ITER", "1", "TRAIN.EVAL_PERIOD", "0",
         "TENSORBOARD.ENABLE", "False",
     )  # fmt: skip
-    assert build_dataset(cfg, "train", "train").backend == "frame_folder"
+    assert build_dataset(cfg, "train", "train").reader.backend == "frame_folder"
     opened.clear()
     with caplog.at_level("WARNING", logger="videotl.data"):
         summary = engine.train(cfg, build_model_fn=_linear_model)

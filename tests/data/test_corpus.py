@@ -194,5 +194,5 @@ def test_data_autorotate_reaches_the_dataset(ffmpeg_files):
         plan = dataset.clip_plan(0)
         clip = read_clip(file.path, plan.start_sec, 4, cfg.DATA.TARGET_FPS, size=32, autorotate=autorotate)
         inputs[autorotate] = dataset[0]["inputs"]
-        assert torch.equal(inputs[autorotate], dataset.test_transform(clip, crop_index=plan.crop_index))
+        assert torch.equal(inputs[autorotate], dataset.strategy.transform(clip, crop_index=plan.crop_index))
     assert not torch.equal(inputs[True], inputs[False])

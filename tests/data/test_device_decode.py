@@ -26,7 +26,7 @@ def test_train_batches_equal_the_worker_path(charades_cfg, workers):
     cfg = _cfg(charades_cfg, "DATA_LOADER.NUM_WORKERS", str(workers))
     ordinary = decoded_epochs(build_loader(cfg, "train", "train"), seed=7)
     main = build_main_process_loader(cfg, "train", "train", device="cpu")
-    assert isinstance(main, MainProcessDecoder) and len(main) == len(ordinary[0])
+    assert isinstance(main.batches, MainProcessDecoder) and len(main) == len(ordinary[0])
     decoded = decoded_epochs(main, seed=7)
     for want, got in zip(ordinary, decoded):
         assert_same_batches(want, got)
@@ -110,7 +110,7 @@ def test_cuda_decoding_without_cuda_falls_back_to_the_cpu_with_one_line(charades
     cfg = _cfg(charades_cfg, "DATA.DECODE_DEVICE", "cuda")
     with caplog.at_level(logging.WARNING, logger="videotl.data"):
         loader = build_loader(cfg, "train", "train")
-    assert isinstance(loader, MainProcessDecoder) and loader.device == torch.device("cpu")
+    assert isinstance(loader.batches, MainProcessDecoder) and loader.device == torch.device("cpu")
     lines = [r.getMessage() for r in caplog.records if "DATA.DECODE_DEVICE" in r.getMessage()]
     assert len(lines) == 1 and "CUDA is not available" in lines[0]
     batch = next(iter(loader))
@@ -122,10 +122,10 @@ def test_loader_look_alike_for_the_engine(charades_cfg):
 
     cfg = _cfg(charades_cfg, "DATA_LOADER.NUM_WORKERS", "2")
     loader = shield_workers(build_main_process_loader(cfg, "train", "train", device="cpu"))
-    assert loader.num_workers == 2 and loader.plans.worker_init_fn is loader.worker_init_fn is not None
+    assert loader.num_workers == 2 and loader.workers.worker_init_fn is loader.worker_init_fn is not None
     dataset = build_dataset(_cfg(charades_cfg), "test", "segments")
     segments = build_main_process_loader(cfg, "test", "segments", device="cpu", dataset=dataset)
-    assert segments.dataset.dataset is dataset and segments.num_workers == 0 and segments.sampler is None
+    assert segments.dataset is dataset and segments.num_workers == 0 and segments.sampler is None
 
 
 class _CudaLooking(torch.Tensor):

@@ -8,8 +8,7 @@ import time
 import pytest
 import torch
 
-from videotl.data import build_dataset, build_loader, decoding, manifest
-from videotl.data.datasets import base
+from videotl.data import build_dataset, build_loader, clip_reader, decoding, manifest
 from videotl.data.decoding import DecodingBackend, PyAVBackend, probing
 
 from .conftest import frame_indices, registered_backend
@@ -18,7 +17,7 @@ from .test_datasets import expected, indices_of
 
 def test_segments_stream_one_decode_per_video_across_workers(charades_cfg, tmp_path, monkeypatch):
     log = tmp_path / "opened.log"
-    real = base.iter_segments
+    real = clip_reader.iter_segments
 
     def logged(path, *args, **kwargs):
         # O_APPEND writes from the forked workers land whole.
@@ -26,7 +25,7 @@ def test_segments_stream_one_decode_per_video_across_workers(charades_cfg, tmp_p
             handle.write(f"{os.getpid()} {path} {kwargs.get('start_segment', 0)}\n")
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(base, "iter_segments", logged)
+    monkeypatch.setattr(clip_reader, "iter_segments", logged)
     cfg = charades_cfg("DATA_LOADER.NUM_WORKERS", "2", "TEST.BATCH_SIZE_PER_DEVICE", "3")
     pairs = []
     for batch in build_loader(cfg, "test", "segments"):
@@ -41,13 +40,13 @@ def test_segments_stream_one_decode_per_video_across_workers(charades_cfg, tmp_p
 def test_segments_getitem_in_order_continues_one_stream(charades_cfg, monkeypatch):
     dataset = build_dataset(charades_cfg(), "test", "segments")
     starts = []
-    real = base.iter_segments
+    real = clip_reader.iter_segments
 
     def logged(path, *args, **kwargs):
         starts.append((os.path.basename(path), kwargs.get("start_segment", 0)))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(base, "iter_segments", logged)
+    monkeypatch.setattr(clip_reader, "iter_segments", logged)
     for index in range(5):
         sample = dataset[index]
         assert indices_of(sample["inputs"]) == expected(sample["start_sec"], 30, 90)

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 
+from videotl.data import VideoLoader
+
 NUM_VIDEOS = {"train": 12, "test": 7}
 
 
@@ -25,6 +27,7 @@ class FakeVideoDataset(Dataset):
         count = NUM_VIDEOS[split]
         self.video_ids = [f"{split.upper()}{i:03d}" for i in range(count)]
         self.class_names = [f"action number {c}" for c in range(num_classes)]
+        self.broken = {}  # nothing here is unreadable
         # Segments mode: videos of different lengths, 1 to 3 segments.
         self._segments = [1 + (i % 3) for i in range(count)]
         self._samples = []
@@ -109,16 +112,24 @@ def build_loader(cfg, split, mode, *, distributed=False):
         sampler = (
             DistributedSampler(dataset, shuffle=True, seed=cfg.RNG_SEED) if distributed else RandomSampler(dataset)
         )
-        return DataLoader(
-            dataset, batch_size=cfg.TRAIN.BATCH_SIZE_PER_DEVICE, sampler=sampler, drop_last=True, num_workers=workers
+        return VideoLoader.of(
+            DataLoader(
+                dataset,
+                batch_size=cfg.TRAIN.BATCH_SIZE_PER_DEVICE,
+                sampler=sampler,
+                drop_last=True,
+                num_workers=workers,
+            )
         )
     rank = torch.distributed.get_rank() if distributed else 0
     world = torch.distributed.get_world_size() if distributed else 1
-    return DataLoader(
-        dataset,
-        batch_size=cfg.TEST.BATCH_SIZE_PER_DEVICE,
-        sampler=ShardSampler(len(dataset), rank, world),
-        num_workers=workers,
+    return VideoLoader.of(
+        DataLoader(
+            dataset,
+            batch_size=cfg.TEST.BATCH_SIZE_PER_DEVICE,
+            sampler=ShardSampler(len(dataset), rank, world),
+            num_workers=workers,
+        )
     )
 
 

@@ -301,9 +301,11 @@ def long_video_worker(mode: str, path: str, backend: str) -> Dict:
     workers would be children)."""
     # Imports come before the clock: they are the same for every mode and no part of decoding.
     from videotl.data import VideoDataset, VideoRecord, read_segments
+    from videotl.data.clip_reader import ClipReader
     from videotl.data.decoding import iter_segments
     from videotl.data.decoding.backends import backend_named
     from videotl.data.loader import SegmentBatches
+    from videotl.data.strategies import WholeVideoSegments
     from videotl.data.transforms import EvalTransform
 
     # So are the backend's libraries (torchcodec's FFmpeg and operators: 1.3 s of CPU to load).
@@ -330,15 +332,11 @@ def long_video_worker(mode: str, path: str, backend: str) -> Dict:
         dataset = VideoDataset(
             [VideoRecord(video_id="v", path=Path(path), labels=())],
             ["c"],
-            mode="segments",
-            num_frames=64,
-            fps=12.0,
+            strategy=WholeVideoSegments(
+                64, 12.0, EvalTransform(crop_size=256, num_crops=1, mean=(0.45,) * 3, std=(0.225,) * 3)
+            ),
+            reader=ClipReader(backend=backend, threads=1, timeout=60.0, probe_cache=False),
             multi_label=True,
-            test_transform=EvalTransform(crop_size=256, num_crops=1, mean=(0.45,) * 3, std=(0.225,) * 3),
-            backend=backend,
-            decoder_threads=1,
-            decode_timeout=60.0,
-            probe_cache=False,
             show_progress=False,
         )
         for batch in SegmentBatches(dataset, videos=[0], batch_size=4, num_workers=1):
@@ -497,6 +495,8 @@ def bench_transcoded(video: str, workdir: Path, *, backends: Sequence[str], clip
 
 def index_worker(folder: str) -> Dict:
     from videotl.data import VideoDataset, VideoRecord
+    from videotl.data.clip_reader import ClipReader
+    from videotl.data.strategies import WholeVideoSegments
     from videotl.data.transforms import EvalTransform
 
     paths = sorted(Path(folder).glob("*.mp4"))
@@ -505,11 +505,11 @@ def index_worker(folder: str) -> Dict:
     dataset = VideoDataset(
         records,
         ["c"],
-        mode="segments",
-        num_frames=64,
-        fps=12.0,
+        strategy=WholeVideoSegments(
+            64, 12.0, EvalTransform(crop_size=32, num_crops=1, mean=(0.45,) * 3, std=(0.225,) * 3)
+        ),
+        reader=ClipReader(),
         multi_label=True,
-        test_transform=EvalTransform(crop_size=32, num_crops=1, mean=(0.45,) * 3, std=(0.225,) * 3),
         show_progress=False,
     )
     return {

@@ -9,7 +9,7 @@ Public API::
     probe(path) -> VideoInfo(duration, fps, num_frames, width, height)
     VideoDecodeError(path, reason)
     build_dataset(cfg, split, mode) -> VideoDataset      (mode: "train", "views", "segments")
-    build_loader(cfg, split, mode, *, distributed=False) -> DataLoader
+    build_loader(cfg, split, mode, *, distributed=False) -> VideoLoader (batches of sample dicts)
 
 See :mod:`videotl.data.datasets.base` for the sample dict.
 """
@@ -27,7 +27,7 @@ from .decoding import (
     read_frames_at,
     read_segments,
 )
-from .loader import SegmentBatches, ShardSampler, TrainSampler
+from .loader import SegmentBatches, ShardSampler, TrainSampler, VideoLoader
 from .pipeline import build_loader
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "VideoDataset",
     "VideoDecodeError",
     "VideoInfo",
+    "VideoLoader",
     "VideoRecord",
     "build_dataset",
     "build_loader",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..registry import Registry
+from .clip_reader import ClipReader
 from .datasets.avid import load_avid
 from .datasets.base import MODES, DatasetError, VideoDataset, VideoRecord
 from .datasets.charades import load_charades
@@ -27,12 +28,14 @@ from .datasets.mmaction import load_mmaction_list
 from .datasets.video_list import load_csv
 from .decoding import read_clip
 from .image_folder import build_image_folder
+from .strategies import MultiViewClips, RandomClip, Strategy, WholeVideoSegments
 from .transforms import EvalTransform, TrainTransform
 
 __all__ = [
     "DATASETS",
     "DatasetEntry",
     "build_dataset",
+    "build_strategy",
     "build_transforms",
     "check_annotations",
     "dataset_from_records",
@@ -210,25 +213,44 @@ def dataset_from_records(
     :func:`build_dataset` does after parsing annotations; prediction on arbitrary files uses it
     directly). ``multi_label`` defaults to ``DATA.MULTI_LABEL``."""
     data = cfg.DATA
-    train_transform, test_transform = build_transforms(cfg)
+    reader = ClipReader(
+        backend=data.DECODING_BACKEND,
+        threads=cfg.DATA_LOADER.DECODER_THREADS,
+        autorotate=data.AUTOROTATE,
+        timeout=data.DECODE_TIMEOUT_SEC,
+        probe_cache=data.PROBE_CACHE,
+    )
     return VideoDataset(
         records,
         class_names,
-        mode=mode,
-        num_frames=data.NUM_FRAMES,
-        fps=data.TARGET_FPS,
+        strategy=build_strategy(cfg, mode),
+        reader=reader,
         multi_label=data.MULTI_LABEL if multi_label is None else multi_label,
-        clip_labels=data.TRAIN_LABELS == "clip",
-        clip_label_min_coverage=data.TRAIN_LABEL_MIN_COVERAGE,
-        train_transform=train_transform,
-        test_transform=test_transform,
-        num_ensemble_views=cfg.TEST.NUM_ENSEMBLE_VIEWS,
-        num_spatial_crops=cfg.TEST.NUM_SPATIAL_CROPS,
-        backend=data.DECODING_BACKEND,
-        autorotate=data.AUTOROTATE,
-        decoder_threads=cfg.DATA_LOADER.DECODER_THREADS,
         seed=cfg.RNG_SEED,
         max_skip_attempts=data.MAX_SKIP_ATTEMPTS,
-        decode_timeout=data.DECODE_TIMEOUT_SEC,
-        probe_cache=data.PROBE_CACHE,
     )
+
+
+def build_strategy(cfg, mode: str) -> Strategy:
+    """The sampling strategy of ``mode`` the config describes (see :mod:`videotl.data.strategies`)."""
+    if mode not in MODES:
+        raise ValueError(f"mode = {mode!r}: must be one of {MODES}")
+    data = cfg.DATA
+    train_transform, test_transform = build_transforms(cfg)
+    if mode == "train":
+        return RandomClip(
+            data.NUM_FRAMES,
+            data.TARGET_FPS,
+            train_transform,
+            clip_labels=data.TRAIN_LABELS == "clip",
+            min_coverage=data.TRAIN_LABEL_MIN_COVERAGE,
+        )
+    if mode == "views":
+        return MultiViewClips(
+            data.NUM_FRAMES,
+            data.TARGET_FPS,
+            test_transform,
+            num_views=cfg.TEST.NUM_ENSEMBLE_VIEWS,
+            num_crops=cfg.TEST.NUM_SPATIAL_CROPS,
+        )
+    return WholeVideoSegments(data.NUM_FRAMES, data.TARGET_FPS, test_transform)

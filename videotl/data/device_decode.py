@@ -37,7 +37,7 @@ from torch.utils.data._utils.collate import default_collate
 
 from .build import build_dataset
 from .datasets.base import VideoDataset
-from .loader import rank_and_world, sample_loader, segment_batches
+from .loader import VideoLoader, rank_and_world, sample_loader, segment_batches
 from .strategies import ClipPlan
 
 __all__ = ["ClipPlans", "MainProcessDecoder", "build_main_process_loader", "resolve_decode_device"]
@@ -86,12 +86,7 @@ def _keep_plans(plans: List[ClipPlan]) -> List[ClipPlan]:
 class MainProcessDecoder:
     """Batches decoded on ``device`` in this process, from a DataLoader of plans (train, views)
     or from a dataset's segments, with the next batch prefetched on a background thread (and,
-    on CUDA, a side stream).
-
-    Behaves as the DataLoader it stands for: ``len()``, iteration (each pass is an epoch),
-    ``.dataset`` (the :class:`VideoDataset`; segments mode: the :class:`SegmentBatches`),
-    ``.sampler`` (``set_epoch``), ``.num_workers`` and ``.worker_init_fn`` (of the plan workers).
-    """
+    on CUDA, a side stream). Iterating gives one epoch; a :class:`VideoLoader` carries it."""
 
     def __init__(self, *, dataset: VideoDataset, device: Union[str, torch.device], plans=None, segments=None):
         if (plans is None) == (segments is None):
@@ -100,26 +95,6 @@ class MainProcessDecoder:
         self.device = torch.device(device)
         self.plans = plans
         self.segments = segments
-        self.dataset = dataset if segments is None else segments
-
-    # ----------------------------------------------------------------- DataLoader look-alike
-
-    @property
-    def sampler(self):
-        return None if self.plans is None else self.plans.sampler
-
-    @property
-    def num_workers(self) -> int:
-        return 0 if self.plans is None else self.plans.num_workers
-
-    @property
-    def worker_init_fn(self):
-        return None if self.plans is None else self.plans.worker_init_fn
-
-    @worker_init_fn.setter
-    def worker_init_fn(self, fn) -> None:
-        if self.plans is not None:
-            self.plans.worker_init_fn = fn
 
     def __len__(self) -> int:
         return len(self.plans) if self.plans is not None else len(self.segments)
@@ -198,7 +173,7 @@ def build_main_process_loader(
     device: Union[str, torch.device],
     distributed: bool = False,
     dataset: Optional[VideoDataset] = None,
-) -> MainProcessDecoder:
+) -> VideoLoader:
     """:func:`~videotl.data.pipeline.build_loader`'s loader with decoding in this process on
     ``device`` ("cpu" too: the same path without streams). Sampler, batching, seeds and worker
     count are ``build_loader``'s; the workers only plan."""
@@ -210,7 +185,9 @@ def build_main_process_loader(
         raise ValueError(f"decoding in the main process needs a video dataset, not {type(dataset).__name__}")
     if mode == "segments":
         batches = segment_batches(cfg, dataset, rank=rank, world_size=world_size, device=device)
-        return MainProcessDecoder(dataset=dataset, device=device, segments=batches)
+        return VideoLoader(
+            MainProcessDecoder(dataset=dataset, device=device, segments=batches), dataset=dataset, device=device
+        )
     plans = sample_loader(
         cfg,
         ClipPlans(dataset),
@@ -222,4 +199,5 @@ def build_main_process_loader(
         pin_memory=False,
         collate_fn=_keep_plans,
     )
-    return MainProcessDecoder(dataset=dataset, device=device, plans=plans)
+    decoder = MainProcessDecoder(dataset=dataset, device=device, plans=plans)
+    return VideoLoader(decoder, dataset=dataset, device=device, sampler=plans.sampler, workers=plans)

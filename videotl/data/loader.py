@@ -11,6 +11,8 @@
   and yields collated batches of ``TEST.BATCH_SIZE_PER_DEVICE`` segments as the segments are
   decoded (memory does not grow with the video's length). ``len(loader)`` is the exact number of
   batches.
+
+Whatever the mode and the decode device, the loader handed out is a :class:`VideoLoader`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from torch.utils.data._utils.collate import default_collate
 from .datasets.base import VideoDataset
 
 __all__ = [
+    "VideoLoader",
     "rank_and_world",
     "sample_loader",
     "segment_batches",
@@ -34,6 +37,62 @@ __all__ = [
     "SegmentBatches",
     "rank_videos",
 ]
+
+
+class VideoLoader:
+    """The one loader type: batches of one structure whatever the mode and the decode device.
+
+    Iterating gives one epoch of batches: dicts with the sample keys of
+    :class:`~videotl.data.datasets.base.VideoDataset` (``"inputs"`` a float32 ``B x C x T x H x
+    W`` tensor on ``device``, the other fields collated). ``len()`` is the number of batches.
+
+    Attributes:
+        dataset: the dataset the batches come from (``video_ids``, ``num_views``,
+            ``video_labels``, ``class_names``, ``broken``).
+        device: where the batches' inputs are (the decode device).
+        sampler: the sampler told each epoch by :meth:`set_epoch`; None when the order does not
+            depend on the epoch.
+        num_workers / worker_init_fn: those of the DataLoader whose workers produce the
+            samples or plans (0 / None without one); ``worker_init_fn`` may be replaced.
+    """
+
+    def __init__(self, batches, *, dataset, device="cpu", sampler=None, workers: Optional[DataLoader] = None):
+        self.batches = batches
+        self.dataset = dataset
+        self.device = torch.device(device)
+        self.sampler = sampler
+        self.workers = workers
+
+    @classmethod
+    def of(cls, loader: DataLoader, *, dataset=None, sampler=None) -> VideoLoader:
+        """A DataLoader whose workers make the batches on the CPU; ``dataset`` defaults to the
+        DataLoader's and ``sampler`` to its sampler where that has ``set_epoch``."""
+        if sampler is None and isinstance(loader.sampler, EPOCH_SAMPLERS):
+            sampler = loader.sampler
+        return cls(loader, dataset=loader.dataset if dataset is None else dataset, sampler=sampler, workers=loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+
+    @property
+    def num_workers(self) -> int:
+        return 0 if self.workers is None else self.workers.num_workers
+
+    @property
+    def worker_init_fn(self):
+        return None if self.workers is None else self.workers.worker_init_fn
+
+    @worker_init_fn.setter
+    def worker_init_fn(self, fn) -> None:
+        if self.workers is not None:
+            self.workers.worker_init_fn = fn
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.batches)
 
 
 class TrainSampler(Sampler[int]):
@@ -84,6 +143,10 @@ class ShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+# Samplers whose order depends on the epoch they are told.
+EPOCH_SAMPLERS = (TrainSampler, ShardSampler, DistributedSampler)
 
 
 class SegmentBatches(IterableDataset):
@@ -161,7 +224,7 @@ class SegmentBatches(IterableDataset):
             yield _collate(buffer, inputs[: len(buffer)])
 
     def _batch_shape(self, rows: int) -> Tuple[int, ...]:
-        size = self.dataset.test_transform.crop_size
+        size = self.dataset.strategy.transform.crop_size
         return (rows, 3, self.dataset.num_frames, size, size)
 
     def _batch_inputs(self, rows: int) -> torch.Tensor:

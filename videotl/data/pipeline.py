@@ -13,20 +13,21 @@ from torch.utils.data import DataLoader
 from .build import build_dataset
 from .datasets.base import VideoDataset
 from .device_decode import build_main_process_loader, resolve_decode_device
-from .loader import rank_and_world, sample_loader, segment_batches
+from .loader import VideoLoader, rank_and_world, sample_loader, segment_batches
 
 __all__ = ["build_loader"]
 
 
-def build_loader(cfg, split: str, mode: str, *, distributed: bool = False, dataset: Optional[VideoDataset] = None):
-    """A DataLoader over ``build_dataset(cfg, split, mode)``.
+def build_loader(
+    cfg, split: str, mode: str, *, distributed: bool = False, dataset: Optional[VideoDataset] = None
+) -> VideoLoader:
+    """The :class:`~videotl.data.loader.VideoLoader` of ``build_dataset(cfg, split, mode)``.
 
     Batch size: ``TRAIN.BATCH_SIZE_PER_DEVICE`` (train) or ``TEST.BATCH_SIZE_PER_DEVICE``;
     workers: ``DATA_LOADER.NUM_WORKERS``; pinned memory when ``DATA_LOADER.PIN_MEMORY`` and CUDA
-    is available. ``loader.dataset`` is the dataset in train and views mode; in segments mode it
-    is a :class:`SegmentBatches` whose ``.dataset`` is the :class:`VideoDataset`.
+    is available. ``loader.dataset`` is the dataset in every mode.
 
-    With ``DATA.DECODE_DEVICE cuda`` the loader is a
+    With ``DATA.DECODE_DEVICE cuda`` the batches come from a
     :class:`~videotl.data.device_decode.MainProcessDecoder`: workers only plan the clips, the main
     process decodes them on its GPU (on the CPU, logged, where CUDA is absent). Its batches are
     the ones this function gives with ``cpu``, with ``"inputs"`` on the device.
@@ -47,7 +48,17 @@ def build_loader(cfg, split: str, mode: str, *, distributed: bool = False, datas
     if mode == "segments":
         batches = segment_batches(cfg, dataset, rank=rank, world_size=world_size)
         generator = torch.Generator().manual_seed(cfg.RNG_SEED)
-        return DataLoader(batches, batch_size=None, num_workers=workers, pin_memory=pin, generator=generator)
-    return sample_loader(
-        cfg, dataset, mode, dataset=dataset, rank=rank, world_size=world_size, distributed=distributed, pin_memory=pin
+        loader = DataLoader(batches, batch_size=None, num_workers=workers, pin_memory=pin, generator=generator)
+        return VideoLoader.of(loader, dataset=dataset)
+    return VideoLoader.of(
+        sample_loader(
+            cfg,
+            dataset,
+            mode,
+            dataset=dataset,
+            rank=rank,
+            world_size=world_size,
+            distributed=distributed,
+            pin_memory=pin,
+        )
     )

@@ -16,7 +16,7 @@ model: an object that, given a video's duration, says what to read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from .resize import output_size
 from .sampling import clip_span, clip_times, last_clip_start, on_grid, segment_count, uniform_clip_starts
 from .transforms import EvalTransform, TrainTransform
 
-__all__ = ["ClipPlan", "RandomClip", "MultiViewClips", "WholeVideoSegments", "clip_classes"]
+__all__ = ["ClipPlan", "RandomClip", "MultiViewClips", "WholeVideoSegments", "Strategy", "clip_classes"]
 
 
 @dataclass(frozen=True)
@@ -183,3 +183,7 @@ class WholeVideoSegments:
         """``(start_sec, end_sec)`` of the first ``count`` segments."""
         span = clip_span(num_frames=self.num_frames, fps=self.fps)
         return [(s * span, (s + 1) * span) for s in range(count)]
+
+
+# What a VideoDataset samples with; its mode is the strategy's.
+Strategy = Union[RandomClip, MultiViewClips, WholeVideoSegments]

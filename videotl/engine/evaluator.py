@@ -57,10 +57,8 @@ def head_activation(name: str, logits: torch.Tensor) -> torch.Tensor:
 
 
 def video_dataset(loader):
-    """The dataset with ``video_ids`` / ``num_views`` behind a loader (segments mode wraps it once)."""
+    """The dataset with ``video_ids`` / ``num_views`` of a :class:`~videotl.data.loader.VideoLoader`."""
     dataset = loader.dataset
-    if not hasattr(dataset, "video_ids") and hasattr(dataset, "dataset"):
-        dataset = dataset.dataset
     for name in ("video_ids", "num_views", "video_labels"):
         if not hasattr(dataset, name):
             raise TypeError(f"{type(dataset).__name__} has no {name}: the evaluator needs the video dataset contract")

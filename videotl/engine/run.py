@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 ModelBuilder = Callable[[CfgNode], nn.Module]
+# (cfg, split, mode, *, distributed) -> a videotl.data.VideoLoader (VideoLoader.of wraps a DataLoader).
 LoaderBuilder = Callable[..., Any]
 
 # torch.compile options under MODEL.COMPILE: static shapes, so each mode (train, eval) and clip

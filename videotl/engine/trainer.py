@@ -328,7 +328,7 @@ def _train_epoch(run: _Run, state: TrainState, epoch: int) -> Tuple[float, Optio
     skipped on this rank, or ``(nan, None)`` when a stop was requested (checked before every
     step, on all ranks at once)."""
     state.model.train()
-    _set_epoch(run.loader, epoch)
+    run.loader.set_epoch(epoch)
     first_iter = epoch * run.iters_per_epoch
     steps = min(run.iters_per_epoch, run.total_iters - first_iter)
     bar = tqdm(
@@ -459,13 +459,6 @@ def _summary(metrics: Dict[str, Any], run: _Run, progress: Progress) -> Dict[str
     }
 
 
-def _set_epoch(loader, epoch: int) -> None:
-    for sampler in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-            return
-
-
 def _labels_for(loss_fn: nn.Module, labels: torch.Tensor, device: torch.device) -> torch.Tensor:
     labels = labels.to(device, non_blocking=True)
     return labels.float() if isinstance(loss_fn, nn.BCEWithLogitsLoss) else labels.long()
@@ -520,20 +513,11 @@ def _skips_text(skipped: int, progress: Progress, *, in_all: bool = False) -> st
     )
 
 
-def _broken_paths(loader) -> List[str]:
-    """Unreadable videos the loader's dataset found so far, in this process and its workers."""
-    dataset = getattr(loader, "dataset", None)
-    for candidate in (dataset, getattr(dataset, "dataset", None)):
-        broken = getattr(candidate, "broken", None)
-        if isinstance(broken, dict):
-            return sorted(broken)
-    return []
-
-
 def _count_skips(progress: Progress, skipped: int, loader, device: torch.device) -> int:
     """Add an epoch's skipped samples (summed over ranks) and broken videos (the union over
     ranks) to ``progress``; return the epoch's count over all ranks."""
-    paths = set(_broken_paths(loader))
+    # Unreadable videos the loader's dataset found so far, in this process and its workers.
+    paths = set(loader.dataset.broken)
     if du.is_distributed():
         total = torch.tensor([skipped], dtype=torch.int64, device=device)
         dist.all_reduce(total)
@@ -588,9 +572,8 @@ def _sync_buffers(model: nn.Module) -> None:
 
 
 def _class_names(loader, num_classes: int) -> List[str]:
-    """The training set's class names, for the checkpoint; numbered when the dataset has none."""
-    dataset = getattr(loader, "dataset", None)
-    names = getattr(dataset, "class_names", None) or getattr(getattr(dataset, "dataset", None), "class_names", None)
+    """The training set's class names, for the checkpoint; numbered when they do not fit the model."""
+    names = loader.dataset.class_names
     return (
         [str(n) for n in names] if names and len(names) == num_classes else [f"class {c}" for c in range(num_classes)]
     )

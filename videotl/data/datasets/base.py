@@ -23,22 +23,21 @@ Segments mode decodes each video once, front to back, and hands out segments as 
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, get_args
 
 import torch
 from torch.utils.data import Dataset
 
 from .. import ffmpeg_log
-from ..decoding import VideoDecodeError, call_with_timeout, iter_segments, probe, read_clip
+from ..clip_reader import ClipReader
+from ..decoding import VideoDecodeError
 from ..manifest import probe_videos
 from ..sampling import clip_span
-from ..strategies import ClipPlan, MultiViewClips, RandomClip, WholeVideoSegments
-from ..transforms import EvalTransform, TrainTransform
+from ..strategies import ClipPlan, Strategy
 from ._registry import BrokenVideoRegistry
 
 __all__ = ["DatasetError", "VideoRecord", "VideoDataset", "MODES"]
@@ -74,32 +73,22 @@ class VideoRecord:
 
 
 class VideoDataset(Dataset):
-    """Clips from annotated videos in one of three modes.
+    """Samples of annotated videos: what each sample reads comes from ``strategy``, the reading
+    from ``reader``.
 
     Args:
         records: the videos.
         class_names: one name per class index.
-        mode: ``"train"`` (one random clip per video, broken videos skipped), ``"views"``
-            (``num_ensemble_views x num_spatial_crops`` clips per video) or ``"segments"``
-            (every consecutive ``num_frames`` segment of each video).
-        num_frames / fps: clip length and sampling rate (frames are picked by time).
+        strategy: :class:`~videotl.data.strategies.RandomClip` (train mode: one random clip per
+            video, broken videos skipped), :class:`~videotl.data.strategies.MultiViewClips`
+            (views mode: ``V x C`` clips per video) or
+            :class:`~videotl.data.strategies.WholeVideoSegments` (segments mode: every
+            consecutive segment of each video); its transform makes the inputs.
+        reader: the decoding backend, threads, orientation, time limit and probe cache.
         multi_label: multi-hot float labels, else an int64 class index (one label per video).
-        clip_labels: train mode only: a clip's labels are the classes whose intervals overlap
-            its time window; otherwise video-level labels.
-        clip_label_min_coverage: with ``clip_labels``, a class labels a clip only when its
-            action is on screen at this fraction of the clip's sampled frames at least (0: any
-            overlap of the clip's window, PySlowFast's Charades rule).
-        train_transform / test_transform: the clip transforms of the modes.
-        backend / decoder_threads: decoding (0 threads = 1 inside DataLoader workers, else the
-            decoder's default).
-        autorotate: apply videos' display matrices (frames as players show them); False keeps
-            the stored orientation.
         seed: seeds the choice of a replacement for a broken training video.
         max_skip_attempts: broken videos tried in a row before a training sample gives up.
-        decode_timeout: seconds a probe or a clip (segments mode: one segment) may take before
-            the video counts as unreadable; 0 = no limit.
-        probe_cache: keep probe results in a manifest on disk (:mod:`videotl.data.manifest`),
-            so the next construction (and every DDP rank) skips probing.
+        show_progress: show the probing of a segments-mode dataset's videos.
     """
 
     def __init__(
@@ -107,62 +96,27 @@ class VideoDataset(Dataset):
         records: Sequence[VideoRecord],
         class_names: Sequence[str],
         *,
-        mode: str,
-        num_frames: int,
-        fps: float,
+        strategy: Strategy,
+        reader: ClipReader,
         multi_label: bool,
-        clip_labels: bool = False,
-        clip_label_min_coverage: float = 0.0,
-        train_transform: Optional[TrainTransform] = None,
-        test_transform: Optional[EvalTransform] = None,
-        num_ensemble_views: int = 1,
-        num_spatial_crops: int = 1,
-        backend: str = "decord",
-        decoder_threads: int = 0,
         seed: int = 0,
         max_skip_attempts: int = 20,
         show_progress: bool = True,
-        decode_timeout: float = 0.0,
-        probe_cache: bool = True,
-        autorotate: bool = True,
     ):
-        if mode not in MODES:
-            raise ValueError(f"mode = {mode!r}: must be one of {MODES}")
-        if mode == "train" and train_transform is None:
-            raise ValueError("train mode needs a train_transform")
-        if mode != "train" and test_transform is None:
-            raise ValueError(f"{mode} mode needs a test_transform")
+        if not isinstance(strategy, get_args(Strategy)):
+            raise ValueError(
+                f"strategy is a {type(strategy).__name__}: needs RandomClip, MultiViewClips or WholeVideoSegments"
+            )
         if not records:
             raise DatasetError("the dataset has no videos")
         self.records = list(records)
         self.class_names = list(class_names)
         self.video_ids: List[str] = [r.video_id for r in self.records]
-        self.mode = mode
-        self.num_frames = int(num_frames)
-        self.fps = float(fps)
+        self.strategy = strategy
+        self.reader = reader
         self.multi_label = bool(multi_label)
-        self.train_transform = train_transform
-        self.test_transform = test_transform
-        self.num_ensemble_views = int(num_ensemble_views)
-        self.num_spatial_crops = int(num_spatial_crops) if mode == "views" else 1
-        self.strategy = _strategy(
-            mode,
-            num_frames=self.num_frames,
-            fps=self.fps,
-            train_transform=train_transform,
-            test_transform=test_transform,
-            clip_labels=bool(clip_labels),
-            min_coverage=float(clip_label_min_coverage),
-            num_views=self.num_ensemble_views,
-            num_crops=self.num_spatial_crops,
-        )
-        self.backend = backend
-        self.autorotate = bool(autorotate)
-        self.decoder_threads = int(decoder_threads)
         self.seed = int(seed)
         self.max_skip_attempts = int(max_skip_attempts)
-        self.decode_timeout = float(decode_timeout)
-        self.probe_cache = bool(probe_cache)
         if not self.multi_label:
             for record in self.records:
                 if len(record.labels) != 1:
@@ -181,9 +135,9 @@ class VideoDataset(Dataset):
         self._segments: List[Tuple[int, int]] = []
         self._segment_counts: List[int] = []
         self._video_first_segment: List[int] = []
-        if mode == "segments":
+        if self.mode == "segments":
             self._index_segments(show_progress)
-        elif self.probe_cache:
+        elif reader.probe_cache:
             # Earlier runs' probe results, without probing anything now.
             probe_videos(self.video_paths, probe_missing=False, show_progress=False)
 
@@ -194,6 +148,19 @@ class VideoDataset(Dataset):
         ffmpeg_log.adopt_shared_reports(self._ffmpeg_reports)
 
     # ------------------------------------------------------------------ bookkeeping
+
+    @property
+    def mode(self) -> str:
+        """``"train"``, ``"views"`` or ``"segments"``, from the strategy."""
+        return self.strategy.mode
+
+    @property
+    def num_frames(self) -> int:
+        return self.strategy.num_frames
+
+    @property
+    def fps(self) -> float:
+        return self.strategy.fps
 
     @property
     def num_classes(self) -> int:
@@ -210,8 +177,8 @@ class VideoDataset(Dataset):
     def _index_segments(self, show_progress: bool) -> None:
         infos = probe_videos(
             self.video_paths,
-            use_cache=self.probe_cache,
-            timeout=self.decode_timeout,
+            use_cache=self.reader.probe_cache,
+            timeout=self.reader.timeout,
             show_progress=show_progress,
             on_error=self._note_broken,
         )
@@ -270,12 +237,6 @@ class VideoDataset(Dataset):
 
     # ------------------------------------------------------------------ decoding
 
-    def _threads(self) -> int:
-        if self.decoder_threads > 0:
-            return self.decoder_threads
-        # Several workers share the cores; one decoder thread each avoids oversubscription.
-        return 1 if torch.utils.data.get_worker_info() is not None else 0
-
     @property
     def broken(self) -> Dict[str, str]:
         """path -> reason of every video found unreadable so far, by this process or any worker."""
@@ -294,33 +255,13 @@ class VideoDataset(Dataset):
         if self._broken.add(error.path, error.reason):
             unreadable_logger.warning("unreadable video %s: %s", error.path, error.reason)
 
-    def _limited(self, path: Path, fn):
-        """``fn()`` within the decode time limit (a :class:`VideoDecodeError` past it)."""
-        return call_with_timeout(fn, seconds=self.decode_timeout, path=path)
-
     def _read(self, path: Path, start: float, short_side: int, device="cpu") -> torch.Tensor:
         device = torch.device(device)
         key = (str(path), round(start, 6), short_side, str(device))
-        if self._clip_cache is not None and self._clip_cache[0] == key:
-            return self._clip_cache[1]
-        clip = self._limited(
-            path,
-            lambda: read_clip(
-                path,
-                start,
-                self.num_frames,
-                self.fps,
-                backend=self.backend,
-                size=short_side,
-                num_threads=self._threads(),
-                device=device,
-                autorotate=self.autorotate,
-            ),
-        )
-        # Files the GPU decoder cannot read exactly come from PyAV, on the CPU.
-        clip = clip.to(device)
-        self._clip_cache = (key, clip)
-        return clip
+        if self._clip_cache is None or self._clip_cache[0] != key:
+            clip = self.reader.read(path, start, self.num_frames, self.fps, size=short_side, device=device)
+            self._clip_cache = (key, clip)
+        return self._clip_cache[1]
 
     def _invalid(self, video_index: int, view_index: int, start: float, device="cpu") -> dict:
         return self._sample(
@@ -376,15 +317,12 @@ class VideoDataset(Dataset):
         generator = torch.Generator().manual_seed((self.seed * 1_000_003 + index) * 101 + attempt)
         return int(torch.randint(len(self.records), (), generator=generator))
 
-    def _probe(self, path: Path):
-        return self._limited(path, functools.partial(probe, path))
-
     def _train_plan(self, index: int, generator: Optional[torch.Generator]) -> ClipPlan:
         candidate = index
         for attempt in range(self.max_skip_attempts):
             record = self.records[candidate]
             try:
-                info = self._probe(record.path)
+                info = self.reader.probe(record.path)
             except VideoDecodeError as error:
                 self._note_broken(error)
                 candidate = self._replacement(index, attempt)
@@ -392,7 +330,7 @@ class VideoDataset(Dataset):
             plan = self.strategy.plan(
                 candidate,
                 duration=info.duration,
-                frame_size=info.frame_size(self.autorotate),
+                frame_size=self.reader.frame_size(info),
                 labels=record.labels,
                 intervals=record.intervals,
                 generator=generator,
@@ -412,7 +350,7 @@ class VideoDataset(Dataset):
         record = self.records[video_index]
         duration = None
         try:
-            duration = self._probe(record.path).duration
+            duration = self.reader.probe(record.path).duration
         except VideoDecodeError as error:
             self._note_broken(error)
         return self.strategy.plan(video_index, view_index, duration=duration, labels=record.labels)
@@ -480,7 +418,7 @@ class VideoDataset(Dataset):
 
     def invalid_inputs(self, device="cpu") -> torch.Tensor:
         """The zeros an unreadable evaluation sample carries."""
-        size = self.test_transform.crop_size
+        size = self.strategy.transform.crop_size
         return torch.zeros(3, self.num_frames, size, size, device=device)
 
     def release_cache(self) -> None:
@@ -510,24 +448,21 @@ class VideoDataset(Dataset):
         segment = start_segment
         try:
             self._check_unchanged(video_index)
-            stream = iter_segments(
+            stream = self.reader.segments(
                 record.path,
                 self.num_frames,
                 self.fps,
-                backend=self.backend,
-                size=self.test_transform.short_side,
-                num_threads=self._threads(),
+                size=self.strategy.transform.short_side,
                 device=device,
                 start_segment=start_segment,
-                autorotate=self.autorotate,
             )
+            transform = self.strategy.transform
             while segment < count:
-                item = self._limited(record.path, lambda: next(stream, None))
+                item = next(stream, None)
                 if item is None:
                     raise VideoDecodeError(record.path, "the file changed while the dataset was in use")
                 start, clip = item
-                clip = clip.to(device)
-                inputs = self.test_transform(clip) if into is None else self.test_transform(clip, out=into())
+                inputs = transform(clip) if into is None else transform(clip, out=into())
                 yield self._sample(inputs, label, video_index, segment, start)
                 segment += 1
         except VideoDecodeError as error:
@@ -542,7 +477,7 @@ class VideoDataset(Dataset):
 
     def _check_unchanged(self, video_index: int) -> None:
         record = self.records[video_index]
-        if self.strategy.count(self._probe(record.path).duration) != self._segment_counts[video_index]:
+        if self.strategy.count(self.reader.probe(record.path).duration) != self._segment_counts[video_index]:
             # The probe at construction and now disagree only if the file changed since.
             raise VideoDecodeError(record.path, "the file changed while the dataset was in use")
 
@@ -557,13 +492,3 @@ class VideoDataset(Dataset):
         sample = next(self._cursor[2])
         self._cursor = (video_index, segment + 1, self._cursor[2])
         return sample
-
-
-def _strategy(
-    mode: str, *, num_frames, fps, train_transform, test_transform, clip_labels, min_coverage, num_views, num_crops
-):
-    if mode == "train":
-        return RandomClip(num_frames, fps, train_transform, clip_labels=clip_labels, min_coverage=min_coverage)
-    if mode == "views":
-        return MultiViewClips(num_frames, fps, test_transform, num_views=num_views, num_crops=num_crops)
-    return WholeVideoSegments(num_frames, fps, test_transform)
