@@ -64,13 +64,17 @@ def test_small_shared_memory_stops_the_run_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(64 * 2**20, 0, 64 * 2**20))
     # The Charades config's batch: 4 clips x 3 x 64 x 224 x 224 float32 = 147 MiB; two workers keep
     # two each in flight and one more is handed over: 5 x 147 = 735 MiB.
-    cfg = load_config("configs/charades_12fps.yaml", ["DATA_LOADER.NUM_WORKERS", "2"])
+    cfg = load_config("configs/charades_12fps.yaml", ["DATA_LOADER.NUM_WORKERS", "2", "DATA.INPUT_DTYPE", "float32"])
     with pytest.raises(ConfigError) as raised:
         run_module.check_shared_memory(cfg, shm=str(tmp_path))
     message = str(raised.value)
     assert (
         message.startswith(f"{tmp_path} has 64 MB free, but 2 loader workers need about 735 MB") and "\n" not in message
     )
+    # Clips that cross as uint8 take a quarter: 5 x 36.75 MiB.
+    cfg = load_config("configs/charades_12fps.yaml", ["DATA_LOADER.NUM_WORKERS", "2", "DATA.INPUT_DTYPE", "uint8"])
+    with pytest.raises(ConfigError, match="2 loader workers need about 184 MB"):
+        run_module.check_shared_memory(cfg, shm=str(tmp_path))
     assert "--shm-size" in message and "DATA_LOADER.SHARING_STRATEGY file_system" in message
     # Either way out passes: no workers, or the file-system strategy.
     run_module.check_shared_memory(

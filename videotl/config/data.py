@@ -19,6 +19,11 @@ def add_data_defaults(cfg: CfgNode) -> None:
     # default (videotl.data.decoding.DEFAULT_BACKEND), is the fastest exact reader on the data
     # benchmark (docs/benchmarks.md, "Data pipeline"); torchcodec needs FFmpeg's shared libraries.
     cfg.DATA.DECODING_BACKEND = "pyav"
+    # The dtype clips cross to the device in: "uint8" (a quarter of the bytes; normalised on the
+    # device, to the same values), "float32" (normalised in the loader's workers), or "auto":
+    # uint8 when training and testing run on CUDA, float32 on the CPU (where the workers normalise
+    # in parallel).
+    cfg.DATA.INPUT_DTYPE = "auto"
     # Where videos are decoded: "cpu" (DataLoader workers) or "cuda" (needs DECODING_BACKEND
     # torchcodec): the workers only plan each clip (video, start, crop / scale / flip draws) and
     # the main process decodes and transforms the batch on its GPU, the next batch on a side
@@ -85,6 +90,7 @@ def validate_data(cfg: CfgNode, errors: list) -> None:
     require_choice(errors, cfg, "DATA.DECODING_BACKEND", BACKENDS.names())
     require_positive(errors, cfg, "DATA.DECODE_TIMEOUT_SEC", allow_zero=True)
     require_choice(errors, cfg, "DATA.DECODE_DEVICE", ("cpu", "cuda"))
+    require_choice(errors, cfg, "DATA.INPUT_DTYPE", ("auto", "uint8", "float32"))
     require_choice(errors, cfg, "DATA_LOADER.SHARING_STRATEGY", ("file_descriptor", "file_system"))
     if cfg.DATA.DECODE_DEVICE == "cuda" and cfg.DATA.DECODING_BACKEND != "torchcodec":
         errors.append(

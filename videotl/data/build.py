@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
+import torch
+
 from ..registry import Registry
 from .clip_reader import ClipReader
 from .datasets.avid import load_avid
@@ -37,6 +39,7 @@ __all__ = [
     "build_dataset",
     "build_strategy",
     "build_transforms",
+    "inputs_cross_as_uint8",
     "check_annotations",
     "dataset_from_records",
     "load_records",
@@ -174,18 +177,34 @@ def build_dataset(cfg, split: str, mode: str):
     return built
 
 
-def build_transforms(cfg) -> Tuple[TrainTransform, EvalTransform]:
-    """The training and test clip transforms the config describes."""
+def inputs_cross_as_uint8(cfg) -> bool:
+    """``DATA.INPUT_DTYPE``: whether the loader leaves clips uint8 for the device to normalise
+    ("auto": when ``DEVICE`` is CUDA, or "auto" on a machine with CUDA, as the run resolves it)."""
+    choice = cfg.DATA.INPUT_DTYPE
+    if choice != "auto":
+        return choice == "uint8"
+    return cfg.DEVICE.startswith("cuda") or (cfg.DEVICE == "auto" and torch.cuda.is_available())
+
+
+def build_transforms(cfg, *, normalise: Optional[bool] = None) -> Tuple[TrainTransform, EvalTransform]:
+    """The training and test clip transforms the config describes; ``normalise`` None follows
+    ``DATA.INPUT_DTYPE``."""
     data = cfg.DATA
+    normalise = not inputs_cross_as_uint8(cfg) if normalise is None else normalise
     train_transform = TrainTransform(
         jitter_scales=tuple(data.TRAIN_JITTER_SCALES),
         crop_size=data.TRAIN_CROP_SIZE,
         random_flip=data.RANDOM_FLIP,
         mean=data.MEAN,
         std=data.STD,
+        normalise=normalise,
     )
     test_transform = EvalTransform(
-        crop_size=data.TEST_CROP_SIZE, num_crops=cfg.TEST.NUM_SPATIAL_CROPS, mean=data.MEAN, std=data.STD
+        crop_size=data.TEST_CROP_SIZE,
+        num_crops=cfg.TEST.NUM_SPATIAL_CROPS,
+        mean=data.MEAN,
+        std=data.STD,
+        normalise=normalise,
     )
     return train_transform, test_transform
 
@@ -193,7 +212,7 @@ def build_transforms(cfg) -> Tuple[TrainTransform, EvalTransform]:
 def read_test_clip(cfg, path, start_sec: float):
     """The centre-crop test clip of ``path`` from ``start_sec``, normalised as the model receives it
     (C, T, H, W): decoded at the test crop's short side, then the test transform."""
-    _, transform = build_transforms(cfg)
+    _, transform = build_transforms(cfg, normalise=True)
     clip = read_clip(
         path,
         start_sec,

@@ -229,12 +229,14 @@ class SegmentBatches(IterableDataset):
 
     def _batch_inputs(self, rows: int) -> torch.Tensor:
         shape = self._batch_shape(rows)
+        # uint8 when the transform leaves normalising to the device (DATA.INPUT_DTYPE).
+        dtype = torch.float32 if self.dataset.strategy.transform.normalise else torch.uint8
         if self.device.type == "cpu" and get_worker_info() is not None:
             # As default_collate does in a worker: the batch reaches the main process through
             # shared memory without another copy.
-            storage = torch.UntypedStorage._new_shared(math.prod(shape) * 4)
-            return torch.empty(0, dtype=torch.float32).set_(storage).view(shape)
-        return torch.empty(shape, dtype=torch.float32, device=self.device)
+            storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
+            return torch.empty(0, dtype=dtype).set_(storage).view(shape)
+        return torch.empty(shape, dtype=dtype, device=self.device)
 
     def num_samples(self) -> int:
         return sum(self.dataset.num_views(v) for v in self.videos)

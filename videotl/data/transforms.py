@@ -11,7 +11,7 @@ Resizing is :func:`videotl.data.resize.resize_frames`; crops are slices and need
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -95,12 +95,7 @@ def normalize(
         out: a float32 ``3 x T x H x W`` tensor on the clip's device to write into (a slot of a
             batch, so that batching needs no copy); None allocates one.
     """
-    mean_t = torch.as_tensor(mean, dtype=torch.float32)
-    std_t = torch.as_tensor(std, dtype=torch.float32)
-    # x * scale + shift instead of divide, subtract, divide. The constants are float32 values
-    # computed on the CPU, so a GPU clip gets the same results.
-    scale = (1.0 / (255.0 * std_t)).tolist()
-    shift = (-mean_t / std_t).tolist()
+    scale, shift = _scale_and_shift(mean, std)
     shape = (3,) + tuple(clip.shape[:3])
     if out is None:
         out = torch.empty(shape, dtype=torch.float32, device=clip.device)
@@ -121,6 +116,33 @@ def normalize(
         plane.copy_(clip[..., channel])
         plane.mul_(scale[channel]).add_(shift[channel])
     return out
+
+
+def _scale_and_shift(mean: Sequence[float], std: Sequence[float]) -> Tuple[List[float], List[float]]:
+    """``x * scale + shift`` instead of divide, subtract, divide. The constants are float32 values
+    computed on the CPU, so a clip on any device gets the same results."""
+    mean_t = torch.as_tensor(mean, dtype=torch.float32)
+    std_t = torch.as_tensor(std, dtype=torch.float32)
+    return (1.0 / (255.0 * std_t)).tolist(), (-mean_t / std_t).tolist()
+
+
+def channels_first(clip: torch.Tensor, *, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """uint8 ``T x H x W x 3`` -> uint8 ``3 x T x H x W``, not normalised: what crosses to the device
+    under ``DATA.INPUT_DTYPE uint8`` (a quarter of float32's bytes); :func:`normalize_batch` finishes
+    it there. ``out``: a uint8 ``3 x T x H x W`` slot to write into."""
+    moved = clip.permute(3, 0, 1, 2)
+    if out is None:
+        return moved.contiguous()
+    return out.copy_(moved)
+
+
+def normalize_batch(inputs: torch.Tensor, *, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 ``B x 3 x T x H x W`` (from :func:`channels_first`) -> float32, normalised on the
+    inputs' device with the float32 operations of :func:`normalize`, so the values are the same."""
+    scale, shift = _scale_and_shift(mean, std)
+    scale_t = torch.tensor(scale, dtype=torch.float32).view(1, 3, 1, 1, 1).to(inputs.device, non_blocking=True)
+    shift_t = torch.tensor(shift, dtype=torch.float32).view(1, 3, 1, 1, 1).to(inputs.device, non_blocking=True)
+    return inputs.to(torch.float32).mul_(scale_t).add_(shift_t)
 
 
 def _normalize_by_matmul(clip: torch.Tensor, scale: Sequence[float], shift: Sequence[float], out: torch.Tensor) -> None:
@@ -162,7 +184,8 @@ class TrainTransform:
     """Training augmentation: jittered short side, random crop, random flip, normalise.
 
     Call :meth:`short_side` first to choose the scale (the dataset decodes to it), then call the
-    transform with the clip and the same generator.
+    transform with the clip and the same generator. ``normalise`` False leaves the clip uint8
+    (:func:`channels_first`), to be normalised on the device (``DATA.INPUT_DTYPE``).
     """
 
     def __init__(
@@ -173,12 +196,14 @@ class TrainTransform:
         random_flip: bool,
         mean: Sequence[float],
         std: Sequence[float],
+        normalise: bool = True,
     ):
         self.jitter_scales = (int(jitter_scales[0]), int(jitter_scales[1]))
         self.crop_size = int(crop_size)
         self.random_flip = bool(random_flip)
         self.mean = tuple(mean)
         self.std = tuple(std)
+        self.normalise = bool(normalise)
 
     def short_side(self, generator: Optional[torch.Generator] = None) -> int:
         return random_short_side(min_size=self.jitter_scales[0], max_size=self.jitter_scales[1], generator=generator)
@@ -197,7 +222,7 @@ class TrainTransform:
         clip = clip[:, top : top + self.crop_size, left : left + self.crop_size]
         if flip:
             clip = horizontal_flip(clip)
-        return normalize(clip, mean=self.mean, std=self.std)
+        return normalize(clip, mean=self.mean, std=self.std) if self.normalise else channels_first(clip)
 
     def __call__(
         self, clip: torch.Tensor, *, short_side: int, generator: Optional[torch.Generator] = None
@@ -208,20 +233,24 @@ class TrainTransform:
 
 
 class EvalTransform:
-    """Test preprocessing: short side = ``crop_size``, crop ``index`` of ``num_crops``, normalise.
+    """Test preprocessing: short side = ``crop_size``, crop ``index`` of ``num_crops``, normalise
+    (or, with ``normalise`` False, leave uint8 for the device, as :class:`TrainTransform`).
 
     One crop is the centre; three are PySlowFast's start / centre / end of the long side.
     """
 
     __test__ = False  # not a pytest test class, despite the name
 
-    def __init__(self, *, crop_size: int, num_crops: int, mean: Sequence[float], std: Sequence[float]):
+    def __init__(
+        self, *, crop_size: int, num_crops: int, mean: Sequence[float], std: Sequence[float], normalise: bool = True
+    ):
         if num_crops not in (1, 3):
             raise ValueError(f"num_crops = {num_crops}: must be 1 or 3")
         self.crop_size = int(crop_size)
         self.num_crops = num_crops
         self.mean = tuple(mean)
         self.std = tuple(std)
+        self.normalise = bool(normalise)
 
     @property
     def short_side(self) -> int:
@@ -235,4 +264,6 @@ class EvalTransform:
         clip = short_side_scale(clip, size=self.crop_size)
         index = 1 if self.num_crops == 1 or crop_index is None else crop_index
         clip = uniform_crop(clip, size=self.crop_size, index=index)
+        if not self.normalise:
+            return channels_first(clip, out=out)
         return normalize(clip, mean=self.mean, std=self.std, out=out)

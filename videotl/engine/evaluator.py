@@ -11,6 +11,7 @@ from fvcore.common.config import CfgNode
 from torch import nn
 from tqdm import tqdm
 
+from ..data.transforms import normalize_batch
 from ..evaluation import (
     ViewAggregator,
     ViewCountError,
@@ -65,12 +66,19 @@ def video_dataset(loader):
     return dataset
 
 
-def prepare_inputs(inputs: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """A batch's clips on ``device``, channels-last under ``TRAIN.CHANNELS_LAST`` (training and
-    evaluation alike), their batch size marked dynamic: a compiled model (``MODEL.COMPILE``) traces
-    one graph for every batch size instead of one more for an epoch's or an evaluation's ragged last
-    batch (past dynamo's recompile limit it would fall back to eager without a word)."""
+def prepare_inputs(
+    inputs: torch.Tensor, device: torch.device, channels_last: bool, cfg: Optional[CfgNode] = None
+) -> torch.Tensor:
+    """A batch's clips on ``device``, normalised there when they cross as uint8
+    (``DATA.INPUT_DTYPE``), channels-last under ``TRAIN.CHANNELS_LAST`` (training and evaluation
+    alike), their batch size marked dynamic: a compiled model (``MODEL.COMPILE``) traces one graph
+    for every batch size instead of one more for an epoch's or an evaluation's ragged last batch
+    (past dynamo's recompile limit it would fall back to eager without a word)."""
     inputs = inputs.to(device, non_blocking=True)
+    if inputs.dtype == torch.uint8:
+        if cfg is None:
+            raise ValueError("uint8 inputs need the config's DATA.MEAN and DATA.STD to be normalised")
+        inputs = normalize_batch(inputs, mean=cfg.DATA.MEAN, std=cfg.DATA.STD)
     if channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last_3d)
     torch._dynamo.maybe_mark_dynamic(inputs, 0)
@@ -116,7 +124,7 @@ def score_batches(
         for batch in bar:
             # Grad mode is entered per batch, not around the yield, so it never leaks to the caller.
             with torch.no_grad(), autocast(device, amp_dtype):
-                logits = _forward_at_least_two(model, prepare_inputs(batch["inputs"], device, channels_last))
+                logits = _forward_at_least_two(model, prepare_inputs(batch["inputs"], device, channels_last, cfg))
             scores = head_activation(cfg.MODEL.HEAD_ACT, logits).cpu().numpy().astype(np.float64)
             valid = torch.as_tensor(batch.get("valid", torch.ones(len(scores), dtype=torch.bool))).numpy()
             yield (

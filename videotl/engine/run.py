@@ -18,6 +18,7 @@ from fvcore.common.config import CfgNode
 from torch import nn
 
 from ..config import ConfigError, cuda_only_settings
+from ..data.build import inputs_cross_as_uint8
 from . import distributed as du
 from .output_dir import run_lock
 from .run_log import setup_logging
@@ -84,9 +85,11 @@ def setup_run(cfg: CfgNode) -> du.DistContext:
 
 
 def _batch_bytes(cfg: CfgNode) -> int:
-    """A training batch's float32 clips: B x 3 x T x crop^2 x 4 bytes."""
+    """A training batch's clips: B x 3 x T x crop^2 bytes, 4 per value when float32 crosses
+    (``DATA.INPUT_DTYPE``)."""
     data = cfg.DATA
-    return cfg.TRAIN.BATCH_SIZE_PER_DEVICE * 3 * data.NUM_FRAMES * data.TRAIN_CROP_SIZE**2 * 4
+    value_bytes = 1 if inputs_cross_as_uint8(cfg) else 4
+    return cfg.TRAIN.BATCH_SIZE_PER_DEVICE * 3 * data.NUM_FRAMES * data.TRAIN_CROP_SIZE**2 * value_bytes
 
 
 def check_shared_memory(cfg: CfgNode, *, shm: str = "/dev/shm") -> None:

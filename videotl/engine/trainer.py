@@ -424,7 +424,7 @@ def _step(run: _Run, state: TrainState, step: Step, batch: Dict[str, Any]) -> No
     waits for the device."""
     for hook in run.hooks:
         hook.before_step(state, step)
-    inputs = prepare_inputs(batch["inputs"], run.device, run.channels_last)
+    inputs = prepare_inputs(batch["inputs"], run.device, run.channels_last, run.cfg)
     labels = _labels_for(run.loss_fn, batch["label"], run.device)
     with autocast(run.device, run.amp_dtype):
         logits = state.model(inputs)
