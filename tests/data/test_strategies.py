@@ -113,7 +113,7 @@ def test_multi_view_clips_spread_views_and_crops():
     expected = [(0.0, 0), (0.0, 1), (0.0, 2), (56 / 12, 0), (56 / 12, 1), (56 / 12, 2)]
     expected += [(112 / 12, 0), (112 / 12, 1), (112 / 12, 2)]
     plans = [strategy.plan(4, v, duration=10.0, labels=(2,)) for v in range(9)]
-    # pytest.approx takes flat sequences only (9.3 refuses nested ones): the starts, then the crops.
+    # pytest.approx takes flat sequences only (9.2, which CI installs, refuses nested ones).
     assert [p.start_sec for p in plans] == pytest.approx([start for start, _ in expected])
     assert [p.crop_index for p in plans] == [crop for _, crop in expected]
     assert all(p.valid and p.short_side == 32 and p.video_index == 4 and p.classes == (2,) for p in plans)
