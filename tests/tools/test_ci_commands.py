@@ -47,8 +47,8 @@ def test_a_changed_readme_command_is_drift():
 
 def test_setup_claims_no_torch_older_than_the_one_ci_tests():
     # CI installs requirements.txt's pins; setup.py's lower bounds must not promise an older release
-    # that no test run has passed with (torch 2.13 lacks the CUDA libraries the PyPI builds of
-    # torchcodec and decord2 load; see docs/training.md).
+    # that no test run has passed with (the only torch 2.13 here is a CPU build, with which PyPI's
+    # torchvision 0.28 and torchcodec cannot load; see docs/training.md).
     import ast
 
     pins = dict(line.split("==") for line in (REPO / "requirements.txt").read_text().splitlines() if "==" in line)
