@@ -140,9 +140,12 @@ def normalize_batch(inputs: torch.Tensor, *, mean: Sequence[float], std: Sequenc
     """uint8 ``B x 3 x T x H x W`` (from :func:`channels_first`) -> float32, normalised on the
     inputs' device with the float32 operations of :func:`normalize`, so the values are the same."""
     scale, shift = _scale_and_shift(mean, std)
-    scale_t = torch.tensor(scale, dtype=torch.float32).view(1, 3, 1, 1, 1).to(inputs.device, non_blocking=True)
-    shift_t = torch.tensor(shift, dtype=torch.float32).view(1, 3, 1, 1, 1).to(inputs.device, non_blocking=True)
-    return inputs.to(torch.float32).mul_(scale_t).add_(shift_t)
+    out = inputs.to(torch.float32)
+    # Python scalars, as normalize's per-channel path: no host-to-device copy of the constants, which
+    # from pageable memory would make the step wait for the GPU.
+    for channel in range(3):
+        out[:, channel].mul_(scale[channel]).add_(shift[channel])
+    return out
 
 
 def _normalize_by_matmul(clip: torch.Tensor, scale: Sequence[float], shift: Sequence[float], out: torch.Tensor) -> None:
