@@ -39,12 +39,6 @@ class ClipReader:
     timeout: float = 0.0
     probe_cache: bool = True
 
-    def num_threads(self) -> int:
-        if self.threads > 0:
-            return self.threads
-        # Several workers share the cores; one decoder thread each avoids oversubscription.
-        return 1 if torch.utils.data.get_worker_info() is not None else 0
-
     def limited(self, path: Path, fn):
         """``fn()`` within the time limit (a :class:`VideoDecodeError` past it)."""
         return call_with_timeout(fn, seconds=self.timeout, path=path)
@@ -54,7 +48,8 @@ class ClipReader:
         return {
             "backend": self.backend,
             "size": size,
-            "num_threads": self.num_threads(),
+            # 0 becomes one thread inside a DataLoader worker (the decoding package's decoder_threads).
+            "num_threads": self.threads,
             "device": device,
             "autorotate": self.autorotate,
         }

@@ -59,6 +59,11 @@ class Step:
             self._loss = float(self.loss_on_device.item())
         return self._loss
 
+    @loss.setter
+    def loss(self, value: float) -> None:
+        # For a caller that copied the loss to the host with other values in one transfer.
+        self._loss = float(value)
+
 
 class StepHook:
     """Code run around each training step; both methods do nothing unless overridden."""

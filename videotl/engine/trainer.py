@@ -403,7 +403,7 @@ class _EpochLosses:
 
     def read(self, step: Step, *, iters_per_epoch: int) -> None:
         loss, bad_iteration, bad_loss = torch.cat([step.loss_on_device.float().reshape(1), self.first_bad]).tolist()
-        step._loss = loss
+        step.loss = loss
         if not math.isnan(bad_iteration):
             iteration = int(bad_iteration)
             raise FloatingPointError(
